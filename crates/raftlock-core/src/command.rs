@@ -1,0 +1,141 @@
+//! What goes into the replicated log, and what comes out of applying it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::SessionId;
+
+/// One replicated log entry's payload: a command plus the proposing
+/// leader's wall-clock time, so every replica sees the same "now".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub time_ms: u64,
+    pub command: Command,
+}
+
+/// A change to the lock table. Commands that carry a `seq` are client
+/// requests: a retry with the same (session, seq) returns the first
+/// answer instead of applying twice. `seq == 0` opts out of dedup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    OpenSession {
+        session: SessionId,
+        label: String,
+        ttl_ms: u64,
+        lock_delay_ms: u64,
+    },
+    CloseSession {
+        session: SessionId,
+        seq: u64,
+    },
+    /// Proposed by the leader when a session's keepalive deadline passes.
+    ExpireSession {
+        session: SessionId,
+    },
+    Acquire {
+        session: SessionId,
+        seq: u64,
+        name: String,
+        wait: bool,
+    },
+    Release {
+        session: SessionId,
+        seq: u64,
+        name: String,
+    },
+    /// Leave a lock's wait queue (the client's wait timed out).
+    CancelWait {
+        session: SessionId,
+        seq: u64,
+        name: String,
+    },
+    /// Proposed by the leader when a lock-delay ends, to grant waiters.
+    Tick,
+}
+
+impl Command {
+    /// The (session, seq) pair used for retry dedup, if this is a client request.
+    pub fn request_id(&self) -> Option<(SessionId, u64)> {
+        match self {
+            Command::CloseSession { session, seq }
+            | Command::Acquire { session, seq, .. }
+            | Command::Release { session, seq, .. }
+            | Command::CancelWait { session, seq, .. } => Some((*session, *seq)),
+            _ => None,
+        }
+    }
+}
+
+/// A successful result of applying a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    SessionOpened { session: SessionId, ttl_ms: u64 },
+    /// The session ended; `released` lists the locks it held.
+    SessionEnded { released: Vec<String> },
+    /// The caller holds the lock. `token` is the log index of the granting
+    /// entry; `reentrant` says the caller already held it before this call.
+    Granted { token: u64, reentrant: bool },
+    /// The caller is in the wait queue, `position` waiters from the front (0 = next).
+    Queued { position: usize },
+    /// Try-lock failed: someone holds it, or it is in its lock-delay.
+    Busy {
+        holder: Option<(SessionId, String)>,
+        available_at_ms: u64,
+    },
+    Released,
+    WaitCancelled,
+    Ticked,
+}
+
+/// Why a command was refused. Refusals change nothing in the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LockError {
+    #[error("invalid lock name: {0}")]
+    InvalidName(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("malformed session id {0:?}")]
+    InvalidSession(String),
+    #[error("session {0} is unknown or has expired")]
+    UnknownSession(SessionId),
+    #[error("session id {0} is already in use")]
+    SessionExists(SessionId),
+    #[error("lock {name:?} is held by {holder_label:?} (session {holder_session}), not by the caller")]
+    NotHolder {
+        name: String,
+        holder_label: String,
+        holder_session: SessionId,
+    },
+    #[error("lock {name:?} is not held by anyone")]
+    NotHeld { name: String },
+    #[error("request {seq} is older than the retry window (oldest remembered is {oldest})")]
+    StaleRequest { seq: u64, oldest: u64 },
+}
+
+pub type Response = Result<Outcome, LockError>;
+
+/// Something that happened to a session other than the caller's own
+/// answer: a waiter granted by someone else's release, a lock lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    Granted {
+        session: SessionId,
+        name: String,
+        token: u64,
+    },
+    Lost {
+        session: SessionId,
+        name: String,
+        token: u64,
+    },
+    SessionEnded {
+        session: SessionId,
+        expired: bool,
+    },
+}
+
+/// The full result of applying one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub response: Response,
+    pub events: Vec<Event>,
+}

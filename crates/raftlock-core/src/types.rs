@@ -1,0 +1,93 @@
+//! Identifiers and input limits shared by every layer.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::LockError;
+
+/// Longest lock name accepted, in bytes. Any byte sequence that is valid
+/// UTF-8 is a valid name (`:` included), as long as it is non-empty.
+pub const MAX_NAME_LEN: usize = 512;
+/// Longest free-text client label, in bytes.
+pub const MAX_LABEL_LEN: usize = 256;
+/// Session TTL bounds: long enough to survive an election, short enough
+/// that a dead client's locks come back within the hour.
+pub const MIN_TTL_MS: u64 = 1_000;
+pub const MAX_TTL_MS: u64 = 3_600_000;
+/// Longest lock-delay a session may ask for (Chubby uses up to a minute).
+pub const MAX_LOCK_DELAY_MS: u64 = 60_000;
+/// How many recent responses each session remembers for retried requests.
+pub const DEDUP_WINDOW: usize = 64;
+
+/// A session id: 128 random bits chosen by the node that proposes the
+/// session, so one client cannot guess another's id and act as its owner.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(pub u128);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = LockError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 {
+            return Err(LockError::InvalidSession(s.chars().take(64).collect()));
+        }
+        u128::from_str_radix(s, 16)
+            .map(SessionId)
+            .map_err(|_| LockError::InvalidSession(s.chars().take(64).collect()))
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<(), LockError> {
+    if name.is_empty() {
+        return Err(LockError::InvalidName("lock name is empty".into()));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(LockError::InvalidName(format!(
+            "lock name is {} bytes, the limit is {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_label(label: &str) -> Result<(), LockError> {
+    if label.len() > MAX_LABEL_LEN {
+        return Err(LockError::InvalidArgument(format!(
+            "client label is {} bytes, the limit is {MAX_LABEL_LEN}",
+            label.len()
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_ttl(ttl_ms: u64) -> Result<(), LockError> {
+    if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&ttl_ms) {
+        return Err(LockError::InvalidArgument(format!(
+            "session TTL {ttl_ms} ms is out of range ({MIN_TTL_MS} ms .. {MAX_TTL_MS} ms)"
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_lock_delay(delay_ms: u64) -> Result<(), LockError> {
+    if delay_ms > MAX_LOCK_DELAY_MS {
+        return Err(LockError::InvalidArgument(format!(
+            "lock-delay {delay_ms} ms is over the limit of {MAX_LOCK_DELAY_MS} ms"
+        )));
+    }
+    Ok(())
+}
