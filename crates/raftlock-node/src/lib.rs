@@ -1,1 +1,20 @@
-//! placeholder
+//! A raftlock server node.
+//!
+//! Layers, one per module: [`store`] persists the Raft log and the lock
+//! table's snapshots in sled; [`network`] carries Raft RPCs between nodes
+//! over tonic; [`api`] is the client-facing gRPC service; [`leader`] runs
+//! the leader-only duties (session expiry, lock-delay ticks); [`node`] wires
+//! them together into something you can start and stop.
+
+pub mod api;
+pub mod config;
+pub mod leader;
+pub mod network;
+pub mod node;
+pub mod shared;
+pub mod store;
+pub mod types;
+
+pub use config::{NodeConfig, RaftTimings};
+// pub use node::Node;
+pub use types::TypeConfig;

@@ -1,0 +1,72 @@
+//! Node configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::types::NodeId;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Where this node listens for both client and Raft RPCs.
+    pub listen: SocketAddr,
+    /// Every initial member's id and the address others reach it at
+    /// (this node included). Used to bootstrap a new cluster.
+    pub peers: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub timings: RaftTimings,
+}
+
+/// Raft timing, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTimings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftTimings {
+    /// Heartbeats at 100 ms and elections after 500-1000 ms of silence:
+    /// several missed heartbeats before anyone campaigns, so a busy
+    /// 2-core machine does not trigger spurious elections.
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The address other members use for this node.
+    pub fn advertised_addr(&self) -> String {
+        self.peers
+            .get(&self.id)
+            .cloned()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+/// Parses `1=host:port,2=host:port,...`.
+pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut peers = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id {id:?} is not a number"))?;
+        let addr = addr.trim();
+        if addr.rsplit_once(':').is_none() {
+            return Err(format!("peer address {addr:?} has no port"));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("peer id {id} appears twice"));
+        }
+    }
+    Ok(peers)
+}

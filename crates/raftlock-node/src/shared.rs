@@ -1,0 +1,54 @@
+//! State shared between the state machine (which writes it on apply) and
+//! the API and leader tasks (which read it): the lock table and the stream
+//! of events that applying entries produces.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use raftlock_core::{Event, LockTable};
+use tokio::sync::broadcast;
+
+/// Room for bursts of grants before a slow waiter falls behind; a waiter
+/// that lags re-reads the table instead.
+const EVENT_BACKLOG: usize = 4096;
+
+#[derive(Clone)]
+pub struct Shared {
+    table: Arc<RwLock<LockTable>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Shared {
+            table: Arc::new(RwLock::new(LockTable::new())),
+            events,
+        }
+    }
+
+    pub fn table(&self) -> RwLockReadGuard<'_, LockTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn with_table_mut<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut table)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn publish(&self, events: Vec<Event>) {
+        for event in events {
+            // No subscribers is normal: nobody is waiting.
+            let _ = self.events.send(event);
+        }
+    }
+}

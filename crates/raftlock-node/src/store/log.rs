@@ -1,0 +1,255 @@
+//! The Raft log and vote in sled, with group commit: appends are written
+//! at once and acknowledged to openraft only after a flush + fdatasync,
+//! which one background thread does for every append waiting at that time.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader, StorageIOError};
+
+use super::{decode, encode, sled_to_io, Durable};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+
+#[derive(Clone)]
+pub struct LogStore {
+    durable: Durable,
+    log: sled::Tree,
+    meta: sled::Tree,
+    syncer: Arc<Syncer>,
+}
+
+impl LogStore {
+    pub fn open(durable: Durable) -> io::Result<Self> {
+        Ok(LogStore {
+            log: durable.tree("log")?,
+            meta: durable.tree("meta")?,
+            syncer: Arc::new(Syncer::start(durable.clone())),
+            durable,
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        match self.meta.get(key).map_err(sled_to_io)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> io::Result<()> {
+        self.meta.insert(key, encode(value)?).map_err(sled_to_io)?;
+        Ok(())
+    }
+
+    fn last_log_id(&self) -> io::Result<Option<LogId>> {
+        match self.log.last().map_err(sled_to_io)? {
+            Some((_, bytes)) => Ok(Some(decode::<Entry>(&bytes)?.log_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every entry with an index in `range`.
+    fn remove_range(&self, from: u64, to_inclusive: u64) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(key(from)..=key(to_inclusive)).keys() {
+            batch.remove(key.map_err(sled_to_io)?);
+        }
+        self.log.apply_batch(batch).map_err(sled_to_io)
+    }
+}
+
+fn key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(*i),
+            Bound::Excluded(0) => return Ok(Vec::new()),
+            Bound::Excluded(i) => Some(i - 1),
+            Bound::Unbounded => None,
+        };
+        let iter = match end {
+            Some(end) if end < start => return Ok(Vec::new()),
+            Some(end) => self.log.range(key(start)..=key(end)),
+            None => self.log.range(key(start)..),
+        };
+        let mut entries = Vec::new();
+        for item in iter {
+            let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&sled_to_io(e)))?;
+            entries.push(decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let read = |e: io::Error| StorageIOError::read_logs(&e);
+        let last_purged: Option<LogId> = self.get_meta(LAST_PURGED).map_err(read)?;
+        let last = self.last_log_id().map_err(read)?.or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let write = |e: io::Error| StorageIOError::write_vote(&e);
+        self.put_meta(VOTE, vote).map_err(write)?;
+        // A vote must survive a crash, or this node could vote twice in a term.
+        self.syncer.barrier().await.map_err(write)?;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.get_meta(VOTE)
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: losing it only means re-applying from the last snapshot.
+        self.put_meta(COMMITTED, &committed)
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .get_meta::<Option<LogId>>(COMMITTED)
+            .map_err(|e| StorageIOError::read(&e))?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.insert(&key(entry.log_id.index), bytes);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&sled_to_io(e)))?;
+        self.syncer.after_sync(callback);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let write = |e: io::Error| StorageIOError::write_logs(&e);
+        self.remove_range(log_id.index, u64::MAX).map_err(write)?;
+        // Conflicting entries must not come back after a crash.
+        self.syncer.barrier().await.map_err(write)?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let write = |e: io::Error| StorageIOError::write_logs(&e);
+        self.put_meta(LAST_PURGED, &log_id).map_err(write)?;
+        self.remove_range(0, log_id.index).map_err(write)?;
+        Ok(())
+    }
+}
+
+impl LogStore {
+    /// For tests and shutdown: flushes everything now.
+    pub fn sync_now(&self) -> io::Result<()> {
+        self.durable.sync()
+    }
+}
+
+/// The group-commit thread: each flush + fdatasync covers every append
+/// queued before it started, then acknowledges them in order.
+struct Syncer {
+    jobs: Option<mpsc::Sender<SyncJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum SyncJob {
+    Appended(LogFlushed<TypeConfig>),
+    Barrier(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+impl Drop for Syncer {
+    /// Waits for the last syncs, so the database is closed when the store is.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Syncer {
+    fn start(durable: Durable) -> Self {
+        let (tx, rx) = mpsc::channel::<SyncJob>();
+        let thread = std::thread::Builder::new()
+            .name("raftlock-fsync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    jobs.extend(rx.try_iter());
+                    let result = durable.sync();
+                    for job in jobs {
+                        let result = match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                        };
+                        match job {
+                            SyncJob::Appended(callback) => callback.log_io_completed(result),
+                            SyncJob::Barrier(done) => {
+                                let _ = done.send(result);
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the fsync thread");
+        Syncer {
+            jobs: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, job: SyncJob) {
+        if let Some(jobs) = &self.jobs {
+            // The thread only exits when this sender is dropped.
+            let _ = jobs.send(job);
+        }
+    }
+
+    fn after_sync(&self, callback: LogFlushed<TypeConfig>) {
+        self.send(SyncJob::Appended(callback));
+    }
+
+    async fn barrier(&self) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(SyncJob::Barrier(tx));
+        rx.await
+            .unwrap_or_else(|_| Err(io::Error::other("fsync thread stopped")))
+    }
+}

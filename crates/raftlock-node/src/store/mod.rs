@@ -1,0 +1,79 @@
+//! Durable storage in one sled database: the Raft log and vote
+//! ([`LogStore`]) and the applied lock table's snapshots
+//! ([`StateMachineStore`]).
+//!
+//! sled 0.34's `flush` ends in `sync_file_range`, which does not make data
+//! durable across power loss on Linux (no metadata, no disk cache flush).
+//! So every flush we rely on is followed by an `fdatasync` of sled's data
+//! file, done in [`Durable::sync`].
+
+mod log;
+mod state_machine;
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use log::LogStore;
+pub use state_machine::StateMachineStore;
+
+use crate::shared::Shared;
+
+/// The sled database plus a handle on its data file for fdatasync.
+#[derive(Clone)]
+pub struct Durable {
+    db: sled::Db,
+    data_file: Arc<File>,
+}
+
+impl Durable {
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            // Our own fsync schedule decides durability; no background flusher.
+            .flush_every_ms(None)
+            .open()
+            .map_err(sled_to_io)?;
+        // sled 0.34 keeps every page in the file named `db` inside its directory.
+        let data_file = File::open(dir.join("db"))?;
+        Ok(Durable {
+            db,
+            data_file: Arc::new(data_file),
+        })
+    }
+
+    pub fn tree(&self, name: &str) -> io::Result<sled::Tree> {
+        self.db.open_tree(name).map_err(sled_to_io)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.db.flush().map_err(sled_to_io)?;
+        self.data_file.sync_data()
+    }
+}
+
+/// Opens the log store and state machine store that live in `dir`.
+pub fn open(dir: &Path, shared: Shared) -> io::Result<(LogStore, StateMachineStore)> {
+    let durable = Durable::open(dir)?;
+    let log = LogStore::open(durable.clone())?;
+    let sm = StateMachineStore::open(durable, shared)?;
+    Ok((log, sm))
+}
+
+pub(crate) fn sled_to_io(e: sled::Error) -> io::Error {
+    match e {
+        sled::Error::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    bincode::serialize(value).map_err(io::Error::other)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
+    bincode::deserialize(bytes).map_err(io::Error::other)
+}

@@ -1,0 +1,196 @@
+//! The state machine side of storage: applies committed entries to the
+//! in-memory lock table and keeps its snapshots durable in sled.
+//!
+//! The table itself lives in memory; what is durable is the latest
+//! snapshot plus the log after it. On restart openraft re-applies the
+//! committed entries after the snapshot, rebuilding the same table.
+
+use std::io::{self, Cursor};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use raftlock_core::{LockTable, Outcome, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode, sled_to_io, Durable};
+use crate::shared::Shared;
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const SNAPSHOT_META: &[u8] = b"meta";
+const SNAPSHOT_DATA: &[u8] = b"data";
+
+pub struct StateMachineStore {
+    shared: Shared,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    durable: Durable,
+    snapshots: sled::Tree,
+    /// Tells apart snapshots built at the same log id.
+    snapshot_seq: u64,
+}
+
+/// What a snapshot's data holds.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    table: LockTable,
+}
+
+impl StateMachineStore {
+    pub fn open(durable: Durable, shared: Shared) -> io::Result<Self> {
+        let snapshots = durable.tree("snapshot")?;
+        let mut sm = StateMachineStore {
+            shared,
+            applied: None,
+            membership: StoredMembership::default(),
+            durable,
+            snapshots,
+            snapshot_seq: 0,
+        };
+        if let Some(snapshot) = sm.read_snapshot()? {
+            sm.restore(&snapshot.meta, snapshot.snapshot.get_ref())?;
+        }
+        Ok(sm)
+    }
+
+    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        let SnapshotData { table } = decode(data)?;
+        self.shared.with_table_mut(|t| *t = table);
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    fn read_snapshot(&self) -> io::Result<Option<Snapshot>> {
+        let meta = self.snapshots.get(SNAPSHOT_META).map_err(sled_to_io)?;
+        let data = self.snapshots.get(SNAPSHOT_DATA).map_err(sled_to_io)?;
+        match (meta, data) {
+            (Some(meta), Some(data)) => Ok(Some(Snapshot {
+                meta: decode(&meta)?,
+                snapshot: Box::new(Cursor::new(data.to_vec())),
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Writes a snapshot durably before openraft may purge the log behind it.
+fn store_snapshot(
+    durable: &Durable,
+    snapshots: &sled::Tree,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> io::Result<()> {
+    let mut batch = sled::Batch::default();
+    batch.insert(SNAPSHOT_META, encode(meta)?);
+    batch.insert(SNAPSHOT_DATA, data);
+    snapshots.apply_batch(batch).map_err(sled_to_io)?;
+    durable.sync()
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut responses = Vec::new();
+        let mut events = Vec::new();
+        self.shared.with_table_mut(|table| {
+            for entry in entries {
+                self.applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Normal(proposal) => {
+                        let applied = table.apply(entry.log_id.index, &proposal);
+                        events.extend(applied.events);
+                        applied.response
+                    }
+                    EntryPayload::Membership(membership) => {
+                        self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Ok(Outcome::Ticked)
+                    }
+                    // A new leader's blank entry: nothing to do.
+                    EntryPayload::Blank => Ok(Outcome::Ticked),
+                };
+                responses.push(response);
+            }
+        });
+        self.shared.publish(events);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
+        SnapshotBuilder {
+            applied: self.applied,
+            membership: self.membership.clone(),
+            table: self.shared.table().clone(),
+            seq: self.snapshot_seq,
+            durable: self.durable.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        // Decode first: a corrupt snapshot must not replace a good table.
+        decode::<SnapshotData>(&data).map_err(fail)?;
+        store_snapshot(&self.durable, &self.snapshots, meta, &data).map_err(fail)?;
+        self.restore(meta, &data).map_err(fail)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        self.read_snapshot()
+            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+    }
+}
+
+/// A consistent copy of the state machine taken when openraft asked for a
+/// snapshot; building it does not hold up applying new entries.
+pub struct SnapshotBuilder {
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    table: LockTable,
+    seq: u64,
+    durable: Durable,
+    snapshots: sled::Tree,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let snapshot_id = match self.applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, self.seq),
+            None => format!("none-{}", self.seq),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        let table = std::mem::take(&mut self.table);
+        let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        let data = encode(&SnapshotData { table }).map_err(fail)?;
+        store_snapshot(&self.durable, &self.snapshots, &meta, &data).map_err(fail)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
