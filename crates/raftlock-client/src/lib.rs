@@ -1,1 +1,28 @@
-//! placeholder
+//! Rust client for raftlock.
+//!
+//! A [`Client`] talks to any node and follows the leader: a follower's
+//! redirect is honoured at once, an unreachable node is skipped with
+//! backoff. A [`Session`] owns locks, keeps itself alive in the background
+//! and tells you if it was lost. Every write carries a per-session request
+//! number, so retrying after a leader change never applies twice.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), raftlock_client::Error> {
+//! use raftlock_client::{Client, SessionOptions, Wait};
+//! let client = Client::new(["127.0.0.1:7899", "127.0.0.1:7900", "127.0.0.1:7901"])?;
+//! let session = client.open_session(SessionOptions::default()).await?;
+//! let grant = session.lock("results.h5", Wait::Forever).await?;
+//! // ... write, passing grant.token to anything that checks fencing tokens ...
+//! session.release("results.h5").await?;
+//! session.close().await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod session;
+
+pub use client::{Client, ClientOptions};
+pub use error::Error;
+pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, StatusResponse, Waiter};
+pub use session::{Grant, Session, SessionOptions, Wait};

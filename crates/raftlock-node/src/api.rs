@@ -1,1 +1,387 @@
-//! placeholder
+//! The client-facing gRPC service (`raftlock.v1.Lock`).
+//!
+//! Writes go through the Raft log; a follower answers UNAVAILABLE naming
+//! the leader (see [`crate::propose`]). A waiting Acquire is a long-poll:
+//! the handler listens for the grant event that applying someone else's
+//! release or expiry produces, so no client ever polls the table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftlock_core::{
+    validate_label, validate_lock_delay, validate_name, validate_ttl, Command, Event, LockError,
+    LockView, Outcome, SessionId,
+};
+use raftlock_proto::v1::lock_server::Lock;
+use raftlock_proto::v1::*;
+use raftlock_proto::ERROR_KIND_HEADER;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use crate::leader::SessionClock;
+use crate::propose::{ensure_linearizable, propose};
+use crate::shared::Shared;
+use crate::types::{NodeId, Raft};
+
+/// Longest single long-poll; a client waiting longer calls again (it stays
+/// queued), so a dead connection is noticed within this time.
+pub const MAX_POLL: Duration = Duration::from_secs(15);
+/// Largest client request accepted, in bytes.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+const DEFAULT_LIST_LIMIT: usize = 10_000;
+const MAX_LIST_LIMIT: usize = 100_000;
+
+pub struct LockService {
+    raft: Raft,
+    shared: Shared,
+    clock: Arc<SessionClock>,
+    id: NodeId,
+    started: Instant,
+}
+
+impl LockService {
+    pub fn new(raft: Raft, shared: Shared, clock: Arc<SessionClock>, id: NodeId) -> Self {
+        LockService {
+            raft,
+            shared,
+            clock,
+            id,
+            started: Instant::now(),
+        }
+    }
+
+    /// Proposes a command and turns a refusal into a gRPC status.
+    async fn apply(&self, command: Command) -> Result<Outcome, Status> {
+        propose(&self.raft, command)
+            .await?
+            .map_err(lock_error_status)
+    }
+
+    fn holder_of(&self, name: &str) -> Option<LockHolder> {
+        self.shared
+            .table()
+            .lock(name)
+            .and_then(|view| lock_info(view).holder)
+    }
+
+    fn not_acquired(&self, name: &str, queued: bool, available_at_ms: u64) -> AcquireResponse {
+        AcquireResponse {
+            acquired: false,
+            queued,
+            holder: self.holder_of(name),
+            available_at_ms,
+            ..Default::default()
+        }
+    }
+
+    /// Waits until `session` is granted `name`, its session ends, or `until`.
+    async fn wait_for_grant(
+        &self,
+        events: &mut tokio::sync::broadcast::Receiver<Event>,
+        session: SessionId,
+        name: &str,
+        until: tokio::time::Instant,
+    ) -> Result<Option<u64>, Status> {
+        loop {
+            {
+                let table = self.shared.table();
+                if let Some((holder, token)) = table.holder(name) {
+                    if holder == session {
+                        return Ok(Some(token));
+                    }
+                }
+                if table.session(session).is_none() {
+                    return Err(lock_error_status(LockError::UnknownSession(session)));
+                }
+            }
+            // Sleep until an event about this lock or session (or a lag,
+            // after which the table is re-read).
+            loop {
+                match tokio::time::timeout_at(until, events.recv()).await {
+                    Err(_) => return Ok(None),
+                    Ok(Err(RecvError::Closed)) => {
+                        return Err(Status::unavailable("node is shutting down"))
+                    }
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Ok(Event::Granted { session: s, name: n, .. })) if s == session || n == name => {
+                        break
+                    }
+                    Ok(Ok(Event::SessionEnded { session: s, .. })) if s == session => break,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn open_session(
+        &self,
+        request: Request<OpenSessionRequest>,
+    ) -> Result<Response<OpenSessionResponse>, Status> {
+        let req = request.into_inner();
+        validate_ttl(req.ttl_ms).map_err(lock_error_status)?;
+        validate_lock_delay(req.lock_delay_ms).map_err(lock_error_status)?;
+        validate_label(&req.label).map_err(lock_error_status)?;
+        let session = SessionId(rand::random::<u128>());
+        match self
+            .apply(Command::OpenSession {
+                session,
+                label: req.label,
+                ttl_ms: req.ttl_ms,
+                lock_delay_ms: req.lock_delay_ms,
+            })
+            .await?
+        {
+            Outcome::SessionOpened { session, ttl_ms } => {
+                Ok(Response::new(OpenSessionResponse {
+                    session_id: session.to_string(),
+                    ttl_ms,
+                }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn keep_alive(
+        &self,
+        request: Request<KeepAliveRequest>,
+    ) -> Result<Response<KeepAliveResponse>, Status> {
+        let session = parse_session(&request.get_ref().session_id)?;
+        // Only the leader's clock counts; confirming leadership also makes
+        // sure every session committed so far is visible here.
+        ensure_linearizable(&self.raft).await?;
+        let ttl_ms = self
+            .shared
+            .table()
+            .session(session)
+            .map(|s| s.ttl_ms)
+            .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
+        self.clock.keep_alive(session, Duration::from_millis(ttl_ms));
+        Ok(Response::new(KeepAliveResponse { ttl_ms }))
+    }
+
+    async fn close_session(
+        &self,
+        request: Request<CloseSessionRequest>,
+    ) -> Result<Response<CloseSessionResponse>, Status> {
+        let req = request.into_inner();
+        let session = parse_session(&req.session_id)?;
+        match self.apply(Command::CloseSession { session, seq: req.seq }).await? {
+            Outcome::SessionEnded { released } => {
+                Ok(Response::new(CloseSessionResponse { released }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn acquire(
+        &self,
+        request: Request<AcquireRequest>,
+    ) -> Result<Response<AcquireResponse>, Status> {
+        let req = request.into_inner();
+        let session = parse_session(&req.session_id)?;
+        validate_name(&req.name).map_err(lock_error_status)?;
+        let wait = Duration::from_millis(req.wait_ms);
+        let poll = wait.min(MAX_POLL);
+        let until = tokio::time::Instant::now() + poll;
+        // Subscribe before proposing so a grant right after cannot be missed.
+        let mut events = self.shared.subscribe();
+        let outcome = self
+            .apply(Command::Acquire {
+                session,
+                seq: req.seq,
+                name: req.name.clone(),
+                wait: !wait.is_zero(),
+            })
+            .await?;
+        let granted = |token, reentrant| {
+            Ok(Response::new(AcquireResponse {
+                acquired: true,
+                fencing_token: token,
+                reentrant,
+                ..Default::default()
+            }))
+        };
+        match outcome {
+            Outcome::Granted { token, reentrant } => return granted(token, reentrant),
+            Outcome::Busy {
+                available_at_ms, ..
+            } => return Ok(Response::new(self.not_acquired(&req.name, false, available_at_ms))),
+            Outcome::Queued { .. } => {}
+            other => return Err(unexpected(other)),
+        }
+        if let Some(token) = self
+            .wait_for_grant(&mut events, session, &req.name, until)
+            .await?
+        {
+            return granted(token, false);
+        }
+        if !req.leave_queue_on_timeout || wait > MAX_POLL {
+            return Ok(Response::new(self.not_acquired(&req.name, true, 0)));
+        }
+        // The caller gives up: leave the queue, unless the grant won the race.
+        match self
+            .apply(Command::CancelWait {
+                session,
+                seq: 0,
+                name: req.name.clone(),
+            })
+            .await?
+        {
+            Outcome::Granted { token, .. } => granted(token, false),
+            _ => Ok(Response::new(self.not_acquired(&req.name, false, 0))),
+        }
+    }
+
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        let req = request.into_inner();
+        let session = parse_session(&req.session_id)?;
+        validate_name(&req.name).map_err(lock_error_status)?;
+        match self
+            .apply(Command::Release {
+                session,
+                seq: req.seq,
+                name: req.name,
+            })
+            .await?
+        {
+            Outcome::Released => Ok(Response::new(ReleaseResponse {})),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn get_lock(
+        &self,
+        request: Request<GetLockRequest>,
+    ) -> Result<Response<GetLockResponse>, Status> {
+        let name = request.into_inner().name;
+        validate_name(&name).map_err(lock_error_status)?;
+        ensure_linearizable(&self.raft).await?;
+        let lock = self.shared.table().lock(&name).map(lock_info);
+        Ok(Response::new(GetLockResponse { lock }))
+    }
+
+    async fn list_locks(
+        &self,
+        request: Request<ListLocksRequest>,
+    ) -> Result<Response<ListLocksResponse>, Status> {
+        let req = request.into_inner();
+        let limit = match req.limit as usize {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        ensure_linearizable(&self.raft).await?;
+        let mut views = self.shared.table().locks(&req.prefix, limit + 1);
+        let truncated = views.len() > limit;
+        views.truncate(limit);
+        Ok(Response::new(ListLocksResponse {
+            locks: views.into_iter().map(lock_info).collect(),
+            truncated,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members: Vec<Member> = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let addr_of = |id: NodeId| {
+            members
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| m.addr.clone())
+                .unwrap_or_default()
+        };
+        let role = match metrics.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower if voters.contains(&self.id) => "follower",
+            openraft::ServerState::Follower | openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        let (sessions, locks) = {
+            let table = self.shared.table();
+            (table.session_count() as u64, table.lock_count() as u64)
+        };
+        Ok(Response::new(StatusResponse {
+            id: self.id,
+            addr: addr_of(self.id),
+            role: role.into(),
+            term: metrics.current_term,
+            last_applied: metrics.last_applied.map_or(0, |l| l.index),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            has_leader: metrics.current_leader.is_some(),
+            leader_id: metrics.current_leader.unwrap_or(0),
+            leader_addr: metrics.current_leader.map(addr_of).unwrap_or_default(),
+            members,
+            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            sessions,
+            locks,
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+        }))
+    }
+}
+
+fn parse_session(text: &str) -> Result<SessionId, Status> {
+    text.parse().map_err(lock_error_status)
+}
+
+fn lock_info(view: LockView) -> LockInfo {
+    LockInfo {
+        name: view.name,
+        holder: view.holder.map(|h| LockHolder {
+            session_id: h.session.to_string(),
+            label: h.label,
+            fencing_token: h.token,
+            since_ms: h.since_ms,
+        }),
+        waiters: view
+            .waiters
+            .into_iter()
+            .map(|w| Waiter {
+                session_id: w.session.to_string(),
+                label: w.label,
+            })
+            .collect(),
+        available_at_ms: view.available_at_ms,
+    }
+}
+
+/// Maps a refusal to its gRPC code, tagging the kind for clients.
+pub fn lock_error_status(e: LockError) -> Status {
+    let (code, kind) = match &e {
+        LockError::InvalidName(_) | LockError::InvalidArgument(_) | LockError::InvalidSession(_) => {
+            (tonic::Code::InvalidArgument, "invalid-argument")
+        }
+        LockError::UnknownSession(_) => (tonic::Code::NotFound, "session-expired"),
+        LockError::SessionExists(_) => (tonic::Code::AlreadyExists, "session-exists"),
+        LockError::NotHolder { .. } => (tonic::Code::PermissionDenied, "not-holder"),
+        LockError::NotHeld { .. } => (tonic::Code::FailedPrecondition, "not-held"),
+        LockError::StaleRequest { .. } => (tonic::Code::FailedPrecondition, "stale-request"),
+    };
+    let mut status = Status::new(code, e.to_string());
+    status
+        .metadata_mut()
+        .insert(ERROR_KIND_HEADER, tonic::metadata::MetadataValue::from_static(kind));
+    status
+}
+
+fn unexpected(outcome: Outcome) -> Status {
+    Status::internal(format!("unexpected state machine answer {outcome:?}"))
+}

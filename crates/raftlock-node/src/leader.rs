@@ -1,1 +1,113 @@
-//! placeholder
+//! Leader-only duties: keeping session deadlines and proposing what time
+//! alone decides (a session's expiry, the end of a lock-delay).
+//!
+//! Keepalives are not log writes: the leader keeps each session's deadline
+//! in memory. A new leader knows nothing of past keepalives, so it starts
+//! every session's deadline at now + TTL: that may extend a session, never
+//! shorten it, so no client loses a lock because leadership moved.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use raftlock_core::{Command, SessionId};
+use tokio::sync::watch;
+
+use crate::propose::{now_ms, propose, NotServed};
+use crate::shared::Shared;
+use crate::types::{NodeId, Raft};
+
+/// How often the leader looks for expired sessions and ended lock-delays.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// Session deadlines, kept only while this node leads.
+#[derive(Default)]
+pub struct SessionClock {
+    deadlines: Mutex<HashMap<SessionId, Instant>>,
+}
+
+impl SessionClock {
+    pub fn keep_alive(&self, session: SessionId, ttl: Duration) {
+        self.lock().insert(session, Instant::now() + ttl);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Instant>> {
+        self.deadlines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Starts a clock for sessions new to this leader, forgets ended ones,
+    /// and returns those whose deadline has passed.
+    fn expired(&self, sessions: &[(SessionId, u64)], now: Instant) -> Vec<SessionId> {
+        let mut deadlines = self.lock();
+        if deadlines.len() > sessions.len() {
+            let live: std::collections::HashSet<_> = sessions.iter().map(|(s, _)| *s).collect();
+            deadlines.retain(|s, _| live.contains(s));
+        }
+        sessions
+            .iter()
+            .filter(|(session, ttl_ms)| {
+                let deadline = *deadlines
+                    .entry(*session)
+                    .or_insert_with(|| now + Duration::from_millis(*ttl_ms));
+                deadline <= now
+            })
+            .map(|(session, _)| *session)
+            .collect()
+    }
+}
+
+/// Runs until `stop` changes: while this node leads, expires sessions and
+/// ends lock-delays; otherwise keeps no deadlines.
+pub async fn run(
+    raft: Raft,
+    shared: Shared,
+    clock: std::sync::Arc<SessionClock>,
+    id: NodeId,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(CHECK_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let leading = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.state == ServerState::Leader && m.current_leader == Some(id)
+        };
+        if !leading {
+            clock.clear();
+            continue;
+        }
+        let sessions: Vec<(SessionId, u64)> = shared.table().session_ttls().collect();
+        for session in clock.expired(&sessions, Instant::now()) {
+            match propose(&raft, Command::ExpireSession { session }).await {
+                Ok(Ok(outcome)) => {
+                    tracing::info!(%session, ?outcome, "session expired: no keepalive within its TTL")
+                }
+                Ok(Err(e)) => tracing::debug!(%session, %e, "session already gone"),
+                Err(e) => {
+                    log_not_served(e);
+                    break;
+                }
+            }
+        }
+        let delay_end = shared.table().next_delay_end_ms();
+        if delay_end.is_some_and(|at| at <= now_ms()) {
+            if let Err(e) = propose(&raft, Command::Tick).await {
+                log_not_served(e);
+            }
+        }
+    }
+}
+
+fn log_not_served(e: NotServed) {
+    tracing::debug!(?e, "leader duty not proposed (leadership moved?)");
+}

@@ -10,11 +10,12 @@ pub mod api;
 pub mod config;
 pub mod leader;
 pub mod network;
+pub mod propose;
 pub mod node;
 pub mod shared;
 pub mod store;
 pub mod types;
 
 pub use config::{NodeConfig, RaftTimings};
-// pub use node::Node;
+pub use node::Node;
 pub use types::TypeConfig;

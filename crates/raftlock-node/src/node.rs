@@ -1,1 +1,155 @@
-//! placeholder
+//! A running node: storage, Raft, the gRPC server (client API and Raft
+//! transport on one address) and the leader duties, started and stopped
+//! together.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use raftlock_proto::raft::raft_server::RaftServer;
+use raftlock_proto::v1::lock_server::LockServer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{LockService, MAX_CLIENT_MESSAGE};
+use crate::config::NodeConfig;
+use crate::leader::{self, SessionClock};
+use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
+use crate::shared::Shared;
+use crate::store;
+use crate::types::Raft;
+
+/// Build a snapshot every this many entries, keeping this many behind it
+/// so a briefly lagging follower catches up from the log, not a snapshot.
+const SNAPSHOT_EVERY: u64 = 20_000;
+const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
+
+pub struct Node {
+    raft: Raft,
+    shared: Shared,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    leader_duties: JoinHandle<()>,
+}
+
+impl Node {
+    /// Opens (or creates) the node's data and starts serving. Call
+    /// [`Node::bootstrap`] next (once every peer is listening, if you can).
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
+            anyhow::bail!("--peers does not list this node's id {}", config.id);
+        }
+        let shared = Shared::new();
+        let sled_dir = config.data_dir.join("sled");
+        let (log_store, state_machine) = store::open(&sled_dir, shared.clone())
+            .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
+
+        let raft_config = Config {
+            cluster_name: "raftlock".into(),
+            heartbeat_interval: config.timings.heartbeat_ms,
+            election_timeout_min: config.timings.election_min_ms,
+            election_timeout_max: config.timings.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            Network,
+            log_store,
+            state_machine,
+        )
+        .await?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let clock = Arc::new(SessionClock::default());
+
+        let api = LockService::new(raft.clone(), shared.clone(), clock.clone(), config.id);
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE))
+                .add_service(
+                    RaftServer::new(RaftService::new(raft.clone()))
+                        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                        .max_encoding_message_size(MAX_RAFT_MESSAGE),
+                )
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = server_stop.changed().await;
+                }),
+        );
+        let leader_duties = tokio::spawn(leader::run(
+            raft.clone(),
+            shared.clone(),
+            clock,
+            config.id,
+            stop_rx,
+        ));
+
+        let node = Node {
+            raft,
+            shared,
+            local_addr,
+            stop,
+            server,
+            leader_duties,
+        };
+        tracing::info!(id = config.id, addr = %local_addr, "node started");
+        Ok(node)
+    }
+
+    /// Exactly one node, the lowest id in `--peers`, initializes a new
+    /// cluster; the others wait to hear from it. A node with data resumes.
+    pub async fn bootstrap(&self, config: &NodeConfig) -> anyhow::Result<()> {
+        let Some(first) = config.peers.keys().next() else {
+            return Ok(());
+        };
+        if *first != config.id || self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, BasicNode> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        tracing::info!(?members, "bootstrapping a new cluster");
+        if let Err(e) = self.raft.initialize(members).await {
+            // Someone else's membership reached us first: nothing to do.
+            tracing::warn!(%e, "cluster not initialized by this node");
+        }
+        Ok(())
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving, shuts Raft down and waits for the storage to close.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let raft_result = self.raft.shutdown().await;
+        let _ = self.leader_duties.await;
+        self.server.await??;
+        raft_result.map_err(|e| anyhow::anyhow!("raft shutdown: {e:?}"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Connections to the cluster and the retry loop that follows the leader.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftlock_proto::v1::lock_client::LockClient;
+use raftlock_proto::v1::*;
+use raftlock_proto::LEADER_ADDR_HEADER;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::session::{Session, SessionOptions};
+use crate::Error;
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one call keeps retrying an unavailable cluster.
+    pub retry_for: Duration,
+    /// Deadline for one RPC (long-polls add their wait on top).
+    pub rpc_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            retry_for: Duration::from_secs(30),
+            rpc_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    options: ClientOptions,
+    channels: Mutex<HashMap<String, LockClient<Channel>>>,
+    /// Where the last successful call went: the leader, most likely.
+    leader: Mutex<Option<String>>,
+}
+
+/// What a failed attempt tells the retry loop.
+enum Retry {
+    /// Go to this address next (a follower named the leader).
+    Redirect(String),
+    /// Try another node after a pause.
+    Elsewhere,
+    /// Not worth retrying: hand this to the caller.
+    Fail(Error),
+}
+
+fn classify(status: &Status) -> Retry {
+    match status.code() {
+        Code::Unavailable => match status
+            .metadata()
+            .get(LEADER_ADDR_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(addr) => Retry::Redirect(addr.to_string()),
+            None => Retry::Elsewhere,
+        },
+        // A node that died mid-call, or a call that took too long.
+        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted => Retry::Elsewhere,
+        Code::Internal if status.message().contains("h2 protocol error") => Retry::Elsewhere,
+        _ => Retry::Fail(Error::from_status(status)),
+    }
+}
+
+impl Client {
+    /// A client for the cluster at `endpoints` (`host:port`). Connects lazily.
+    pub fn new<I, S>(endpoints: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Client::with_options(endpoints, ClientOptions::default())
+    }
+
+    pub fn with_options<I, S>(endpoints: I, options: ClientOptions) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(Into::into)
+            .map(|e| e.trim().trim_start_matches("http://").to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(Error::InvalidArgument("no endpoints given".into()));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints,
+                options,
+                channels: Mutex::new(HashMap::new()),
+                leader: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn connection(&self, addr: &str) -> Result<LockClient<Channel>, Error> {
+        let mut channels = self.inner.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::InvalidArgument(format!("bad endpoint {addr:?}: {e}")))?
+            .connect_timeout(self.inner.options.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let client = LockClient::new(endpoint.connect_lazy());
+        channels.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Runs `call` against the leader, following redirects and retrying on
+    /// unreachable nodes with backoff, for up to `retry_for`.
+    pub(crate) async fn call<T, F, Fut>(&self, timeout: Duration, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(LockClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let give_up = started + self.inner.options.retry_for;
+        let mut next = self.leader_or(0);
+        let mut rotation = self.position(&next);
+        let mut backoff = Duration::from_millis(20);
+        let mut last_error: String;
+        loop {
+            let client = self.connection(&next)?;
+            match call(client, timeout).await {
+                Ok(response) => {
+                    *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
+                    return Ok(response.into_inner());
+                }
+                Err(status) => {
+                    last_error = format!("{next}: {}", status.message());
+                    match classify(&status) {
+                        Retry::Fail(e) => return Err(e),
+                        Retry::Redirect(leader) if leader != next => {
+                            tracing::debug!(from = %next, to = %leader, "following the leader");
+                            next = leader;
+                            continue;
+                        }
+                        Retry::Redirect(_) | Retry::Elsewhere => {
+                            rotation += 1;
+                            next = self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() + backoff > give_up {
+                return Err(Error::Unavailable(last_error));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    fn leader_or(&self, index: usize) -> String {
+        self.inner
+            .leader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.inner.endpoints[index % self.inner.endpoints.len()].clone())
+    }
+
+    fn position(&self, addr: &str) -> usize {
+        self.inner
+            .endpoints
+            .iter()
+            .position(|e| e == addr)
+            .unwrap_or(0)
+    }
+
+    /// Opens a session; see [`SessionOptions`] for TTL, lock-delay and label.
+    pub async fn open_session(&self, options: SessionOptions) -> Result<Session, Error> {
+        Session::open(self.clone(), options).await
+    }
+
+    /// One lock's holder and waiters (linearizable); `None` if nobody holds or waits.
+    pub async fn get_lock(&self, name: &str) -> Result<Option<LockInfo>, Error> {
+        let timeout = self.inner.options.rpc_timeout;
+        let reply = self
+            .call(timeout, |mut c, t| {
+                let mut req = tonic::Request::new(GetLockRequest { name: name.into() });
+                req.set_timeout(t);
+                async move { c.get_lock(req).await }
+            })
+            .await?;
+        Ok(reply.lock)
+    }
+
+    /// Locks whose names start with `prefix` (linearizable), and whether the list was cut at `limit`.
+    pub async fn list_locks(&self, prefix: &str, limit: u32) -> Result<(Vec<LockInfo>, bool), Error> {
+        let timeout = self.inner.options.rpc_timeout;
+        let reply = self
+            .call(timeout, |mut c, t| {
+                let mut req = tonic::Request::new(ListLocksRequest {
+                    prefix: prefix.into(),
+                    limit,
+                });
+                req.set_timeout(t);
+                async move { c.list_locks(req).await }
+            })
+            .await?;
+        Ok((reply.locks, reply.truncated))
+    }
+
+    /// One node's own status, asked of that node directly (no redirects).
+    pub async fn node_status(&self, addr: &str, timeout: Duration) -> Result<StatusResponse, Error> {
+        let mut client = self.connection(addr)?;
+        let mut req = tonic::Request::new(StatusRequest {});
+        req.set_timeout(timeout);
+        match tokio::time::timeout(timeout, client.status(req)).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(Error::Unavailable(format!("{addr}: {}", status.message()))),
+            Err(_) => Err(Error::Unavailable(format!("{addr}: no answer in {timeout:?}"))),
+        }
+    }
+}

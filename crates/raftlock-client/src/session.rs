@@ -1,0 +1,310 @@
+//! Sessions: the owners of locks, kept alive in the background.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftlock_proto::v1::*;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::{Client, Error};
+
+/// Longest single long-poll the server grants (it stays queued after).
+const SERVER_MAX_POLL: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// The session (and every lock it holds) ends this long after the last
+    /// keepalive the leader saw. 1 s ..= 1 h.
+    pub ttl: Duration,
+    /// After the session expires, its locks are not granted again for this
+    /// long: time for a paused holder to notice before anyone else writes.
+    pub lock_delay: Duration,
+    /// Shown to others, e.g. in "held by ..." errors. Defaults to host and pid.
+    pub label: String,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ttl: Duration::from_secs(10),
+            lock_delay: Duration::ZERO,
+            label: default_label(),
+        }
+    }
+}
+
+fn default_label() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{host} pid {}", std::process::id())
+}
+
+/// How long [`Session::lock`] waits for a held lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Try once (try-lock).
+    No,
+    For(Duration),
+    Forever,
+}
+
+/// A granted lock. Pass `token` to anything that checks fencing tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    /// Raft log index of the grant; strictly increasing per lock name.
+    pub token: u64,
+    /// The session already held the lock before this call.
+    pub reentrant: bool,
+}
+
+/// A session: owns locks, keeps itself alive, reports when it is lost.
+/// Cloning shares the same session. Dropping the last clone stops the
+/// keepalive (the session then expires after its TTL); [`Session::close`]
+/// ends it at once.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    id: String,
+    ttl: Duration,
+    seq: AtomicU64,
+    lost: Arc<watch::Sender<Option<String>>>,
+    keepalive: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.keepalive.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+impl Session {
+    pub(crate) async fn open(client: Client, options: SessionOptions) -> Result<Session, Error> {
+        let sent = Instant::now();
+        let timeout = client.options().rpc_timeout;
+        let req = OpenSessionRequest {
+            ttl_ms: options.ttl.as_millis() as u64,
+            lock_delay_ms: options.lock_delay.as_millis() as u64,
+            label: options.label,
+        };
+        let reply = client
+            .call(timeout, |mut c, t| {
+                let mut req = tonic::Request::new(req.clone());
+                req.set_timeout(t);
+                async move { c.open_session(req).await }
+            })
+            .await?;
+        let ttl = Duration::from_millis(reply.ttl_ms);
+        let (lost, _) = watch::channel(None);
+        let lost = Arc::new(lost);
+        let task = tokio::spawn(keep_alive(
+            client.clone(),
+            reply.session_id.clone(),
+            ttl,
+            sent,
+            lost.clone(),
+        ));
+        Ok(Session {
+            inner: Arc::new(Inner {
+                client,
+                id: reply.session_id,
+                ttl,
+                seq: AtomicU64::new(0),
+                lost,
+                keepalive: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// Why the session was lost, once it has been.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.inner.lost.borrow().clone()
+    }
+
+    /// Resolves when the session is lost (expired, or unconfirmed for a TTL).
+    pub async fn lost(&self) -> String {
+        let mut rx = self.inner.lost.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "session dropped".into();
+            }
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn check_lost(&self) -> Result<(), Error> {
+        match self.lost_reason() {
+            Some(reason) => Err(Error::SessionLost(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `name`, waiting as `wait` says. Waiters are served first come,
+    /// first served; the grant is pushed by the server, no polling.
+    pub async fn lock(&self, name: &str, wait: Wait) -> Result<Grant, Error> {
+        let deadline = match wait {
+            Wait::For(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        loop {
+            self.check_lost()?;
+            let (wait_ms, leave_queue_on_timeout) = match (wait, deadline) {
+                (Wait::No, _) => (0, true),
+                (Wait::Forever, _) => (u64::MAX, false),
+                (_, Some(deadline)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    (left.as_millis() as u64, true)
+                }
+                (Wait::For(_), None) => unreachable!("a timed wait has a deadline"),
+            };
+            let poll = Duration::from_millis(wait_ms).min(SERVER_MAX_POLL);
+            let timeout = self.inner.client.options().rpc_timeout + poll;
+            let req = AcquireRequest {
+                session_id: self.inner.id.clone(),
+                seq: self.next_seq(),
+                name: name.to_string(),
+                wait_ms,
+                leave_queue_on_timeout,
+            };
+            let call = self.inner.client.call(timeout, |mut c, t| {
+                let mut req = tonic::Request::new(req.clone());
+                req.set_timeout(t);
+                async move { c.acquire(req).await }
+            });
+            let reply = tokio::select! {
+                reply = call => reply?,
+                reason = self.lost() => return Err(Error::SessionLost(reason)),
+            };
+            if reply.acquired {
+                return Ok(Grant {
+                    name: name.to_string(),
+                    token: reply.fencing_token,
+                    reentrant: reply.reentrant,
+                });
+            }
+            if !reply.queued {
+                return Err(Error::NotAcquired {
+                    name: name.to_string(),
+                    holder: reply.holder.map(|h| h.label),
+                });
+            }
+        }
+    }
+
+    /// Releases `name`. Only the holder may; others get [`Error::NotHolder`].
+    pub async fn release(&self, name: &str) -> Result<(), Error> {
+        let req = ReleaseRequest {
+            session_id: self.inner.id.clone(),
+            seq: self.next_seq(),
+            name: name.to_string(),
+        };
+        let timeout = self.inner.client.options().rpc_timeout;
+        self.inner
+            .client
+            .call(timeout, |mut c, t| {
+                let mut req = tonic::Request::new(req.clone());
+                req.set_timeout(t);
+                async move { c.release(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session now, releasing all it holds. Returns those names.
+    pub async fn close(&self) -> Result<Vec<String>, Error> {
+        if let Some(task) = self
+            .inner
+            .keepalive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        let req = CloseSessionRequest {
+            session_id: self.inner.id.clone(),
+            seq: self.next_seq(),
+        };
+        let timeout = self.inner.client.options().rpc_timeout;
+        let result = self
+            .inner
+            .client
+            .call(timeout, |mut c, t| {
+                let mut req = tonic::Request::new(req.clone());
+                req.set_timeout(t);
+                async move { c.close_session(req).await }
+            })
+            .await;
+        self.inner.lost.send_replace(Some("session closed".into()));
+        match result {
+            Ok(reply) => Ok(reply.released),
+            // Already gone (expired, or a retried close that applied): same end.
+            Err(Error::SessionLost(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Refreshes the session every TTL/3. The session counts as lost when the
+/// leader says it is gone, or when no keepalive sent within the last TTL
+/// was confirmed: past that point the leader may have expired it.
+async fn keep_alive(
+    client: Client,
+    session_id: String,
+    ttl: Duration,
+    opened_at: Instant,
+    lost: Arc<watch::Sender<Option<String>>>,
+) {
+    let mut confirmed_at = opened_at;
+    let req = KeepAliveRequest { session_id };
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let sent = Instant::now();
+        let left = (confirmed_at + ttl).saturating_duration_since(sent);
+        if left.is_zero() {
+            lost.send_replace(Some(format!("no keepalive confirmed within the {ttl:?} TTL")));
+            return;
+        }
+        let call = client.call(left, |mut c, t| {
+            let mut req = tonic::Request::new(req.clone());
+            req.set_timeout(t);
+            async move { c.keep_alive(req).await }
+        });
+        match tokio::time::timeout(left, call).await {
+            Ok(Ok(_)) => confirmed_at = sent,
+            Ok(Err(Error::SessionLost(reason))) => {
+                lost.send_replace(Some(reason));
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!(%e, "keepalive failed; retrying"),
+            Err(_) => {}
+        }
+    }
+}

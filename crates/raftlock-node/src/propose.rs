@@ -1,0 +1,86 @@
+//! Getting a command into the replicated log, and the leader checks for
+//! reads, with errors that tell a client where the leader is.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::error::RaftError;
+use openraft::BasicNode;
+use raftlock_core::{Command, Proposal, Response};
+use raftlock_proto::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use tonic::Status;
+
+use crate::types::{NodeId, Raft};
+
+/// Why a write or linearizable read could not be served here.
+#[derive(Debug)]
+pub enum NotServed {
+    /// This node is not the leader; the leader, if known.
+    NotLeader(Option<(NodeId, String)>),
+    /// No quorum, shutting down, or another Raft failure.
+    Unavailable(String),
+}
+
+/// Wall-clock milliseconds since the epoch, stamped into each proposal.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Appends `command` to the log, waits until it is committed and applied
+/// here, and returns what applying it answered.
+pub async fn propose(raft: &Raft, command: Command) -> Result<Response, NotServed> {
+    let proposal = Proposal {
+        time_ms: now_ms(),
+        command,
+    };
+    match raft.client_write(proposal).await {
+        Ok(written) => Ok(written.data),
+        Err(e) => Err(not_served(e)),
+    }
+}
+
+/// Confirms leadership with a quorum and waits until everything committed
+/// before this call is applied here, so a read that follows is linearizable.
+pub async fn ensure_linearizable(raft: &Raft) -> Result<(), NotServed> {
+    raft.ensure_linearizable().await.map(|_| ()).map_err(not_served)
+}
+
+fn not_served<E>(e: RaftError<NodeId, E>) -> NotServed
+where
+    E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, BasicNode>>,
+{
+    match e.forward_to_leader::<BasicNode>() {
+        Some(forward) => NotServed::NotLeader(
+            forward
+                .leader_id
+                .zip(forward.leader_node.as_ref().map(|n| n.addr.clone())),
+        ),
+        None => NotServed::Unavailable(e.to_string()),
+    }
+}
+
+impl From<NotServed> for Status {
+    /// UNAVAILABLE either way, so clients retry; a redirect names the leader.
+    fn from(e: NotServed) -> Status {
+        match e {
+            NotServed::NotLeader(Some((id, addr))) => {
+                let mut status =
+                    Status::unavailable(format!("not the leader; the leader is node {id} at {addr}"));
+                let meta = status.metadata_mut();
+                if let Ok(v) = id.to_string().parse() {
+                    meta.insert(LEADER_ID_HEADER, v);
+                }
+                if let Ok(v) = addr.parse() {
+                    meta.insert(LEADER_ADDR_HEADER, v);
+                }
+                status
+            }
+            NotServed::NotLeader(None) => {
+                Status::unavailable("not the leader, and no leader is known yet (election in progress?)")
+            }
+            NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
+        }
+    }
+}
