@@ -104,7 +104,10 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
     };
     if code != exit::LOCK_LOST {
         if let Err(e) = session.close().await {
-            eprintln!("raftlock: could not release {:?} ({e}); it frees itself when the session expires", args.name);
+            eprintln!(
+                "raftlock: could not release {:?} ({e}); it frees itself when the session expires",
+                args.name
+            );
         }
     }
     code

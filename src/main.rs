@@ -22,7 +22,11 @@ pub mod exit {
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7899,127.0.0.1:7900,127.0.0.1:7901";
 
 #[derive(Parser)]
-#[command(name = "raftlock", version, about = "A replicated lock service with fencing tokens")]
+#[command(
+    name = "raftlock",
+    version,
+    about = "A replicated lock service with fencing tokens"
+)]
 struct Cli {
     /// Cluster nodes to talk to (any of them will do; the leader is found).
     #[arg(long, global = true, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
@@ -66,6 +70,7 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -85,11 +90,11 @@ fn main() {
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => {
-                init_logging("info,openraft=warn");
+                init_logging("info,openraft=error");
                 serve::server(args).await
             }
             Command::Dev(args) => {
-                init_logging("info,openraft=warn");
+                init_logging("info,openraft=error");
                 serve::dev(args).await
             }
             Command::Lock(args) => {

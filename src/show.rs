@@ -45,14 +45,23 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
     let members: BTreeMap<u64, (String, bool)> = by_id
         .values()
         .max_by_key(|s| (s.role == "leader", s.term, s.last_applied))
-        .map(|s| s.members.iter().map(|m| (m.id, (m.addr.clone(), m.voter))).collect())
+        .map(|s| {
+            s.members
+                .iter()
+                .map(|m| (m.id, (m.addr.clone(), m.voter)))
+                .collect()
+        })
         .unwrap_or_default();
     let missing: Vec<String> = members
         .iter()
         .filter(|(id, _)| !by_id.contains_key(id))
         .map(|(_, (addr, _))| addr.clone())
         .collect();
-    for st in futures_join(&client, &missing, timeout).await.into_iter().flatten() {
+    for st in futures_join(&client, &missing, timeout)
+        .await
+        .into_iter()
+        .flatten()
+    {
         by_id.insert(st.id, st);
     }
     let leader = by_id
@@ -69,7 +78,10 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
             .map(|id| match by_id.get(&id) {
                 Some(s) => MemberStatus {
                     id,
-                    addr: members.get(&id).map(|m| m.0.clone()).unwrap_or_else(|| s.addr.clone()),
+                    addr: members
+                        .get(&id)
+                        .map(|m| m.0.clone())
+                        .unwrap_or_else(|| s.addr.clone()),
                     reachable: true,
                     role: s.role.clone(),
                     term: s.term,
@@ -89,9 +101,15 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
             .collect(),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
     } else {
-        println!("{:<4} {:<22} {:<10} {:>6} {:>12}  REACHABLE", "ID", "ADDRESS", "ROLE", "TERM", "APPLIED");
+        println!(
+            "{:<4} {:<22} {:<10} {:>6} {:>12}  REACHABLE",
+            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED"
+        );
         for m in &report.members {
             println!(
                 "{:<4} {:<22} {:<10} {:>6} {:>12}  {}",
@@ -170,9 +188,15 @@ pub async fn locks(endpoints: &[String], prefix: &str, limit: u32, json: bool) -
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serializable")
+        );
     } else {
-        println!("{:<30} {:<28} {:<32} {:>8}  WAITERS", "NAME", "HOLDER", "SESSION", "TOKEN");
+        println!(
+            "{:<30} {:<28} {:<32} {:>8}  WAITERS",
+            "NAME", "HOLDER", "SESSION", "TOKEN"
+        );
         for r in &rows {
             println!(
                 "{:<30} {:<28} {:<32} {:>8}  {}",

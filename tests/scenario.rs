@@ -34,7 +34,15 @@ async fn run_jobs(endpoints: Vec<String>, file: &Path, on_half: impl FnOnce()) -
         jobs.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await.unwrap();
             let status = tokio::process::Command::new(support::BIN)
-                .args(["--endpoints", &endpoints, "lock", "results.h5", "--timeout", "60", "--"])
+                .args([
+                    "--endpoints",
+                    &endpoints,
+                    "lock",
+                    "results.h5",
+                    "--timeout",
+                    "60",
+                    "--",
+                ])
                 .args(["sh", "-c", &script])
                 .status()
                 .await
@@ -70,7 +78,11 @@ fn job_endpoints(cluster: &Cluster) -> Vec<String> {
 fn check_blocks(file: &Path) {
     let text = std::fs::read_to_string(file).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), JOBS * LINES, "every job wrote every line:\n{text}");
+    assert_eq!(
+        lines.len(),
+        JOBS * LINES,
+        "every job wrote every line:\n{text}"
+    );
     let mut seen = BTreeSet::new();
     for block in lines.chunks(LINES) {
         let owner = block[0]
@@ -81,14 +93,17 @@ fn check_blocks(file: &Path) {
             let expected = format!("This is a sequential block by {owner} (line {})", i + 1);
             assert_eq!(*line, expected, "blocks interleaved:\n{text}");
         }
-        assert!(seen.insert(owner.to_string()), "job {owner} wrote twice:\n{text}");
+        assert!(
+            seen.insert(owner.to_string()),
+            "job {owner} wrote twice:\n{text}"
+        );
     }
     assert_eq!(seen.len(), JOBS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_jobs_never_interleave() {
-    let _serial = serial();
+    let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let file = cluster.dir().join("results.txt");
     let codes = run_jobs(job_endpoints(&cluster), &file, || {}).await;
@@ -98,13 +113,17 @@ async fn sixteen_jobs_never_interleave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_jobs_never_interleave_when_the_leader_dies_halfway() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     let file = cluster.dir().join("results.txt");
     let endpoints = job_endpoints(&cluster);
     let codes = run_jobs(endpoints, &file, || cluster.kill(leader)).await;
-    assert_eq!(codes, vec![0; JOBS], "every job finished despite the failover");
+    assert_eq!(
+        codes,
+        vec![0; JOBS],
+        "every job finished despite the failover"
+    );
     check_blocks(&file);
     let new_leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     assert_ne!(new_leader, leader);

@@ -16,16 +16,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_raftlock");
 
 /// Cluster tests start several processes each; run them one at a time so
 /// a 2-core machine does not starve their heartbeats.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 pub struct Cluster {
     dir: TempDir,
     addrs: BTreeMap<u64, String>,
     procs: BTreeMap<u64, Child>,
+    extra_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -39,6 +40,11 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `n` nodes and waits until they have a leader.
     pub async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// Like [`Cluster::start`], passing `extra_args` to every `raftlock server`.
+    pub async fn start_with(n: u64, extra_args: &[&str]) -> Cluster {
         let addrs = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
             .collect();
@@ -46,6 +52,7 @@ impl Cluster {
             dir: TempDir::new().expect("temp dir"),
             addrs,
             procs: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         for id in 1..=n {
             cluster.spawn(id);
@@ -75,7 +82,15 @@ impl Cluster {
             .args(["--peers", &peers.join(",")])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node{id}")))
-            .args(["--heartbeat-ms", "50", "--election-min-ms", "300", "--election-max-ms", "600"])
+            .args([
+                "--heartbeat-ms",
+                "50",
+                "--election-min-ms",
+                "300",
+                "--election-max-ms",
+                "600",
+            ])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
             .stderr(log.try_clone().unwrap())
@@ -158,7 +173,10 @@ impl Cluster {
                 return leaders[0].0;
             }
             if tokio::time::Instant::now() > until {
-                panic!("no leader within {within:?} (leaders seen: {leaders:?})\n{}", self.logs());
+                panic!(
+                    "no leader within {within:?} (leaders seen: {leaders:?})\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -174,7 +192,10 @@ impl Cluster {
                 }
             }
             if tokio::time::Instant::now() > until {
-                panic!("node {id} did not apply index {index} within {within:?}\n{}", self.logs());
+                panic!(
+                    "node {id} did not apply index {index} within {within:?}\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

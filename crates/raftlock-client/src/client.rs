@@ -67,7 +67,9 @@ fn classify(status: &Status) -> Retry {
             None => Retry::Elsewhere,
         },
         // A node that died mid-call, or a call that took too long.
-        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted => Retry::Elsewhere,
+        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted => {
+            Retry::Elsewhere
+        }
         Code::Internal if status.message().contains("h2 protocol error") => Retry::Elsewhere,
         _ => Retry::Fail(Error::from_status(status)),
     }
@@ -116,7 +118,11 @@ impl Client {
     }
 
     pub(crate) fn connection(&self, addr: &str) -> Result<LockClient<Channel>, Error> {
-        let mut channels = self.inner.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
@@ -162,7 +168,8 @@ impl Client {
                         }
                         Retry::Redirect(_) | Retry::Elsewhere => {
                             rotation += 1;
-                            next = self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
+                            next =
+                                self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
                         }
                     }
                 }
@@ -211,7 +218,11 @@ impl Client {
     }
 
     /// Locks whose names start with `prefix` (linearizable), and whether the list was cut at `limit`.
-    pub async fn list_locks(&self, prefix: &str, limit: u32) -> Result<(Vec<LockInfo>, bool), Error> {
+    pub async fn list_locks(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<(Vec<LockInfo>, bool), Error> {
         let timeout = self.inner.options.rpc_timeout;
         let reply = self
             .call(timeout, |mut c, t| {
@@ -227,14 +238,20 @@ impl Client {
     }
 
     /// One node's own status, asked of that node directly (no redirects).
-    pub async fn node_status(&self, addr: &str, timeout: Duration) -> Result<StatusResponse, Error> {
+    pub async fn node_status(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<StatusResponse, Error> {
         let mut client = self.connection(addr)?;
         let mut req = tonic::Request::new(StatusRequest {});
         req.set_timeout(timeout);
         match tokio::time::timeout(timeout, client.status(req)).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(Error::Unavailable(format!("{addr}: {}", status.message()))),
-            Err(_) => Err(Error::Unavailable(format!("{addr}: no answer in {timeout:?}"))),
+            Err(_) => Err(Error::Unavailable(format!(
+                "{addr}: no answer in {timeout:?}"
+            ))),
         }
     }
 }

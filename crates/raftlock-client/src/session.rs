@@ -85,7 +85,12 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self.keepalive.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = self
+            .keepalive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             task.abort();
         }
     }
@@ -289,7 +294,9 @@ async fn keep_alive(
         let sent = Instant::now();
         let left = (confirmed_at + ttl).saturating_duration_since(sent);
         if left.is_zero() {
-            lost.send_replace(Some(format!("no keepalive confirmed within the {ttl:?} TTL")));
+            lost.send_replace(Some(format!(
+                "no keepalive confirmed within the {ttl:?} TTL"
+            )));
             return;
         }
         let call = client.call(left, |mut c, t| {

@@ -68,14 +68,24 @@ impl Command {
 /// A successful result of applying a command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    SessionOpened { session: SessionId, ttl_ms: u64 },
+    SessionOpened {
+        session: SessionId,
+        ttl_ms: u64,
+    },
     /// The session ended; `released` lists the locks it held.
-    SessionEnded { released: Vec<String> },
+    SessionEnded {
+        released: Vec<String>,
+    },
     /// The caller holds the lock. `token` is the log index of the granting
     /// entry; `reentrant` says the caller already held it before this call.
-    Granted { token: u64, reentrant: bool },
+    Granted {
+        token: u64,
+        reentrant: bool,
+    },
     /// The caller is in the wait queue, `position` waiters from the front (0 = next).
-    Queued { position: usize },
+    Queued {
+        position: usize,
+    },
     /// Try-lock failed: someone holds it, or it is in its lock-delay.
     Busy {
         holder: Option<(SessionId, String)>,
@@ -99,7 +109,9 @@ pub enum LockError {
     UnknownSession(SessionId),
     #[error("session id {0} is already in use")]
     SessionExists(SessionId),
-    #[error("lock {name:?} is held by {holder_label:?} (session {holder_session}), not by the caller")]
+    #[error(
+        "lock {name:?} is held by {holder_label:?} (session {holder_session}), not by the caller"
+    )]
     NotHolder {
         name: String,
         holder_label: String,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{validate_label, validate_lock_delay, validate_name, validate_ttl};
-use crate::{Applied, Command, Event, LockError, Outcome, Proposal, Response, SessionId};
 use crate::DEDUP_WINDOW;
+use crate::{Applied, Command, Event, LockError, Outcome, Proposal, Response, SessionId};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockTable {

@@ -11,15 +11,34 @@ const SESSIONS: u128 = 4;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Open { s: u128, delay_ms: u64 },
-    Close { s: u128 },
-    Expire { s: u128 },
-    Acquire { s: u128, n: usize, wait: bool },
-    Release { s: u128, n: usize },
-    Cancel { s: u128, n: usize },
+    Open {
+        s: u128,
+        delay_ms: u64,
+    },
+    Close {
+        s: u128,
+    },
+    Expire {
+        s: u128,
+    },
+    Acquire {
+        s: u128,
+        n: usize,
+        wait: bool,
+    },
+    Release {
+        s: u128,
+        n: usize,
+    },
+    Cancel {
+        s: u128,
+        n: usize,
+    },
     Tick,
     /// Re-apply an earlier request (a client retry after a leader change).
-    Replay { back: usize },
+    Replay {
+        back: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -72,7 +91,10 @@ impl Harness {
         self.seq += 1;
         let seq = self.seq;
         if let Op::Open { s, .. } = *op {
-            let alive = self.slot_ids.get(&s).is_some_and(|id| self.table.session(SessionId(*id)).is_some());
+            let alive = self
+                .slot_ids
+                .get(&s)
+                .is_some_and(|id| self.table.session(SessionId(*id)).is_some());
             if !alive {
                 self.next_id += 1;
                 self.slot_ids.insert(s, self.next_id);
@@ -88,7 +110,10 @@ impl Harness {
                 ttl_ms: 5_000,
                 lock_delay_ms: delay_ms,
             },
-            Op::Close { s } => Command::CloseSession { session: id(s), seq },
+            Op::Close { s } => Command::CloseSession {
+                session: id(s),
+                seq,
+            },
             Op::Expire { s } => Command::ExpireSession { session: id(s) },
             Op::Acquire { s, n, wait } => Command::Acquire {
                 session: id(s),
@@ -120,7 +145,9 @@ impl Harness {
                 command,
             },
             None => {
-                let Op::Replay { back } = *op else { unreachable!() };
+                let Op::Replay { back } = *op else {
+                    unreachable!()
+                };
                 let requests: Vec<_> = self
                     .history
                     .iter()
@@ -170,13 +197,20 @@ impl Harness {
                 command: Command::Tick,
             },
         );
-        prop_assert_eq!(&applied.events, &settled.events, "a replay produced events of its own");
+        prop_assert_eq!(
+            &applied.events,
+            &settled.events,
+            "a replay produced events of its own"
+        );
         if before.session(session).is_some() {
             // Within the dedup window the first answer comes back unchanged.
             if !matches!(applied.response, Err(LockError::StaleRequest { .. })) {
                 prop_assert_eq!(Some(applied.response), first_answer);
             }
-            prop_assert_eq!(&self.table.locks("", usize::MAX), &expected.locks("", usize::MAX));
+            prop_assert_eq!(
+                &self.table.locks("", usize::MAX),
+                &expected.locks("", usize::MAX)
+            );
         }
         Ok(())
     }
@@ -213,32 +247,74 @@ impl Harness {
         }
         let mut granted_names = std::collections::BTreeSet::new();
         for (session, name, token) in &grants {
-            prop_assert!(granted_names.insert(name.clone()), "{} granted twice in one entry", name);
+            prop_assert!(
+                granted_names.insert(name.clone()),
+                "{} granted twice in one entry",
+                name
+            );
             prop_assert_eq!(*token, self.index, "token is the granting entry's index");
             let last = self.last_token.insert(name.clone(), *token).unwrap_or(0);
-            prop_assert!(*token > last, "token for {} went from {} to {}", name, last, token);
+            prop_assert!(
+                *token > last,
+                "token for {} went from {} to {}",
+                name,
+                last,
+                token
+            );
             let until = self.delay_until.get(name).copied().unwrap_or(0);
-            prop_assert!(now >= until, "{} granted at {} inside its lock-delay until {}", name, now, until);
+            prop_assert!(
+                now >= until,
+                "{} granted at {} inside its lock-delay until {}",
+                name,
+                now,
+                until
+            );
             // FIFO: the grantee was the first waiter still alive after this entry.
             if let Some(view) = before.lock(name) {
-                let first_alive = view.waiters.iter().find(|w| self.table.session(w.session).is_some());
+                let first_alive = view
+                    .waiters
+                    .iter()
+                    .find(|w| self.table.session(w.session).is_some());
                 if let Some(first) = first_alive {
-                    prop_assert_eq!(first.session, *session, "grant skipped the queue on {}", name);
+                    prop_assert_eq!(
+                        first.session,
+                        *session,
+                        "grant skipped the queue on {}",
+                        name
+                    );
                 }
             }
         }
 
         match (&proposal.command, response) {
-            (Command::Release { session, name, .. }, Err(LockError::NotHolder { holder_session, holder_label, .. })) => {
+            (
+                Command::Release { session, name, .. },
+                Err(LockError::NotHolder {
+                    holder_session,
+                    holder_label,
+                    ..
+                }),
+            ) => {
                 prop_assert_ne!(holder_session, session);
                 prop_assert_eq!(before.holder(name).map(|h| h.0), Some(*holder_session));
                 prop_assert_eq!(holder_label, &format!("client-{}", holder_session.0));
-                prop_assert_eq!(self.table.lock(name), before.lock(name), "refused release changed the lock");
+                prop_assert_eq!(
+                    self.table.lock(name),
+                    before.lock(name),
+                    "refused release changed the lock"
+                );
             }
             (Command::Release { session, name, .. }, Ok(Outcome::Released)) => {
-                prop_assert_eq!(before.holder(name).map(|h| h.0), Some(*session), "a non-holder released");
+                prop_assert_eq!(
+                    before.holder(name).map(|h| h.0),
+                    Some(*session),
+                    "a non-holder released"
+                );
             }
-            (Command::CloseSession { session, .. } | Command::ExpireSession { session }, Ok(Outcome::SessionEnded { released })) => {
+            (
+                Command::CloseSession { session, .. } | Command::ExpireSession { session },
+                Ok(Outcome::SessionEnded { released }),
+            ) => {
                 let expired = matches!(proposal.command, Command::ExpireSession { .. });
                 let delay = before.session(*session).unwrap().lock_delay_ms;
                 for view in self.table.locks("", usize::MAX) {
@@ -250,7 +326,9 @@ impl Harness {
                         self.delay_until.insert(name.clone(), now + delay);
                     }
                     // The next waiter gets it in the same apply (unless a lock-delay holds it back).
-                    let next = before.lock(name).and_then(|v| v.waiters.first().map(|w| w.session));
+                    let next = before
+                        .lock(name)
+                        .and_then(|v| v.waiters.first().map(|w| w.session));
                     let next = next.filter(|n| self.table.session(*n).is_some());
                     if let Some(next) = next {
                         if !(expired && delay > 0) {
@@ -269,15 +347,31 @@ impl Harness {
         for view in self.table.locks("", usize::MAX) {
             let mut seen = std::collections::BTreeSet::new();
             for w in &view.waiters {
-                prop_assert!(seen.insert(w.session), "session queued twice on {}", view.name);
+                prop_assert!(
+                    seen.insert(w.session),
+                    "session queued twice on {}",
+                    view.name
+                );
                 prop_assert!(self.table.session(w.session).is_some(), "dead waiter");
             }
             if let Some(h) = &view.holder {
-                prop_assert!(!seen.contains(&h.session), "holder also waits on {}", view.name);
+                prop_assert!(
+                    !seen.contains(&h.session),
+                    "holder also waits on {}",
+                    view.name
+                );
                 let s = self.table.session(h.session);
-                prop_assert!(s.is_some_and(|s| s.held.contains(&view.name)), "holder's session does not list {}", view.name);
+                prop_assert!(
+                    s.is_some_and(|s| s.held.contains(&view.name)),
+                    "holder's session does not list {}",
+                    view.name
+                );
             } else if !view.waiters.is_empty() {
-                prop_assert!(view.available_at_ms > self.table.now_ms(), "free lock {} has waiters", view.name);
+                prop_assert!(
+                    view.available_at_ms > self.table.now_ms(),
+                    "free lock {} has waiters",
+                    view.name
+                );
             }
         }
         Ok(())
@@ -315,15 +409,71 @@ fn waiter_is_granted_in_the_releasing_entry() {
     let p = |time_ms, command| Proposal { time_ms, command };
     let (a, b) = (SessionId(1), SessionId(2));
     for s in [a, b] {
-        t.apply(1, &p(0, Command::OpenSession { session: s, label: format!("{s}"), ttl_ms: 1000, lock_delay_ms: 0 }));
+        t.apply(
+            1,
+            &p(
+                0,
+                Command::OpenSession {
+                    session: s,
+                    label: format!("{s}"),
+                    ttl_ms: 1000,
+                    lock_delay_ms: 0,
+                },
+            ),
+        );
     }
-    let got = t.apply(3, &p(0, Command::Acquire { session: a, seq: 1, name: "n".into(), wait: true }));
-    assert_eq!(got.response, Ok(Outcome::Granted { token: 3, reentrant: false }));
-    let got = t.apply(4, &p(0, Command::Acquire { session: b, seq: 1, name: "n".into(), wait: true }));
+    let got = t.apply(
+        3,
+        &p(
+            0,
+            Command::Acquire {
+                session: a,
+                seq: 1,
+                name: "n".into(),
+                wait: true,
+            },
+        ),
+    );
+    assert_eq!(
+        got.response,
+        Ok(Outcome::Granted {
+            token: 3,
+            reentrant: false
+        })
+    );
+    let got = t.apply(
+        4,
+        &p(
+            0,
+            Command::Acquire {
+                session: b,
+                seq: 1,
+                name: "n".into(),
+                wait: true,
+            },
+        ),
+    );
     assert_eq!(got.response, Ok(Outcome::Queued { position: 0 }));
-    let got = t.apply(5, &p(0, Command::Release { session: a, seq: 2, name: "n".into() }));
+    let got = t.apply(
+        5,
+        &p(
+            0,
+            Command::Release {
+                session: a,
+                seq: 2,
+                name: "n".into(),
+            },
+        ),
+    );
     assert_eq!(got.response, Ok(Outcome::Released));
-    assert_eq!(got.events, vec![Event::Granted { session: b, name: "n".into(), token: 5 }]);
+    assert_eq!(
+        got.events,
+        vec![Event::Granted {
+            session: b,
+            name: "n".into(),
+            token: 5
+        }]
+    );
 }
 
 #[test]
@@ -331,34 +481,147 @@ fn lock_delay_holds_back_the_waiter_until_a_tick() {
     let mut t = LockTable::new();
     let p = |time_ms, command| Proposal { time_ms, command };
     let (a, b) = (SessionId(1), SessionId(2));
-    t.apply(1, &p(0, Command::OpenSession { session: a, label: "a".into(), ttl_ms: 1000, lock_delay_ms: 500 }));
-    t.apply(2, &p(0, Command::OpenSession { session: b, label: "b".into(), ttl_ms: 1000, lock_delay_ms: 0 }));
-    t.apply(3, &p(0, Command::Acquire { session: a, seq: 1, name: "n".into(), wait: false }));
-    t.apply(4, &p(0, Command::Acquire { session: b, seq: 1, name: "n".into(), wait: true }));
+    t.apply(
+        1,
+        &p(
+            0,
+            Command::OpenSession {
+                session: a,
+                label: "a".into(),
+                ttl_ms: 1000,
+                lock_delay_ms: 500,
+            },
+        ),
+    );
+    t.apply(
+        2,
+        &p(
+            0,
+            Command::OpenSession {
+                session: b,
+                label: "b".into(),
+                ttl_ms: 1000,
+                lock_delay_ms: 0,
+            },
+        ),
+    );
+    t.apply(
+        3,
+        &p(
+            0,
+            Command::Acquire {
+                session: a,
+                seq: 1,
+                name: "n".into(),
+                wait: false,
+            },
+        ),
+    );
+    t.apply(
+        4,
+        &p(
+            0,
+            Command::Acquire {
+                session: b,
+                seq: 1,
+                name: "n".into(),
+                wait: true,
+            },
+        ),
+    );
     let got = t.apply(5, &p(100, Command::ExpireSession { session: a }));
-    assert!(got.events.contains(&Event::Lost { session: a, name: "n".into(), token: 3 }));
+    assert!(got.events.contains(&Event::Lost {
+        session: a,
+        name: "n".into(),
+        token: 3
+    }));
     assert_eq!(t.holder("n"), None);
     assert_eq!(t.next_delay_end_ms(), Some(600));
     t.apply(6, &p(599, Command::Tick));
     assert_eq!(t.holder("n"), None);
     let got = t.apply(7, &p(600, Command::Tick));
-    assert_eq!(got.events, vec![Event::Granted { session: b, name: "n".into(), token: 7 }]);
+    assert_eq!(
+        got.events,
+        vec![Event::Granted {
+            session: b,
+            name: "n".into(),
+            token: 7
+        }]
+    );
 }
 
 #[test]
 fn bad_input_is_refused_without_change() {
     let mut t = LockTable::new();
-    let p = |command| Proposal { time_ms: 0, command };
+    let p = |command| Proposal {
+        time_ms: 0,
+        command,
+    };
     let s = SessionId(7);
-    assert!(t.apply(1, &p(Command::OpenSession { session: s, label: "x".into(), ttl_ms: 10, lock_delay_ms: 0 })).response.is_err());
-    t.apply(2, &p(Command::OpenSession { session: s, label: "x".into(), ttl_ms: 1000, lock_delay_ms: 0 }));
-    let empty = t.apply(3, &p(Command::Acquire { session: s, seq: 1, name: String::new(), wait: false }));
+    assert!(t
+        .apply(
+            1,
+            &p(Command::OpenSession {
+                session: s,
+                label: "x".into(),
+                ttl_ms: 10,
+                lock_delay_ms: 0
+            })
+        )
+        .response
+        .is_err());
+    t.apply(
+        2,
+        &p(Command::OpenSession {
+            session: s,
+            label: "x".into(),
+            ttl_ms: 1000,
+            lock_delay_ms: 0,
+        }),
+    );
+    let empty = t.apply(
+        3,
+        &p(Command::Acquire {
+            session: s,
+            seq: 1,
+            name: String::new(),
+            wait: false,
+        }),
+    );
     assert!(matches!(empty.response, Err(LockError::InvalidName(_))));
-    let long = t.apply(4, &p(Command::Acquire { session: s, seq: 2, name: "x".repeat(513), wait: false }));
+    let long = t.apply(
+        4,
+        &p(Command::Acquire {
+            session: s,
+            seq: 2,
+            name: "x".repeat(513),
+            wait: false,
+        }),
+    );
     assert!(matches!(long.response, Err(LockError::InvalidName(_))));
-    let unknown = t.apply(5, &p(Command::Release { session: SessionId(9), seq: 1, name: "n".into() }));
-    assert_eq!(unknown.response, Err(LockError::UnknownSession(SessionId(9))));
-    let unheld = t.apply(6, &p(Command::Release { session: s, seq: 3, name: "n".into() }));
-    assert_eq!(unheld.response, Err(LockError::NotHeld { name: "n".into() }));
+    let unknown = t.apply(
+        5,
+        &p(Command::Release {
+            session: SessionId(9),
+            seq: 1,
+            name: "n".into(),
+        }),
+    );
+    assert_eq!(
+        unknown.response,
+        Err(LockError::UnknownSession(SessionId(9)))
+    );
+    let unheld = t.apply(
+        6,
+        &p(Command::Release {
+            session: s,
+            seq: 3,
+            name: "n".into(),
+        }),
+    );
+    assert_eq!(
+        unheld.response,
+        Err(LockError::NotHeld { name: "n".into() })
+    );
     assert_eq!(t.lock_count(), 0);
 }

@@ -103,9 +103,11 @@ impl LockService {
                         return Err(Status::unavailable("node is shutting down"))
                     }
                     Ok(Err(RecvError::Lagged(_))) => break,
-                    Ok(Ok(Event::Granted { session: s, name: n, .. })) if s == session || n == name => {
-                        break
-                    }
+                    Ok(Ok(Event::Granted {
+                        session: s,
+                        name: n,
+                        ..
+                    })) if s == session || n == name => break,
                     Ok(Ok(Event::SessionEnded { session: s, .. })) if s == session => break,
                     Ok(Ok(_)) => {}
                 }
@@ -134,12 +136,10 @@ impl Lock for LockService {
             })
             .await?
         {
-            Outcome::SessionOpened { session, ttl_ms } => {
-                Ok(Response::new(OpenSessionResponse {
-                    session_id: session.to_string(),
-                    ttl_ms,
-                }))
-            }
+            Outcome::SessionOpened { session, ttl_ms } => Ok(Response::new(OpenSessionResponse {
+                session_id: session.to_string(),
+                ttl_ms,
+            })),
             other => Err(unexpected(other)),
         }
     }
@@ -158,7 +158,8 @@ impl Lock for LockService {
             .session(session)
             .map(|s| s.ttl_ms)
             .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
-        self.clock.keep_alive(session, Duration::from_millis(ttl_ms));
+        self.clock
+            .keep_alive(session, Duration::from_millis(ttl_ms));
         Ok(Response::new(KeepAliveResponse { ttl_ms }))
     }
 
@@ -168,7 +169,13 @@ impl Lock for LockService {
     ) -> Result<Response<CloseSessionResponse>, Status> {
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
-        match self.apply(Command::CloseSession { session, seq: req.seq }).await? {
+        match self
+            .apply(Command::CloseSession {
+                session,
+                seq: req.seq,
+            })
+            .await?
+        {
             Outcome::SessionEnded { released } => {
                 Ok(Response::new(CloseSessionResponse { released }))
             }
@@ -208,7 +215,13 @@ impl Lock for LockService {
             Outcome::Granted { token, reentrant } => return granted(token, reentrant),
             Outcome::Busy {
                 available_at_ms, ..
-            } => return Ok(Response::new(self.not_acquired(&req.name, false, available_at_ms))),
+            } => {
+                return Ok(Response::new(self.not_acquired(
+                    &req.name,
+                    false,
+                    available_at_ms,
+                )))
+            }
             Outcome::Queued { .. } => {}
             other => return Err(unexpected(other)),
         }
@@ -366,9 +379,9 @@ fn lock_info(view: LockView) -> LockInfo {
 /// Maps a refusal to its gRPC code, tagging the kind for clients.
 pub fn lock_error_status(e: LockError) -> Status {
     let (code, kind) = match &e {
-        LockError::InvalidName(_) | LockError::InvalidArgument(_) | LockError::InvalidSession(_) => {
-            (tonic::Code::InvalidArgument, "invalid-argument")
-        }
+        LockError::InvalidName(_)
+        | LockError::InvalidArgument(_)
+        | LockError::InvalidSession(_) => (tonic::Code::InvalidArgument, "invalid-argument"),
         LockError::UnknownSession(_) => (tonic::Code::NotFound, "session-expired"),
         LockError::SessionExists(_) => (tonic::Code::AlreadyExists, "session-exists"),
         LockError::NotHolder { .. } => (tonic::Code::PermissionDenied, "not-holder"),
@@ -376,9 +389,10 @@ pub fn lock_error_status(e: LockError) -> Status {
         LockError::StaleRequest { .. } => (tonic::Code::FailedPrecondition, "stale-request"),
     };
     let mut status = Status::new(code, e.to_string());
-    status
-        .metadata_mut()
-        .insert(ERROR_KIND_HEADER, tonic::metadata::MetadataValue::from_static(kind));
+    status.metadata_mut().insert(
+        ERROR_KIND_HEADER,
+        tonic::metadata::MetadataValue::from_static(kind),
+    );
     status
 }
 

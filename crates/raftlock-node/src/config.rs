@@ -16,7 +16,12 @@ pub struct NodeConfig {
     pub peers: BTreeMap<NodeId, String>,
     pub data_dir: PathBuf,
     pub timings: RaftTimings,
+    /// Snapshot the lock table every this many log entries, then purge
+    /// the log behind it.
+    pub snapshot_every: u64,
 }
+
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 
 /// Raft timing, in milliseconds.
 #[derive(Clone, Copy, Debug)]

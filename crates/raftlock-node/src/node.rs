@@ -22,11 +22,6 @@ use crate::shared::Shared;
 use crate::store;
 use crate::types::Raft;
 
-/// Build a snapshot every this many entries, keeping this many behind it
-/// so a briefly lagging follower catches up from the log, not a snapshot.
-const SNAPSHOT_EVERY: u64 = 20_000;
-const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
-
 pub struct Node {
     raft: Raft,
     shared: Shared,
@@ -53,8 +48,10 @@ impl Node {
             heartbeat_interval: config.timings.heartbeat_ms,
             election_timeout_min: config.timings.election_min_ms,
             election_timeout_max: config.timings.election_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-            max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            // Keep a tenth behind the snapshot, so a briefly lagging
+            // follower catches up from the log rather than a snapshot.
+            max_in_snapshot_log_to_keep: config.snapshot_every / 10,
             ..Default::default()
         }
         .validate()?;
@@ -110,13 +107,40 @@ impl Node {
     }
 
     /// Exactly one node, the lowest id in `--peers`, initializes a new
-    /// cluster; the others wait to hear from it. A node with data resumes.
+    /// cluster, once a majority of the peers accept connections (so the
+    /// first election does not fail on nodes still starting). The others
+    /// wait to hear from it. A node with data resumes.
     pub async fn bootstrap(&self, config: &NodeConfig) -> anyhow::Result<()> {
         let Some(first) = config.peers.keys().next() else {
             return Ok(());
         };
         if *first != config.id || self.raft.is_initialized().await? {
             return Ok(());
+        }
+        let majority = config.peers.len() / 2 + 1;
+        let mut waited = 0;
+        loop {
+            let mut up = 0;
+            for addr in config.peers.values() {
+                let probe = tokio::net::TcpStream::connect(addr.as_str());
+                if let Ok(Ok(_)) =
+                    tokio::time::timeout(std::time::Duration::from_millis(200), probe).await
+                {
+                    up += 1;
+                }
+            }
+            if up >= majority {
+                break;
+            }
+            if waited % 20 == 0 {
+                tracing::info!(
+                    up,
+                    majority,
+                    "waiting for a majority of peers before bootstrapping"
+                );
+            }
+            waited += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let members: BTreeMap<u64, BasicNode> = config
             .peers

@@ -44,7 +44,10 @@ pub async fn propose(raft: &Raft, command: Command) -> Result<Response, NotServe
 /// Confirms leadership with a quorum and waits until everything committed
 /// before this call is applied here, so a read that follows is linearizable.
 pub async fn ensure_linearizable(raft: &Raft) -> Result<(), NotServed> {
-    raft.ensure_linearizable().await.map(|_| ()).map_err(not_served)
+    raft.ensure_linearizable()
+        .await
+        .map(|_| ())
+        .map_err(not_served)
 }
 
 fn not_served<E>(e: RaftError<NodeId, E>) -> NotServed
@@ -66,8 +69,9 @@ impl From<NotServed> for Status {
     fn from(e: NotServed) -> Status {
         match e {
             NotServed::NotLeader(Some((id, addr))) => {
-                let mut status =
-                    Status::unavailable(format!("not the leader; the leader is node {id} at {addr}"));
+                let mut status = Status::unavailable(format!(
+                    "not the leader; the leader is node {id} at {addr}"
+                ));
                 let meta = status.metadata_mut();
                 if let Ok(v) = id.to_string().parse() {
                     meta.insert(LEADER_ID_HEADER, v);
@@ -77,9 +81,9 @@ impl From<NotServed> for Status {
                 }
                 status
             }
-            NotServed::NotLeader(None) => {
-                Status::unavailable("not the leader, and no leader is known yet (election in progress?)")
-            }
+            NotServed::NotLeader(None) => Status::unavailable(
+                "not the leader, and no leader is known yet (election in progress?)",
+            ),
             NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
         }
     }

@@ -27,26 +27,53 @@ fn sled_store_passes_openraft_suite() -> Result<(), StorageError> {
 #[tokio::test]
 async fn store_survives_reopen() {
     use openraft::storage::{RaftLogStorage, RaftStateMachine};
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, Vote};
+    use openraft::{
+        CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, Vote,
+    };
     use raftlock_core::{Command, Proposal, SessionId};
 
     let dir = TempDir::new().unwrap();
     let entry = |index: u64, command| Entry::<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal { time_ms: 10, command }),
+        payload: EntryPayload::Normal(Proposal {
+            time_ms: 10,
+            command,
+        }),
     };
     let session = SessionId(42);
     let entries = vec![
-        entry(1, Command::OpenSession { session, label: "me".into(), ttl_ms: 5000, lock_delay_ms: 0 }),
-        entry(2, Command::Acquire { session, seq: 1, name: "a:b".into(), wait: false }),
+        entry(
+            1,
+            Command::OpenSession {
+                session,
+                label: "me".into(),
+                ttl_ms: 5000,
+                lock_delay_ms: 0,
+            },
+        ),
+        entry(
+            2,
+            Command::Acquire {
+                session,
+                seq: 1,
+                name: "a:b".into(),
+                wait: false,
+            },
+        ),
     ];
     {
         let shared = Shared::new();
         let (mut log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
         log.save_vote(&Vote::new(1, 1)).await.unwrap();
-        openraft::storage::RaftLogStorageExt::blocking_append(&mut log, entries.clone()).await.unwrap();
+        openraft::storage::RaftLogStorageExt::blocking_append(&mut log, entries.clone())
+            .await
+            .unwrap();
         sm.apply(entries.clone()).await.unwrap();
-        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
         assert_eq!(shared.table().holder("a:b"), Some((session, 2)));
     }
     let shared = Shared::new();
