@@ -362,3 +362,42 @@ async fn a_node_far_behind_catches_up_from_a_snapshot() {
     assert_eq!(locks[0].name, "bulk/100");
     session.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_wait_leaves_the_queue() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let holder = client
+        .open_session(session_options("holder", 10))
+        .await
+        .unwrap();
+    let quitter = client
+        .open_session(session_options("quitter", 10))
+        .await
+        .unwrap();
+    holder.lock("q", Wait::No).await.unwrap();
+
+    // The caller stops waiting by dropping the future, not by a timeout of ours.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(500), quitter.lock("q", Wait::Forever)).await;
+    assert!(gave_up.is_err());
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let info = client.get_lock("q").await.unwrap().unwrap();
+        if info.waiters.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "quitter still queued: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    holder.release("q").await.unwrap();
+    assert!(
+        client.get_lock("q").await.unwrap().is_none(),
+        "nobody was granted the abandoned wait"
+    );
+    assert!(!quitter.holds("q"));
+}

@@ -132,7 +132,8 @@ impl Client {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
-        let client = LockClient::new(endpoint.connect_lazy());
+        // Large lock listings are legitimate replies; requests stay small.
+        let client = LockClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 << 20);
         channels.insert(addr.to_string(), client.clone());
         Ok(client)
     }

@@ -1,5 +1,6 @@
 //! Sessions: the owners of locks, kept alive in the background.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +82,7 @@ struct Inner {
     seq: AtomicU64,
     lost: Arc<watch::Sender<Option<String>>>,
     keepalive: Mutex<Option<JoinHandle<()>>>,
+    held: Mutex<HashSet<String>>,
 }
 
 impl Drop for Inner {
@@ -130,6 +132,7 @@ impl Session {
                 seq: AtomicU64::new(0),
                 lost,
                 keepalive: Mutex::new(Some(task)),
+                held: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -178,6 +181,35 @@ impl Session {
             Wait::For(d) => Some(Instant::now() + d),
             _ => None,
         };
+        // If this future is dropped mid-wait, leave the queue (see LeaveQueue).
+        let mut leave = LeaveQueue {
+            session: Some(self.clone()),
+            name: name.to_string(),
+            held_before: self.holds(name),
+        };
+        let result = self.lock_loop(name, wait, deadline).await;
+        leave.session = None;
+        if result.is_ok() {
+            self.held().insert(name.to_string());
+        }
+        result
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this session holds `name`, as far as this client knows.
+    pub fn holds(&self, name: &str) -> bool {
+        self.held().contains(name)
+    }
+
+    async fn lock_loop(
+        &self,
+        name: &str,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Grant, Error> {
         loop {
             self.check_lost()?;
             let (wait_ms, leave_queue_on_timeout) = match (wait, deadline) {
@@ -231,15 +263,19 @@ impl Session {
             name: name.to_string(),
         };
         let timeout = self.inner.client.options().rpc_timeout;
-        self.inner
+        let result = self
+            .inner
             .client
             .call(timeout, |mut c, t| {
                 let mut req = tonic::Request::new(req.clone());
                 req.set_timeout(t);
                 async move { c.release(req).await }
             })
-            .await?;
-        Ok(())
+            .await;
+        if !matches!(result, Err(Error::Unavailable(_) | Error::Other(_))) {
+            self.held().remove(name);
+        }
+        result.map(|_| ())
     }
 
     /// Ends the session now, releasing all it holds. Returns those names.
@@ -274,6 +310,39 @@ impl Session {
             Err(Error::SessionLost(_)) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Armed while [`Session::lock`] waits. A caller that stops waiting by
+/// dropping the future (a `select!`, a timeout) would otherwise stay in
+/// the queue and later be granted a lock it never releases; this leaves
+/// the queue instead, releasing the lock if the grant won the race.
+struct LeaveQueue {
+    session: Option<Session>,
+    name: String,
+    /// The session held the lock before this wait: keep it whatever happens.
+    held_before: bool,
+}
+
+impl Drop for LeaveQueue {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        let held_before = self.held_before;
+        runtime.spawn(async move {
+            if session.lost_reason().is_some() {
+                return;
+            }
+            // A zero wait that gives up at once: cancels the wait server-side.
+            if session.lock_loop(&name, Wait::No, None).await.is_ok() && !held_before {
+                let _ = session.release(&name).await;
+            }
+        });
     }
 }
 

@@ -17,9 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledBuil
 }
 
 #[test]
-fn sled_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(SledBuilder)?;
-    Ok(())
+fn sled_store_passes_openraft_suite() {
+    Suite::test_all(SledBuilder).expect("openraft storage suite");
 }
 
 /// What the suite does not cover: a reopened store still has its log,
