@@ -55,20 +55,37 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let wait = match (args.no_wait, args.timeout) {
         (true, _) => Wait::No,
         (false, Some(t)) => Wait::For(t),
         (false, None) => Wait::Forever,
     };
-    let grant = match session.lock(&args.name, wait).await {
-        Ok(grant) => grant,
-        Err(e) => {
+    // Interrupted while waiting: leave the queue rather than be granted a
+    // lock nobody will use until the session expires.
+    let waited = tokio::select! {
+        waited = session.lock(&args.name, wait) => Ok(waited),
+        _ = interrupt.recv() => Err(128 + libc::SIGINT),
+        _ = terminate.recv() => Err(128 + libc::SIGTERM),
+    };
+    let grant = match waited {
+        Ok(Ok(grant)) => grant,
+        Ok(Err(e)) => {
             let _ = session.close().await;
             eprintln!("raftlock: {e}");
             return match e {
                 Error::NotAcquired { .. } => exit::NOT_ACQUIRED,
                 _ => exit::UNAVAILABLE,
             };
+        }
+        Err(code) => {
+            let _ = session.close().await;
+            eprintln!(
+                "raftlock: interrupted while waiting for {:?}; nothing ran",
+                args.name
+            );
+            return code;
         }
     };
     tracing::info!(name = %grant.name, token = grant.token, "lock acquired");
@@ -87,8 +104,6 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
         }
     };
 
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let code = loop {
         tokio::select! {
             status = child.wait() => break exit_code(status),

@@ -138,41 +138,67 @@ impl Client {
         Ok(client)
     }
 
+    /// The usual retry deadline for a call starting now.
+    pub(crate) fn retry_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.inner.options.retry_for
+    }
+
     /// Runs `call` against the leader, following redirects and retrying on
-    /// unreachable nodes with backoff, for up to `retry_for`.
-    pub(crate) async fn call<T, F, Fut>(&self, timeout: Duration, mut call: F) -> Result<T, Error>
+    /// unreachable nodes with backoff, until `give_up`. Each attempt gets
+    /// `timeout` (or less, near `give_up`).
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        give_up: tokio::time::Instant,
+        timeout: Duration,
+        mut call: F,
+    ) -> Result<T, Error>
     where
         F: FnMut(LockClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let started = tokio::time::Instant::now();
-        let give_up = started + self.inner.options.retry_for;
         let mut next = self.leader_or(0);
         let mut rotation = self.position(&next);
         let mut backoff = Duration::from_millis(20);
+        let mut redirects = 0;
         let mut last_error: String;
         loop {
             let client = self.connection(&next)?;
-            match call(client, timeout).await {
-                Ok(response) => {
+            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = timeout.min(left).max(Duration::from_millis(1));
+            match tokio::time::timeout(attempt, call(client, attempt)).await {
+                Ok(Ok(response)) => {
                     *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
                     return Ok(response.into_inner());
                 }
-                Err(status) => {
+                Ok(Err(status)) => {
                     last_error = format!("{next}: {}", status.message());
                     match classify(&status) {
                         Retry::Fail(e) => return Err(e),
-                        Retry::Redirect(leader) if leader != next => {
+                        // Follow at once, but not forever: two nodes with
+                        // stale views could point at each other.
+                        Retry::Redirect(leader) if leader != next && redirects < 3 => {
                             tracing::debug!(from = %next, to = %leader, "following the leader");
+                            redirects += 1;
                             next = leader;
-                            continue;
+                            if tokio::time::Instant::now() < give_up {
+                                continue;
+                            }
                         }
                         Retry::Redirect(_) | Retry::Elsewhere => {
+                            self.forget_leader(&next);
+                            redirects = 0;
                             rotation += 1;
                             next =
                                 self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
                         }
                     }
+                }
+                Err(_) => {
+                    last_error = format!("{next}: no answer within {attempt:?}");
+                    self.forget_leader(&next);
+                    redirects = 0;
+                    rotation += 1;
+                    next = self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
                 }
             }
             if tokio::time::Instant::now() + backoff > give_up {
@@ -180,6 +206,14 @@ impl Client {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Stops preferring `addr` once it failed, so the next call starts elsewhere.
+    fn forget_leader(&self, addr: &str) {
+        let mut leader = self.inner.leader.lock().unwrap_or_else(|e| e.into_inner());
+        if leader.as_deref() == Some(addr) {
+            *leader = None;
         }
     }
 
@@ -209,7 +243,7 @@ impl Client {
     pub async fn get_lock(&self, name: &str) -> Result<Option<LockInfo>, Error> {
         let timeout = self.inner.options.rpc_timeout;
         let reply = self
-            .call(timeout, |mut c, t| {
+            .call(self.retry_deadline(), timeout, |mut c, t| {
                 let mut req = tonic::Request::new(GetLockRequest { name: name.into() });
                 req.set_timeout(t);
                 async move { c.get_lock(req).await }
@@ -226,7 +260,7 @@ impl Client {
     ) -> Result<(Vec<LockInfo>, bool), Error> {
         let timeout = self.inner.options.rpc_timeout;
         let reply = self
-            .call(timeout, |mut c, t| {
+            .call(self.retry_deadline(), timeout, |mut c, t| {
                 let mut req = tonic::Request::new(ListLocksRequest {
                     prefix: prefix.into(),
                     limit,

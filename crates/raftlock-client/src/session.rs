@@ -108,7 +108,7 @@ impl Session {
             label: options.label,
         };
         let reply = client
-            .call(timeout, |mut c, t| {
+            .call(client.retry_deadline(), timeout, |mut c, t| {
                 let mut req = tonic::Request::new(req.clone());
                 req.set_timeout(t);
                 async move { c.open_session(req).await }
@@ -187,12 +187,18 @@ impl Session {
             name: name.to_string(),
             held_before: self.holds(name),
         };
+        let held_before = leave.held_before;
         let result = self.lock_loop(name, wait, deadline).await;
         leave.session = None;
-        if result.is_ok() {
+        result.map(|grant| {
             self.held().insert(name.to_string());
-        }
-        result
+            // Retries can make the server call a fresh grant reentrant;
+            // what this session held before the call is the truth.
+            Grant {
+                reentrant: held_before,
+                ..grant
+            }
+        })
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -212,29 +218,44 @@ impl Session {
     ) -> Result<Grant, Error> {
         loop {
             self.check_lost()?;
-            let (wait_ms, leave_queue_on_timeout) = match (wait, deadline) {
-                (Wait::No, _) => (0, true),
-                (Wait::Forever, _) => (u64::MAX, false),
-                (_, Some(deadline)) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    (left.as_millis() as u64, true)
+            let rpc_timeout = self.inner.client.options().rpc_timeout;
+            let mut give_up = self.inner.client.retry_deadline();
+            if let Some(deadline) = deadline {
+                give_up = give_up.min(deadline + rpc_timeout);
+            }
+            // What to ask for, recomputed on every attempt so a retry after
+            // a failover does not wait past the caller's deadline.
+            let request = |seq| {
+                let (wait_ms, leave_queue_on_timeout) = match (wait, deadline) {
+                    (Wait::No, _) => (0, true),
+                    (Wait::Forever, _) => (u64::MAX, false),
+                    (_, Some(deadline)) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        (left.as_millis() as u64, true)
+                    }
+                    (Wait::For(_), None) => unreachable!("a timed wait has a deadline"),
+                };
+                AcquireRequest {
+                    session_id: self.inner.id.clone(),
+                    seq,
+                    name: name.to_string(),
+                    wait_ms,
+                    leave_queue_on_timeout,
                 }
-                (Wait::For(_), None) => unreachable!("a timed wait has a deadline"),
             };
-            let poll = Duration::from_millis(wait_ms).min(SERVER_MAX_POLL);
-            let timeout = self.inner.client.options().rpc_timeout + poll;
-            let req = AcquireRequest {
-                session_id: self.inner.id.clone(),
-                seq: self.next_seq(),
-                name: name.to_string(),
-                wait_ms,
-                leave_queue_on_timeout,
-            };
-            let call = self.inner.client.call(timeout, |mut c, t| {
-                let mut req = tonic::Request::new(req.clone());
-                req.set_timeout(t);
-                async move { c.acquire(req).await }
-            });
+            // Acquire is idempotent in the table (a holder gets its grant
+            // back, a waiter keeps its place), so each attempt takes a fresh
+            // request number and never hits the retry window's edge.
+            let call =
+                self.inner
+                    .client
+                    .call(give_up, rpc_timeout + SERVER_MAX_POLL, |mut c, t| {
+                        let req = request(self.next_seq());
+                        let poll = Duration::from_millis(req.wait_ms).min(SERVER_MAX_POLL);
+                        let mut req = tonic::Request::new(req);
+                        req.set_timeout(t.min(rpc_timeout + poll));
+                        async move { c.acquire(req).await }
+                    });
             let reply = tokio::select! {
                 reply = call => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
@@ -266,7 +287,7 @@ impl Session {
         let result = self
             .inner
             .client
-            .call(timeout, |mut c, t| {
+            .call(self.inner.client.retry_deadline(), timeout, |mut c, t| {
                 let mut req = tonic::Request::new(req.clone());
                 req.set_timeout(t);
                 async move { c.release(req).await }
@@ -297,7 +318,7 @@ impl Session {
         let result = self
             .inner
             .client
-            .call(timeout, |mut c, t| {
+            .call(self.inner.client.retry_deadline(), timeout, |mut c, t| {
                 let mut req = tonic::Request::new(req.clone());
                 req.set_timeout(t);
                 async move { c.close_session(req).await }
@@ -347,8 +368,9 @@ impl Drop for LeaveQueue {
 }
 
 /// Refreshes the session every TTL/3. The session counts as lost when the
-/// leader says it is gone, or when no keepalive sent within the last TTL
-/// was confirmed: past that point the leader may have expired it.
+/// leader says it is gone, or the moment a TTL has passed since the last
+/// keepalive that was confirmed was sent: past that point the leader may
+/// have expired it.
 async fn keep_alive(
     client: Client,
     session_id: String,
@@ -357,30 +379,41 @@ async fn keep_alive(
     lost: Arc<watch::Sender<Option<String>>>,
 ) {
     let mut confirmed_at = opened_at;
+    let mut next_attempt = opened_at + ttl / 3;
     let req = KeepAliveRequest { session_id };
+    // One slow node must not use up the whole TTL: try others in time.
+    let per_attempt = client.options().rpc_timeout.min(ttl / 3);
     loop {
-        tokio::time::sleep(ttl / 3).await;
+        let expires = confirmed_at + ttl;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_attempt) => {}
+            _ = tokio::time::sleep_until(expires) => {}
+        }
         let sent = Instant::now();
-        let left = (confirmed_at + ttl).saturating_duration_since(sent);
-        if left.is_zero() {
+        if sent >= expires {
             lost.send_replace(Some(format!(
                 "no keepalive confirmed within the {ttl:?} TTL"
             )));
             return;
         }
-        let call = client.call(left, |mut c, t| {
+        let call = client.call(expires, per_attempt, |mut c, t| {
             let mut req = tonic::Request::new(req.clone());
             req.set_timeout(t);
             async move { c.keep_alive(req).await }
         });
-        match tokio::time::timeout(left, call).await {
-            Ok(Ok(_)) => confirmed_at = sent,
-            Ok(Err(Error::SessionLost(reason))) => {
+        match call.await {
+            Ok(_) => {
+                confirmed_at = sent;
+                next_attempt = sent + ttl / 3;
+            }
+            Err(Error::SessionLost(reason)) => {
                 lost.send_replace(Some(reason));
                 return;
             }
-            Ok(Err(e)) => tracing::debug!(%e, "keepalive failed; retrying"),
-            Err(_) => {}
+            Err(e) => {
+                tracing::debug!(%e, "keepalive failed; retrying");
+                next_attempt = Instant::now() + Duration::from_millis(100);
+            }
         }
     }
 }

@@ -159,7 +159,8 @@ impl Lock for LockService {
             .map(|s| s.ttl_ms)
             .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
         self.clock
-            .keep_alive(session, Duration::from_millis(ttl_ms));
+            .keep_alive(session, Duration::from_millis(ttl_ms))
+            .map_err(|_| lock_error_status(LockError::UnknownSession(session)))?;
         Ok(Response::new(KeepAliveResponse { ttl_ms }))
     }
 

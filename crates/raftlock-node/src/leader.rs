@@ -21,29 +21,65 @@ use crate::types::{NodeId, Raft};
 /// How often the leader looks for expired sessions and ended lock-delays.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
-/// Session deadlines, kept only while this node leads.
+/// Session deadlines, kept only while this node leads, for one term.
 #[derive(Default)]
 pub struct SessionClock {
-    deadlines: Mutex<HashMap<SessionId, Instant>>,
+    state: Mutex<ClockState>,
 }
 
+#[derive(Default)]
+struct ClockState {
+    /// The term these deadlines were kept in.
+    term: u64,
+    deadlines: HashMap<SessionId, Instant>,
+}
+
+/// A keepalive that came too late: the leader is expiring the session.
+#[derive(Debug)]
+pub struct TooLate;
+
 impl SessionClock {
-    pub fn keep_alive(&self, session: SessionId, ttl: Duration) {
-        self.lock().insert(session, Instant::now() + ttl);
+    /// Extends a session to now + TTL, unless its deadline already passed:
+    /// then its expiry may be in flight, and confirming it would let the
+    /// client believe in a lock that is about to go to someone else.
+    pub fn keep_alive(&self, session: SessionId, ttl: Duration) -> Result<(), TooLate> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        match state.deadlines.get(&session) {
+            Some(deadline) if *deadline <= now => Err(TooLate),
+            _ => {
+                state.deadlines.insert(session, now + ttl);
+                Ok(())
+            }
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Instant>> {
-        self.deadlines.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets every deadline unless they were kept in `term`: a node that
+    /// leads again after someone else did knows nothing of the keepalives
+    /// sent to the other leader, so it starts everyone afresh.
+    fn enter_term(&self, term: u64) {
+        let mut state = self.lock();
+        if state.term != term {
+            state.term = term;
+            state.deadlines.clear();
+        }
     }
 
     fn clear(&self) {
-        self.lock().clear();
+        let mut state = self.lock();
+        state.term = 0;
+        state.deadlines.clear();
     }
 
     /// Starts a clock for sessions new to this leader, forgets ended ones,
     /// and returns those whose deadline has passed.
     fn expired(&self, sessions: &[(SessionId, u64)], now: Instant) -> Vec<SessionId> {
-        let mut deadlines = self.lock();
+        let mut state = self.lock();
+        let deadlines = &mut state.deadlines;
         if deadlines.len() > sessions.len() {
             let live: std::collections::HashSet<_> = sessions.iter().map(|(s, _)| *s).collect();
             deadlines.retain(|s, _| live.contains(s));
@@ -77,17 +113,18 @@ pub async fn run(
             _ = interval.tick() => {}
             _ = stop.changed() => return,
         }
-        let leading = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            m.state == ServerState::Leader && m.current_leader == Some(id)
-        };
-        if !leading {
+        let Some(term) = leading_term(&raft, id) else {
             clock.clear();
             continue;
-        }
+        };
+        clock.enter_term(term);
         let sessions: Vec<(SessionId, u64)> = shared.table().session_ttls().collect();
         for session in clock.expired(&sessions, Instant::now()) {
+            // A proposal can wait through a step-down and re-election:
+            // deadlines from before that are not ours to act on.
+            if leading_term(&raft, id) != Some(term) {
+                break;
+            }
             match propose(&raft, Command::ExpireSession { session }).await {
                 Ok(Ok(outcome)) => {
                     tracing::info!(%session, ?outcome, "session expired: no keepalive within its TTL")
@@ -106,6 +143,13 @@ pub async fn run(
             }
         }
     }
+}
+
+/// This node's term, if it is the leader.
+fn leading_term(raft: &Raft, id: NodeId) -> Option<u64> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    (m.state == ServerState::Leader && m.current_leader == Some(id)).then_some(m.current_term)
 }
 
 fn log_not_served(e: NotServed) {

@@ -83,3 +83,57 @@ async fn store_survives_reopen() {
     assert_eq!(applied.map(|l| l.index), Some(2));
     assert_eq!(shared.table().holder("a:b"), Some((session, 2)));
 }
+
+/// A snapshot far over sled's blob threshold (about 128 KiB) round-trips,
+/// and a snapshot build that finishes after a newer snapshot was installed
+/// does not replace it.
+#[tokio::test]
+async fn large_snapshots_survive_and_never_go_backwards() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+    use raftlock_core::{Command, Proposal, SessionId};
+
+    let dir = TempDir::new().unwrap();
+    let entries: Vec<Entry<TypeConfig>> = (1..=3000u64)
+        .map(|index| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal {
+                time_ms: 10,
+                command: Command::OpenSession {
+                    session: SessionId(index as u128),
+                    label: format!("host-{index} pid {index} with a long enough label"),
+                    ttl_ms: 5000,
+                    lock_delay_ms: 0,
+                },
+            }),
+        })
+        .collect();
+    let expected = {
+        let shared = Shared::new();
+        let (_log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
+        sm.apply(entries[..10].to_vec()).await.unwrap();
+        let mut stale_builder = sm.get_snapshot_builder().await;
+        sm.apply(entries[10..].to_vec()).await.unwrap();
+        let newer = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert!(
+            newer.snapshot.get_ref().len() > 200 * 1024,
+            "big enough to matter"
+        );
+        // The stale build finishes last; the stored snapshot must stay the newer one.
+        stale_builder.build_snapshot().await.unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id, newer.meta.last_log_id);
+        let table = shared.table().clone();
+        table
+    };
+    let shared = Shared::new();
+    let (_log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(3000));
+    assert_eq!(*shared.table(), expected);
+}

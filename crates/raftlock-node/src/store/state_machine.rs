@@ -6,6 +6,7 @@
 //! committed entries after the snapshot, rebuilding the same table.
 
 use std::io::{self, Cursor};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -19,16 +20,70 @@ use crate::types::{
 };
 
 const SNAPSHOT_META: &[u8] = b"meta";
-const SNAPSHOT_DATA: &[u8] = b"data";
+/// Snapshot data is stored in chunks: sled 0.34 moves values over about
+/// 128 KiB into separate blob files that its flush never fsyncs, so every
+/// value we rely on must stay well under that.
+const CHUNK: usize = 64 * 1024;
 
 pub struct StateMachineStore {
     shared: Shared,
     applied: Option<LogId>,
     membership: StoredMembership,
-    durable: Durable,
-    snapshots: sled::Tree,
+    snapshots: SnapshotStore,
     /// Tells apart snapshots built at the same log id.
     snapshot_seq: u64,
+}
+
+/// The durable current snapshot. Building one runs in its own task and can
+/// finish after a newer snapshot was installed from the leader; writes go
+/// through one lock and never replace a snapshot with an older one.
+#[derive(Clone)]
+struct SnapshotStore {
+    durable: Durable,
+    tree: sled::Tree,
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl SnapshotStore {
+    fn read(&self) -> io::Result<Option<Snapshot>> {
+        let Some(meta) = self.tree.get(SNAPSHOT_META).map_err(sled_to_io)? else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta = decode(&meta)?;
+        let mut data = Vec::new();
+        for chunk in self.tree.scan_prefix(b"data/") {
+            let (_, bytes) = chunk.map_err(sled_to_io)?;
+            data.extend_from_slice(&bytes);
+        }
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+
+    /// Stores and syncs a snapshot unless the stored one is as new or
+    /// newer. Returns whether it was stored. Must finish before openraft
+    /// may purge the log behind it.
+    fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stored) = self.tree.get(SNAPSHOT_META).map_err(sled_to_io)? {
+            let stored: SnapshotMeta = decode(&stored)?;
+            if stored.last_log_id >= meta.last_log_id {
+                return Ok(false);
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for old in self.tree.scan_prefix(b"data/").keys() {
+            batch.remove(old.map_err(sled_to_io)?);
+        }
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            batch.insert(format!("data/{i:010}").as_bytes(), chunk);
+        }
+        batch.insert(SNAPSHOT_META, encode(meta)?);
+        self.tree.apply_batch(batch).map_err(sled_to_io)?;
+        self.durable.sync()?;
+        Ok(true)
+    }
 }
 
 /// What a snapshot's data holds.
@@ -39,16 +94,19 @@ struct SnapshotData {
 
 impl StateMachineStore {
     pub fn open(durable: Durable, shared: Shared) -> io::Result<Self> {
-        let snapshots = durable.tree("snapshot")?;
+        let snapshots = SnapshotStore {
+            tree: durable.tree("snapshot")?,
+            durable,
+            write_lock: Arc::new(Mutex::new(())),
+        };
         let mut sm = StateMachineStore {
             shared,
             applied: None,
             membership: StoredMembership::default(),
-            durable,
             snapshots,
             snapshot_seq: 0,
         };
-        if let Some(snapshot) = sm.read_snapshot()? {
+        if let Some(snapshot) = sm.snapshots.read()? {
             sm.restore(&snapshot.meta, snapshot.snapshot.get_ref())?;
         }
         Ok(sm)
@@ -61,32 +119,6 @@ impl StateMachineStore {
         self.membership = meta.last_membership.clone();
         Ok(())
     }
-
-    fn read_snapshot(&self) -> io::Result<Option<Snapshot>> {
-        let meta = self.snapshots.get(SNAPSHOT_META).map_err(sled_to_io)?;
-        let data = self.snapshots.get(SNAPSHOT_DATA).map_err(sled_to_io)?;
-        match (meta, data) {
-            (Some(meta), Some(data)) => Ok(Some(Snapshot {
-                meta: decode(&meta)?,
-                snapshot: Box::new(Cursor::new(data.to_vec())),
-            })),
-            _ => Ok(None),
-        }
-    }
-}
-
-/// Writes a snapshot durably before openraft may purge the log behind it.
-fn store_snapshot(
-    durable: &Durable,
-    snapshots: &sled::Tree,
-    meta: &SnapshotMeta,
-    data: &[u8],
-) -> io::Result<()> {
-    let mut batch = sled::Batch::default();
-    batch.insert(SNAPSHOT_META, encode(meta)?);
-    batch.insert(SNAPSHOT_DATA, data);
-    snapshots.apply_batch(batch).map_err(sled_to_io)?;
-    durable.sync()
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -133,7 +165,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             membership: self.membership.clone(),
             table: self.shared.table().clone(),
             seq: self.snapshot_seq,
-            durable: self.durable.clone(),
             snapshots: self.snapshots.clone(),
         }
     }
@@ -151,13 +182,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         // Decode first: a corrupt snapshot must not replace a good table.
         decode::<SnapshotData>(&data).map_err(fail)?;
-        store_snapshot(&self.durable, &self.snapshots, meta, &data).map_err(fail)?;
+        self.snapshots.write(meta, &data).map_err(fail)?;
         self.restore(meta, &data).map_err(fail)?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        self.read_snapshot()
+        self.snapshots
+            .read()
             .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
@@ -169,8 +201,7 @@ pub struct SnapshotBuilder {
     membership: StoredMembership,
     table: LockTable,
     seq: u64,
-    durable: Durable,
-    snapshots: sled::Tree,
+    snapshots: SnapshotStore,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -187,7 +218,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let table = std::mem::take(&mut self.table);
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let data = encode(&SnapshotData { table }).map_err(fail)?;
-        store_snapshot(&self.durable, &self.snapshots, &meta, &data).map_err(fail)?;
+        if !self.snapshots.write(&meta, &data).map_err(fail)? {
+            tracing::info!(%meta, "built snapshot is older than the stored one; not kept");
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
