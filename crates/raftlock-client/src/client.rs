@@ -209,6 +209,22 @@ impl Client {
         }
     }
 
+    /// A plain request/response call with the default timeout and retries.
+    pub(crate) async fn unary<Req, T, F, Fut>(&self, req: Req, method: F) -> Result<T, Error>
+    where
+        Req: Clone,
+        F: Fn(LockClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let timeout = self.inner.options.rpc_timeout;
+        self.call(self.retry_deadline(), timeout, |client, t| {
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(t);
+            method(client, request)
+        })
+        .await
+    }
+
     /// Stops preferring `addr` once it failed, so the next call starts elsewhere.
     fn forget_leader(&self, addr: &str) {
         let mut leader = self.inner.leader.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,13 +257,9 @@ impl Client {
 
     /// One lock's holder and waiters (linearizable); `None` if nobody holds or waits.
     pub async fn get_lock(&self, name: &str) -> Result<Option<LockInfo>, Error> {
-        let timeout = self.inner.options.rpc_timeout;
+        let req = GetLockRequest { name: name.into() };
         let reply = self
-            .call(self.retry_deadline(), timeout, |mut c, t| {
-                let mut req = tonic::Request::new(GetLockRequest { name: name.into() });
-                req.set_timeout(t);
-                async move { c.get_lock(req).await }
-            })
+            .unary(req, |mut c, r| async move { c.get_lock(r).await })
             .await?;
         Ok(reply.lock)
     }
@@ -258,16 +270,12 @@ impl Client {
         prefix: &str,
         limit: u32,
     ) -> Result<(Vec<LockInfo>, bool), Error> {
-        let timeout = self.inner.options.rpc_timeout;
+        let req = ListLocksRequest {
+            prefix: prefix.into(),
+            limit,
+        };
         let reply = self
-            .call(self.retry_deadline(), timeout, |mut c, t| {
-                let mut req = tonic::Request::new(ListLocksRequest {
-                    prefix: prefix.into(),
-                    limit,
-                });
-                req.set_timeout(t);
-                async move { c.list_locks(req).await }
-            })
+            .unary(req, |mut c, r| async move { c.list_locks(r).await })
             .await?;
         Ok((reply.locks, reply.truncated))
     }

@@ -101,18 +101,13 @@ impl Drop for Inner {
 impl Session {
     pub(crate) async fn open(client: Client, options: SessionOptions) -> Result<Session, Error> {
         let sent = Instant::now();
-        let timeout = client.options().rpc_timeout;
         let req = OpenSessionRequest {
             ttl_ms: options.ttl.as_millis() as u64,
             lock_delay_ms: options.lock_delay.as_millis() as u64,
             label: options.label,
         };
         let reply = client
-            .call(client.retry_deadline(), timeout, |mut c, t| {
-                let mut req = tonic::Request::new(req.clone());
-                req.set_timeout(t);
-                async move { c.open_session(req).await }
-            })
+            .unary(req, |mut c, r| async move { c.open_session(r).await })
             .await?;
         let ttl = Duration::from_millis(reply.ttl_ms);
         let (lost, _) = watch::channel(None);
@@ -283,15 +278,10 @@ impl Session {
             seq: self.next_seq(),
             name: name.to_string(),
         };
-        let timeout = self.inner.client.options().rpc_timeout;
         let result = self
             .inner
             .client
-            .call(self.inner.client.retry_deadline(), timeout, |mut c, t| {
-                let mut req = tonic::Request::new(req.clone());
-                req.set_timeout(t);
-                async move { c.release(req).await }
-            })
+            .unary(req, |mut c, r| async move { c.release(r).await })
             .await;
         if !matches!(result, Err(Error::Unavailable(_) | Error::Other(_))) {
             self.held().remove(name);
@@ -314,15 +304,10 @@ impl Session {
             session_id: self.inner.id.clone(),
             seq: self.next_seq(),
         };
-        let timeout = self.inner.client.options().rpc_timeout;
         let result = self
             .inner
             .client
-            .call(self.inner.client.retry_deadline(), timeout, |mut c, t| {
-                let mut req = tonic::Request::new(req.clone());
-                req.set_timeout(t);
-                async move { c.close_session(req).await }
-            })
+            .unary(req, |mut c, r| async move { c.close_session(r).await })
             .await;
         self.inner.lost.send_replace(Some("session closed".into()));
         match result {

@@ -403,37 +403,53 @@ proptest! {
     }
 }
 
+// ---- worked examples ----
+
+fn at(time_ms: u64, command: Command) -> Proposal {
+    Proposal { time_ms, command }
+}
+
+fn open(session: SessionId, lock_delay_ms: u64) -> Command {
+    Command::OpenSession {
+        session,
+        label: format!("{session}"),
+        ttl_ms: 1000,
+        lock_delay_ms,
+    }
+}
+
+fn acquire(session: SessionId, seq: u64, name: &str, wait: bool) -> Command {
+    Command::Acquire {
+        session,
+        seq,
+        name: name.into(),
+        wait,
+    }
+}
+
+fn release(session: SessionId, seq: u64, name: &str) -> Command {
+    Command::Release {
+        session,
+        seq,
+        name: name.into(),
+    }
+}
+
+fn granted(session: SessionId, token: u64) -> Event {
+    Event::Granted {
+        session,
+        name: "n".into(),
+        token,
+    }
+}
+
 #[test]
 fn waiter_is_granted_in_the_releasing_entry() {
     let mut t = LockTable::new();
-    let p = |time_ms, command| Proposal { time_ms, command };
     let (a, b) = (SessionId(1), SessionId(2));
-    for s in [a, b] {
-        t.apply(
-            1,
-            &p(
-                0,
-                Command::OpenSession {
-                    session: s,
-                    label: format!("{s}"),
-                    ttl_ms: 1000,
-                    lock_delay_ms: 0,
-                },
-            ),
-        );
-    }
-    let got = t.apply(
-        3,
-        &p(
-            0,
-            Command::Acquire {
-                session: a,
-                seq: 1,
-                name: "n".into(),
-                wait: true,
-            },
-        ),
-    );
+    t.apply(1, &at(0, open(a, 0)));
+    t.apply(2, &at(0, open(b, 0)));
+    let got = t.apply(3, &at(0, acquire(a, 1, "n", true)));
     assert_eq!(
         got.response,
         Ok(Outcome::Granted {
@@ -441,184 +457,58 @@ fn waiter_is_granted_in_the_releasing_entry() {
             reentrant: false
         })
     );
-    let got = t.apply(
-        4,
-        &p(
-            0,
-            Command::Acquire {
-                session: b,
-                seq: 1,
-                name: "n".into(),
-                wait: true,
-            },
-        ),
-    );
+    let got = t.apply(4, &at(0, acquire(b, 1, "n", true)));
     assert_eq!(got.response, Ok(Outcome::Queued { position: 0 }));
-    let got = t.apply(
-        5,
-        &p(
-            0,
-            Command::Release {
-                session: a,
-                seq: 2,
-                name: "n".into(),
-            },
-        ),
-    );
+    let got = t.apply(5, &at(0, release(a, 2, "n")));
     assert_eq!(got.response, Ok(Outcome::Released));
-    assert_eq!(
-        got.events,
-        vec![Event::Granted {
-            session: b,
-            name: "n".into(),
-            token: 5
-        }]
-    );
+    assert_eq!(got.events, vec![granted(b, 5)]);
 }
 
 #[test]
 fn lock_delay_holds_back_the_waiter_until_a_tick() {
     let mut t = LockTable::new();
-    let p = |time_ms, command| Proposal { time_ms, command };
     let (a, b) = (SessionId(1), SessionId(2));
-    t.apply(
-        1,
-        &p(
-            0,
-            Command::OpenSession {
-                session: a,
-                label: "a".into(),
-                ttl_ms: 1000,
-                lock_delay_ms: 500,
-            },
-        ),
-    );
-    t.apply(
-        2,
-        &p(
-            0,
-            Command::OpenSession {
-                session: b,
-                label: "b".into(),
-                ttl_ms: 1000,
-                lock_delay_ms: 0,
-            },
-        ),
-    );
-    t.apply(
-        3,
-        &p(
-            0,
-            Command::Acquire {
-                session: a,
-                seq: 1,
-                name: "n".into(),
-                wait: false,
-            },
-        ),
-    );
-    t.apply(
-        4,
-        &p(
-            0,
-            Command::Acquire {
-                session: b,
-                seq: 1,
-                name: "n".into(),
-                wait: true,
-            },
-        ),
-    );
-    let got = t.apply(5, &p(100, Command::ExpireSession { session: a }));
-    assert!(got.events.contains(&Event::Lost {
+    t.apply(1, &at(0, open(a, 500)));
+    t.apply(2, &at(0, open(b, 0)));
+    t.apply(3, &at(0, acquire(a, 1, "n", false)));
+    t.apply(4, &at(0, acquire(b, 1, "n", true)));
+    let got = t.apply(5, &at(100, Command::ExpireSession { session: a }));
+    let lost = Event::Lost {
         session: a,
         name: "n".into(),
-        token: 3
-    }));
+        token: 3,
+    };
+    assert!(got.events.contains(&lost));
     assert_eq!(t.holder("n"), None);
     assert_eq!(t.next_delay_end_ms(), Some(600));
-    t.apply(6, &p(599, Command::Tick));
+    t.apply(6, &at(599, Command::Tick));
     assert_eq!(t.holder("n"), None);
-    let got = t.apply(7, &p(600, Command::Tick));
-    assert_eq!(
-        got.events,
-        vec![Event::Granted {
-            session: b,
-            name: "n".into(),
-            token: 7
-        }]
-    );
+    let got = t.apply(7, &at(600, Command::Tick));
+    assert_eq!(got.events, vec![granted(b, 7)]);
 }
 
 #[test]
 fn bad_input_is_refused_without_change() {
     let mut t = LockTable::new();
-    let p = |command| Proposal {
-        time_ms: 0,
-        command,
-    };
     let s = SessionId(7);
-    assert!(t
-        .apply(
-            1,
-            &p(Command::OpenSession {
-                session: s,
-                label: "x".into(),
-                ttl_ms: 10,
-                lock_delay_ms: 0
-            })
-        )
-        .response
-        .is_err());
-    t.apply(
-        2,
-        &p(Command::OpenSession {
-            session: s,
-            label: "x".into(),
-            ttl_ms: 1000,
-            lock_delay_ms: 0,
-        }),
-    );
-    let empty = t.apply(
-        3,
-        &p(Command::Acquire {
-            session: s,
-            seq: 1,
-            name: String::new(),
-            wait: false,
-        }),
-    );
+    let too_short = Command::OpenSession {
+        session: s,
+        label: "x".into(),
+        ttl_ms: 10,
+        lock_delay_ms: 0,
+    };
+    assert!(t.apply(1, &at(0, too_short)).response.is_err());
+    t.apply(2, &at(0, open(s, 0)));
+    let empty = t.apply(3, &at(0, acquire(s, 1, "", false)));
     assert!(matches!(empty.response, Err(LockError::InvalidName(_))));
-    let long = t.apply(
-        4,
-        &p(Command::Acquire {
-            session: s,
-            seq: 2,
-            name: "x".repeat(513),
-            wait: false,
-        }),
-    );
+    let long = t.apply(4, &at(0, acquire(s, 2, &"x".repeat(513), false)));
     assert!(matches!(long.response, Err(LockError::InvalidName(_))));
-    let unknown = t.apply(
-        5,
-        &p(Command::Release {
-            session: SessionId(9),
-            seq: 1,
-            name: "n".into(),
-        }),
-    );
+    let unknown = t.apply(5, &at(0, release(SessionId(9), 1, "n")));
     assert_eq!(
         unknown.response,
         Err(LockError::UnknownSession(SessionId(9)))
     );
-    let unheld = t.apply(
-        6,
-        &p(Command::Release {
-            session: s,
-            seq: 3,
-            name: "n".into(),
-        }),
-    );
+    let unheld = t.apply(6, &at(0, release(s, 3, "n")));
     assert_eq!(
         unheld.response,
         Err(LockError::NotHeld { name: "n".into() })

@@ -67,27 +67,26 @@ impl Connection {
         Ok(client)
     }
 
-    async fn call<Req, Resp, E>(
+    /// Sends one bincode-encoded request through `method` and decodes the
+    /// peer's `Result`.
+    async fn call<Req, Resp, E, F, Fut>(
         &mut self,
-        rpc: &'static str,
         req: &Req,
         option: &RPCOption,
+        method: F,
     ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, Request<RaftMessage>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, Status>>,
     {
         let data = bincode::serialize(req).map_err(|e| NetworkError::new(&e))?;
-        let mut client = self.client()?;
+        let client = self.client()?;
         let mut request = Request::new(RaftMessage { data: data.into() });
         request.set_timeout(option.hard_ttl());
-        let response = match rpc {
-            "append" => client.append_entries(request).await,
-            "vote" => client.vote(request).await,
-            _ => client.install_snapshot(request).await,
-        };
-        let reply = match response {
+        let reply = match method(client, request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
                 // A dead peer shows up as a transport error: back off from it.
@@ -110,7 +109,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.call("append", &rpc, &option).await
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -118,7 +120,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call("snapshot", &rpc, &option).await
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.install_snapshot(r).await
+        })
+        .await
     }
 
     async fn vote(
@@ -126,7 +131,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        self.call("vote", &rpc, &option).await
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
     }
 }
 
