@@ -1,16 +1,15 @@
 //! Test harness: a cluster of real `raftlock server` processes on
 //! loopback ports, each with its own data directory, that tests can kill,
-//! pause and restart.
+//! pause and restart (the chaos suite's [`LocalCluster`]), and the waits
+//! tests need around it.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
+use raftlock_chaos::{LocalCluster, Nodes};
 use raftlock_client::{Client, ClientOptions, StatusResponse};
-use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftlock");
 
@@ -22,19 +21,9 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
+/// A local cluster (see [`LocalCluster`]) plus the waits tests need.
 pub struct Cluster {
-    dir: TempDir,
-    addrs: BTreeMap<u64, String>,
-    procs: BTreeMap<u64, Child>,
-    extra_args: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
+    nodes: LocalCluster,
 }
 
 impl Cluster {
@@ -45,92 +34,45 @@ impl Cluster {
 
     /// Like [`Cluster::start`], passing `extra_args` to every `raftlock server`.
     pub async fn start_with(n: u64, extra_args: &[&str]) -> Cluster {
-        let addrs = (1..=n)
-            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
-            .collect();
-        let mut cluster = Cluster {
-            dir: TempDir::new().expect("temp dir"),
-            addrs,
-            procs: BTreeMap::new(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-        };
-        for id in 1..=n {
-            cluster.spawn(id);
-        }
+        let nodes = LocalCluster::start(Path::new(BIN), n, extra_args).expect("start the cluster");
+        let cluster = Cluster { nodes };
         cluster.wait_for_leader(Duration::from_secs(20)).await;
         cluster
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn log_path(&self, id: u64) -> PathBuf {
-        self.dir.path().join(format!("node{id}.log"))
+        self.nodes.dir()
     }
 
     pub fn spawn(&mut self, id: u64) {
-        let peers: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(id))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["server", "--id", &id.to_string()])
-            .args(["--listen", &self.addrs[&id]])
-            .args(["--peers", &peers.join(",")])
-            .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node{id}")))
-            .args([
-                "--heartbeat-ms",
-                "50",
-                "--election-min-ms",
-                "300",
-                "--election-max-ms",
-                "600",
-            ])
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdout(Stdio::null())
-            .stderr(log.try_clone().unwrap())
-            .spawn()
-            .expect("start raftlock server");
-        self.procs.insert(id, child);
+        self.nodes.start(id).expect("start a node");
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.procs.remove(&id) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.nodes.kill(id).expect("kill a node");
     }
 
     pub fn signal(&self, id: u64, sig: i32) {
-        let pid = self.procs[&id].id() as i32;
-        // SAFETY: kill(2) on our own child process.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        self.nodes.signal(id, sig).expect("signal a node");
     }
 
     pub fn endpoint(&self, id: u64) -> String {
-        self.addrs[&id].clone()
+        self.nodes.endpoint(id)
     }
 
     pub fn endpoints(&self) -> Vec<String> {
-        self.addrs.values().cloned().collect()
+        self.nodes.endpoints()
     }
 
     /// Endpoints starting at node `first`, so each caller enters elsewhere.
     pub fn endpoints_from(&self, first: u64) -> Vec<String> {
-        let ids: Vec<u64> = self.addrs.keys().copied().collect();
+        let ids = self.nodes.ids();
         let at = ids.iter().position(|i| *i == first).unwrap_or(0);
         ids[at..]
             .iter()
             .chain(&ids[..at])
-            .map(|i| self.addrs[i].clone())
+            .map(|i| self.nodes.endpoint(*i))
             .collect()
     }
 
@@ -151,7 +93,7 @@ impl Cluster {
 
     pub async fn status(&self, id: u64) -> Option<StatusResponse> {
         self.client()
-            .node_status(&self.addrs[&id], Duration::from_millis(500))
+            .node_status(&self.nodes.endpoint(id), Duration::from_millis(500))
             .await
             .ok()
     }
@@ -162,10 +104,10 @@ impl Cluster {
         loop {
             let mut leaders = Vec::new();
             let mut followers_agree = true;
-            for id in self.procs.keys() {
-                match self.status(*id).await {
+            for id in self.nodes.running() {
+                match self.status(id).await {
                     Some(s) if s.role == "leader" => leaders.push((s.id, s.term)),
-                    Some(s) if s.has_leader && self.procs.contains_key(&s.leader_id) => {}
+                    Some(s) if s.has_leader && self.nodes.is_running(s.leader_id) => {}
                     _ => followers_agree = false,
                 }
             }
@@ -203,26 +145,6 @@ impl Cluster {
 
     /// The tail of every node's log, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        for id in self.addrs.keys() {
-            let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("--- node {id} log (last 15 lines) ---\n"));
-            for line in &lines[lines.len().saturating_sub(15)..] {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let ids: Vec<u64> = self.procs.keys().copied().collect();
-        for id in ids {
-            self.signal(id, libc::SIGCONT);
-            self.kill(id);
-        }
+        self.nodes.logs(15)
     }
 }

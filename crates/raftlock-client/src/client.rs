@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
-use raftlock_proto::LEADER_ADDR_HEADER;
+use raftlock_proto::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -44,12 +44,17 @@ struct Inner {
     channels: Mutex<HashMap<String, LockClient<Channel>>>,
     /// Where the last successful call went: the leader, most likely.
     leader: Mutex<Option<String>>,
+    /// Node id -> the endpoint we were given for it, learned from Status.
+    /// A redirect names the leader's address as the cluster knows it,
+    /// which a client outside (a container's published port, a NAT) may
+    /// not reach; its id leads to an endpoint that works.
+    endpoint_of: Mutex<HashMap<u64, String>>,
 }
 
 /// What a failed attempt tells the retry loop.
 enum Retry {
-    /// Go to this address next (a follower named the leader).
-    Redirect(String),
+    /// Go to the leader a follower named: its id, if given, and address.
+    Redirect(Option<u64>, String),
     /// Try another node after a pause.
     Elsewhere,
     /// Not worth retrying: hand this to the caller.
@@ -63,7 +68,14 @@ fn classify(status: &Status) -> Retry {
             .get(LEADER_ADDR_HEADER)
             .and_then(|v| v.to_str().ok())
         {
-            Some(addr) => Retry::Redirect(addr.to_string()),
+            Some(addr) => Retry::Redirect(
+                status
+                    .metadata()
+                    .get(LEADER_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+                addr.to_string(),
+            ),
             None => Retry::Elsewhere,
         },
         // A node that died mid-call, or a call that took too long.
@@ -105,6 +117,7 @@ impl Client {
                 options,
                 channels: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
+                endpoint_of: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -130,8 +143,12 @@ impl Client {
             .map_err(|e| Error::InvalidArgument(format!("bad endpoint {addr:?}: {e}")))?
             .connect_timeout(self.inner.options.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
+            // A frozen or cut-off node keeps its TCP connections open: ping
+            // so a long-poll on it fails within about two seconds and the
+            // caller moves on to the new leader.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(1))
+            .keep_alive_while_idle(true);
         // Large lock listings are legitimate replies; requests stay small.
         let client = LockClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 << 20);
         channels.insert(addr.to_string(), client.clone());
@@ -176,7 +193,8 @@ impl Client {
                         Retry::Fail(e) => return Err(e),
                         // Follow at once, but not forever: two nodes with
                         // stale views could point at each other.
-                        Retry::Redirect(leader) if leader != next && redirects < 3 => {
+                        Retry::Redirect(id, addr) if redirects < 3 => {
+                            let leader = self.reachable_endpoint(id, addr).await;
                             tracing::debug!(from = %next, to = %leader, "following the leader");
                             redirects += 1;
                             next = leader;
@@ -184,7 +202,7 @@ impl Client {
                                 continue;
                             }
                         }
-                        Retry::Redirect(_) | Retry::Elsewhere => {
+                        Retry::Redirect(..) | Retry::Elsewhere => {
                             self.forget_leader(&next);
                             redirects = 0;
                             rotation += 1;
@@ -223,6 +241,37 @@ impl Client {
             method(client, request)
         })
         .await
+    }
+
+    /// Where to reach node `id`, advertised at `addr`: `addr` itself if it
+    /// is one of our endpoints, else the endpoint that reported that id.
+    async fn reachable_endpoint(&self, id: Option<u64>, addr: String) -> String {
+        let Some(id) = id else { return addr };
+        if self.inner.endpoints.contains(&addr) {
+            return addr;
+        }
+        let known = |this: &Self| {
+            this.inner
+                .endpoint_of
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+        };
+        if let Some(endpoint) = known(self) {
+            return endpoint;
+        }
+        let probe = Duration::from_millis(300);
+        for endpoint in self.inner.endpoints.clone() {
+            if let Ok(status) = self.node_status(&endpoint, probe).await {
+                self.inner
+                    .endpoint_of
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(status.id, endpoint);
+            }
+        }
+        known(self).unwrap_or(addr)
     }
 
     /// Stops preferring `addr` once it failed, so the next call starts elsewhere.

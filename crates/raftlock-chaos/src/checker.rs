@@ -1,0 +1,155 @@
+//! Checks a recorded run: fenced safety, no lost updates, each lock's
+//! acquire/release history linearizable against a mutex, and how long the
+//! cluster was unavailable after each fault.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::history::{FaultEvent, LockEvent, LockOp, Outcome, RegisterEvent};
+use crate::linearizability::{check_mutex, MutexOp};
+
+/// Fenced safety: every accepted operation carries a token at least as
+/// high as every token accepted before it on that register.
+pub fn check_fencing(events: &[RegisterEvent]) -> Vec<String> {
+    let mut highest: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut violations = Vec::new();
+    for e in events.iter().filter(|e| e.accepted) {
+        let (seen, by) = highest.entry(&e.lock).or_insert((0, 0));
+        if e.token < *seen {
+            violations.push(format!(
+                "stale token accepted on {:?} at {:?}: client {} used token {} after client {} used {}",
+                e.lock, e.at, e.client, e.token, by, seen
+            ));
+        } else {
+            *seen = e.token;
+            *by = e.client;
+        }
+    }
+    violations
+}
+
+/// No lost update: each accepted write is one more than the previous
+/// accepted write on its register, and the final value counts them all.
+pub fn check_updates(events: &[RegisterEvent], finals: &HashMap<String, u64>) -> Vec<String> {
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    let mut violations = Vec::new();
+    for e in events.iter().filter(|e| e.accepted) {
+        let Some(value) = e.write else { continue };
+        let prev = last.entry(&e.lock).or_insert(0);
+        if value != *prev + 1 {
+            violations.push(format!(
+                "lost update on {:?} at {:?}: client {} wrote {} after {} (token {})",
+                e.lock, e.at, e.client, value, prev, e.token
+            ));
+        }
+        *prev = value;
+    }
+    for (lock, value) in finals {
+        let writes = events
+            .iter()
+            .filter(|e| e.accepted && e.write.is_some() && e.lock == *lock)
+            .count() as u64;
+        if *value != writes {
+            violations.push(format!(
+                "register {lock:?} ends at {value} but {writes} writes were acknowledged"
+            ));
+        }
+    }
+    violations
+}
+
+/// The mutex operations a lock's events imply.
+pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
+    events
+        .iter()
+        .filter(|e| e.lock == lock)
+        .filter_map(|e| {
+            let returned = match e.outcome {
+                Outcome::Ok(_) => e.completed,
+                Outcome::Unknown => None,
+                Outcome::Failed => return None,
+            };
+            Some(MutexOp {
+                client: e.client,
+                acquire: e.op == LockOp::Acquire,
+                invoked: e.invoked,
+                returned,
+            })
+        })
+        .collect()
+}
+
+pub fn check_mutual_exclusion(events: &[LockEvent]) -> Vec<String> {
+    let mut locks: Vec<&str> = events.iter().map(|e| e.lock.as_str()).collect();
+    locks.sort_unstable();
+    locks.dedup();
+    locks
+        .into_iter()
+        .filter_map(|lock| {
+            check_mutex(mutex_ops(events, lock))
+                .err()
+                .map(|v| format!("lock {lock:?}: {v}"))
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50_ms: u64,
+    pub max_ms: u64,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
+    samples.sort();
+    let ms = |d: Duration| d.as_millis() as u64;
+    Percentiles {
+        count: samples.len(),
+        p50_ms: samples.get(samples.len() / 2).map_or(0, |d| ms(*d)),
+        max_ms: samples.last().map_or(0, |d| ms(*d)),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Availability {
+    /// From the fault to the next lock granted to anyone.
+    pub fault_to_grant: Percentiles,
+    /// From healing to a fully healthy cluster.
+    pub heal_to_healthy: Percentiles,
+}
+
+/// Per fault kind: time from each fault to the next grant, and from its
+/// healing to full health.
+pub fn availability(faults: &[FaultEvent], events: &[LockEvent]) -> BTreeMap<String, Availability> {
+    let mut grants: Vec<Duration> = events
+        .iter()
+        .filter(|e| e.op == LockOp::Acquire && matches!(e.outcome, Outcome::Ok(_)))
+        .filter_map(|e| e.completed)
+        .collect();
+    grants.sort();
+    let mut by_kind: BTreeMap<String, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
+    for f in faults {
+        let entry = by_kind.entry(f.kind.clone()).or_default();
+        let next = grants.partition_point(|g| *g <= f.injected);
+        if let Some(g) = grants.get(next) {
+            entry.0.push(*g - f.injected);
+        }
+        if let (Some(healed), Some(healthy)) = (f.healed, f.healthy) {
+            entry.1.push(healthy.saturating_sub(healed));
+        }
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, (to_grant, to_health))| {
+            (
+                kind,
+                Availability {
+                    fault_to_grant: percentiles(to_grant),
+                    heal_to_healthy: percentiles(to_health),
+                },
+            )
+        })
+        .collect()
+}

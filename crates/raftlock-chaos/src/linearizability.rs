@@ -1,0 +1,207 @@
+//! Is one lock's history linearizable against a mutex? A Wing & Gong style
+//! search (with Lowe's memoization) over the order in which concurrent
+//! operations could have taken effect.
+//!
+//! Operations whose outcome is unknown may take effect at any time after
+//! they were invoked, or never.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::history::At;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MutexOp {
+    pub client: u64,
+    pub acquire: bool,
+    pub invoked: At,
+    /// `None`: no answer came back; it may or may not have taken effect.
+    pub returned: Option<At>,
+}
+
+/// The first stretch of history that no mutex could have produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub from: At,
+    pub to: At,
+    pub holder: Option<u64>,
+    /// The operations that could have gone next, none of which fits.
+    pub stuck: Vec<MutexOp>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not linearizable between {:?} and {:?}: holder then {:?}; none of these fits:",
+            self.from, self.to, self.holder
+        )?;
+        for op in &self.stuck {
+            let what = if op.acquire { "acquire" } else { "release" };
+            write!(
+                f,
+                " [client {} {what} {:?}..{:?}]",
+                op.client, op.invoked, op.returned
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn step(holder: Option<u64>, op: &MutexOp) -> Option<Option<u64>> {
+    match (holder, op.acquire) {
+        (None, true) => Some(Some(op.client)),
+        (Some(h), false) if h == op.client => Some(None),
+        _ => None,
+    }
+}
+
+/// Zobrist keys: the set of linearized operations hashes to the xor of
+/// their keys, so the search can remember visited (set, state) pairs.
+fn key(i: usize) -> u128 {
+    let mut x = (i as u128).wrapping_add(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834);
+    x ^= x >> 67;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9_94d0_49bb_1331_11eb);
+    x ^= x >> 59;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb_bf58_476d_1ce4_e5b9);
+    x ^ (x >> 61)
+}
+
+struct Frame {
+    candidates: Vec<usize>,
+    next: usize,
+    chosen: Option<usize>,
+    state_before: Option<u64>,
+}
+
+/// Checks `ops` (any order) against a mutex that starts free.
+pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
+    ops.sort_by_key(|op| op.invoked);
+    // Unlinearized operations with an answer, by return and by invocation;
+    // and those without one (they never force anything).
+    let mut by_return: BTreeSet<(At, usize)> = BTreeSet::new();
+    let mut by_invoke: BTreeSet<(At, usize)> = BTreeSet::new();
+    let mut open_ended: BTreeSet<(At, usize)> = BTreeSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op.returned {
+            Some(r) => {
+                by_return.insert((r, i));
+                by_invoke.insert((op.invoked, i));
+            }
+            None => {
+                open_ended.insert((op.invoked, i));
+            }
+        }
+    }
+    let mut state: Option<u64> = None;
+    let mut hash: u128 = 0;
+    let mut visited: HashSet<(u128, Option<u64>)> = HashSet::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut worst: Option<(usize, Violation)> = None;
+
+    let candidates = |by_return: &BTreeSet<(At, usize)>,
+                      by_invoke: &BTreeSet<(At, usize)>,
+                      open_ended: &BTreeSet<(At, usize)>|
+     -> Option<(At, Vec<usize>)> {
+        let (min_return, _) = *by_return.first()?;
+        let mut c: Vec<usize> = by_invoke
+            .iter()
+            .take_while(|(inv, _)| *inv <= min_return)
+            .map(|(_, i)| *i)
+            .collect();
+        c.extend(
+            open_ended
+                .iter()
+                .take_while(|(inv, _)| *inv <= min_return)
+                .map(|(_, i)| *i),
+        );
+        Some((min_return, c))
+    };
+
+    match candidates(&by_return, &by_invoke, &open_ended) {
+        None => return Ok(()),
+        Some((_, c)) => stack.push(Frame {
+            candidates: c,
+            next: 0,
+            chosen: None,
+            state_before: state,
+        }),
+    }
+    while let Some(frame) = stack.last_mut() {
+        if let Some(i) = frame.chosen.take() {
+            // Undo the last choice before trying the next one.
+            state = frame.state_before;
+            hash ^= key(i);
+            let op = &ops[i];
+            match op.returned {
+                Some(r) => {
+                    by_return.insert((r, i));
+                    by_invoke.insert((op.invoked, i));
+                }
+                None => {
+                    open_ended.insert((op.invoked, i));
+                }
+            }
+        }
+        let mut advanced = false;
+        while frame.next < frame.candidates.len() {
+            let i = frame.candidates[frame.next];
+            frame.next += 1;
+            let Some(new_state) = step(state, &ops[i]) else {
+                continue;
+            };
+            if !visited.insert((hash ^ key(i), new_state)) {
+                continue;
+            }
+            frame.state_before = state;
+            frame.chosen = Some(i);
+            state = new_state;
+            hash ^= key(i);
+            let op = &ops[i];
+            match op.returned {
+                Some(r) => {
+                    by_return.remove(&(r, i));
+                    by_invoke.remove(&(op.invoked, i));
+                }
+                None => {
+                    open_ended.remove(&(op.invoked, i));
+                }
+            }
+            advanced = true;
+            break;
+        }
+        if !advanced {
+            // Dead end: remember the deepest one for the report.
+            let depth = stack.len();
+            if worst.as_ref().is_none_or(|(d, _)| depth > *d) {
+                let frame = stack.last().unwrap();
+                let stuck: Vec<MutexOp> =
+                    frame.candidates.iter().map(|i| ops[*i].clone()).collect();
+                let from = stuck.iter().map(|o| o.invoked).min().unwrap_or_default();
+                let to = by_return.first().map(|(r, _)| *r).unwrap_or(from);
+                worst = Some((
+                    depth,
+                    Violation {
+                        from,
+                        to,
+                        holder: state,
+                        stuck,
+                    },
+                ));
+            }
+            stack.pop();
+            continue;
+        }
+        match candidates(&by_return, &by_invoke, &open_ended) {
+            None => return Ok(()),
+            Some((_, c)) => stack.push(Frame {
+                candidates: c,
+                next: 0,
+                chosen: None,
+                state_before: state,
+            }),
+        }
+    }
+    Err(worst
+        .map(|(_, v)| v)
+        .expect("a failed search has a dead end"))
+}

@@ -1,0 +1,108 @@
+//! `raftlock-chaos`: runs the chaos suite against a local or docker-compose
+//! cluster and exits non-zero on any violation. See docs/chaos.md.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use raftlock_chaos::docker::DockerCluster;
+use raftlock_chaos::runner::ALL;
+use raftlock_chaos::{run, Fault, LocalCluster, Nodes, RunConfig};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// `raftlock server` processes on loopback (kill -9 and SIGSTOP only).
+    Local,
+    /// The docker-compose cluster (`scripts/cluster up` first).
+    Docker,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "raftlock-chaos",
+    about = "Failover chaos suite with a safety checker"
+)]
+struct Args {
+    #[arg(long, value_enum, default_value = "local")]
+    backend: Backend,
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Seed for choosing faults and client timing; printed, so a failure can be replayed.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Lock names to contend on, comma-separated.
+    #[arg(long, default_value = "L", value_delimiter = ',')]
+    locks: Vec<String>,
+    /// Session TTL in seconds.
+    #[arg(long, default_value_t = 3)]
+    ttl: u64,
+    /// Nodes in the cluster (3 or 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Faults to draw from, comma-separated (default: all the backend can do).
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    /// Local backend: the raftlock binary.
+    #[arg(long, default_value = "target/release/raftlock")]
+    binary: PathBuf,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let code = runtime.block_on(async move {
+        match main_async(args).await {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(e) => {
+                eprintln!("raftlock-chaos: {e:#}");
+                2
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+async fn main_async(args: Args) -> anyhow::Result<bool> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!("raftlock-chaos: seed {seed} (replay with --seed {seed})");
+    let faults: Vec<Fault> = if args.faults.is_empty() {
+        ALL.to_vec()
+    } else {
+        args.faults
+            .iter()
+            .map(|f| Fault::parse(f).ok_or_else(|| anyhow::anyhow!("unknown fault {f:?}")))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut nodes: Box<dyn Nodes> = match args.backend {
+        Backend::Local => Box::new(LocalCluster::start(&args.binary, args.nodes, &[])?),
+        Backend::Docker => Box::new(DockerCluster::attach(args.nodes)?),
+    };
+    let config = RunConfig {
+        rounds: args.rounds,
+        seed,
+        clients: args.clients,
+        locks: args.locks,
+        ttl: Duration::from_secs(args.ttl),
+        faults,
+        recovery_bound: Duration::from_secs(60),
+    };
+    let report = run(nodes.as_mut(), config).await?;
+    report.print();
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(report.violations.is_empty())
+}

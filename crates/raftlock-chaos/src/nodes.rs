@@ -1,0 +1,207 @@
+//! The cluster under test, as something a nemesis can hurt: a trait with
+//! two backends, local processes ([`LocalCluster`]) and docker-compose
+//! containers ([`crate::docker::DockerCluster`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context};
+
+pub trait Nodes: Send {
+    fn ids(&self) -> Vec<u64>;
+    /// Where a client reaches node `id`.
+    fn endpoint(&self, id: u64) -> String;
+    /// Crash: SIGKILL or `docker kill`.
+    fn kill(&mut self, id: u64) -> anyhow::Result<()>;
+    fn start(&mut self, id: u64) -> anyhow::Result<()>;
+    /// SIGTERM and wait for a clean exit.
+    fn stop(&mut self, id: u64) -> anyhow::Result<()>;
+    /// Freeze every thread of the node (SIGSTOP or `docker pause`).
+    fn pause(&mut self, id: u64) -> anyhow::Result<()>;
+    fn resume(&mut self, id: u64) -> anyhow::Result<()>;
+    fn can_partition(&self) -> bool {
+        false
+    }
+    /// Cut the node off from every other node and from clients.
+    fn partition(&mut self, id: u64) -> anyhow::Result<()> {
+        bail!("node {id}: this backend cannot partition")
+    }
+    fn heal_partition(&mut self, id: u64) -> anyhow::Result<()> {
+        bail!("node {id}: this backend cannot partition")
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.ids().into_iter().map(|id| self.endpoint(id)).collect()
+    }
+}
+
+/// `raftlock server` processes on loopback ports, each with a data
+/// directory under one temporary directory.
+pub struct LocalCluster {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    addrs: BTreeMap<u64, String>,
+    procs: BTreeMap<u64, Child>,
+    extra_args: Vec<String>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes of `binary` (no waiting for a leader).
+    pub fn start(binary: &Path, n: u64, extra_args: &[&str]) -> anyhow::Result<LocalCluster> {
+        let mut addrs = BTreeMap::new();
+        for id in 1..=n {
+            addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
+        }
+        let mut cluster = LocalCluster {
+            binary: binary.to_path_buf(),
+            dir: tempfile::TempDir::new()?,
+            addrs,
+            procs: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        };
+        for id in 1..=n {
+            cluster.start(id)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.procs.contains_key(&id)
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.procs.keys().copied().collect()
+    }
+
+    pub fn signal(&self, id: u64, sig: i32) -> anyhow::Result<()> {
+        let child = self
+            .procs
+            .get(&id)
+            .with_context(|| format!("node {id} is not running"))?;
+        // SAFETY: kill(2) on our own child process touches no memory.
+        if unsafe { libc::kill(child.id() as i32, sig) } != 0 {
+            bail!(
+                "signal {sig} to node {id}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of every node's log, for failure reports.
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for id in self.addrs.keys() {
+            let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- node {id} log (last {lines} lines) ---\n"));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Nodes for LocalCluster {
+    fn ids(&self) -> Vec<u64> {
+        self.addrs.keys().copied().collect()
+    }
+
+    fn endpoint(&self, id: u64) -> String {
+        self.addrs[&id].clone()
+    }
+
+    fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut child) = self.procs.remove(&id) {
+            // A stopped process must be woken to die promptly.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.procs.contains_key(&id) {
+            return Ok(());
+        }
+        let peers: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))?;
+        let child = Command::new(&self.binary)
+            .args(["server", "--id", &id.to_string()])
+            .args(["--listen", &self.addrs[&id]])
+            .args(["--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("node{id}")))
+            .args([
+                "--heartbeat-ms",
+                "50",
+                "--election-min-ms",
+                "300",
+                "--election-max-ms",
+                "600",
+            ])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        self.procs.insert(id, child);
+        Ok(())
+    }
+
+    fn stop(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGTERM)?;
+        let mut child = self.procs.remove(&id).expect("signalled, so running");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!("node {id} ignored SIGTERM for 10 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn pause(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGSTOP)
+    }
+
+    fn resume(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, libc::SIGCONT)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for id in self.running() {
+            let _ = self.kill(id);
+        }
+    }
+}
