@@ -114,14 +114,15 @@ fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Availability {
-    /// From the fault to the next lock granted to anyone.
-    pub fault_to_grant: Percentiles,
+    /// The longest stretch without any lock granted, from the fault until
+    /// the cluster was healthy again.
+    pub longest_gap: Percentiles,
     /// From healing to a fully healthy cluster.
     pub heal_to_healthy: Percentiles,
 }
 
-/// Per fault kind: time from each fault to the next grant, and from its
-/// healing to full health.
+/// Per fault kind: the longest time without a grant while the fault and
+/// its recovery lasted, and the time from healing to full health.
 pub fn availability(faults: &[FaultEvent], events: &[LockEvent]) -> BTreeMap<String, Availability> {
     let mut grants: Vec<Duration> = events
         .iter()
@@ -132,21 +133,31 @@ pub fn availability(faults: &[FaultEvent], events: &[LockEvent]) -> BTreeMap<Str
     let mut by_kind: BTreeMap<String, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
     for f in faults {
         let entry = by_kind.entry(f.kind.clone()).or_default();
-        let next = grants.partition_point(|g| *g <= f.injected);
-        if let Some(g) = grants.get(next) {
-            entry.0.push(*g - f.injected);
+        let end = f.healthy.or(f.healed).unwrap_or(f.injected);
+        let from = grants.partition_point(|g| *g <= f.injected);
+        let to = grants.partition_point(|g| *g <= end);
+        let mut last = f.injected;
+        let mut longest = Duration::ZERO;
+        for g in &grants[from..to] {
+            longest = longest.max(*g - last);
+            last = *g;
         }
+        // Still nothing granted by the end of recovery: count until the next grant.
+        if from == to {
+            longest = grants.get(to).map_or(end - f.injected, |g| *g - f.injected);
+        }
+        entry.0.push(longest);
         if let (Some(healed), Some(healthy)) = (f.healed, f.healthy) {
             entry.1.push(healthy.saturating_sub(healed));
         }
     }
     by_kind
         .into_iter()
-        .map(|(kind, (to_grant, to_health))| {
+        .map(|(kind, (gaps, to_health))| {
             (
                 kind,
                 Availability {
-                    fault_to_grant: percentiles(to_grant),
+                    longest_gap: percentiles(gaps),
                     heal_to_healthy: percentiles(to_health),
                 },
             )

@@ -65,6 +65,7 @@ pub struct FaultEvent {
 }
 
 /// The run's whole record, filled in by many tasks at once.
+#[derive(Debug)]
 pub struct History {
     start: Instant,
     pub locks: Mutex<Vec<LockEvent>>,

@@ -50,6 +50,9 @@ struct Args {
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the whole history (lock, register and fault events) as JSON here.
+    #[arg(long)]
+    history: Option<PathBuf>,
 }
 
 fn main() {
@@ -103,6 +106,14 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
     report.print();
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let (Some(path), Some(history)) = (args.history, &report.history) {
+        let dump = serde_json::json!({
+            "locks": *history.locks.lock().unwrap(),
+            "register": *history.register.lock().unwrap(),
+            "faults": *history.faults.lock().unwrap(),
+        });
+        std::fs::write(&path, serde_json::to_string(&dump)?)?;
     }
     Ok(report.violations.is_empty())
 }

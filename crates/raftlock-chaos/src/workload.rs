@@ -231,8 +231,12 @@ async fn run_client(
     }
 }
 
-/// Gives up on a session whose state is unknown: it ends by itself within
-/// its TTL once nobody keeps it alive.
+/// Gives up on a session whose state is unknown: closes it in the
+/// background if the cluster answers, else it expires within its TTL.
 fn abandon(held: Option<Held>) {
-    drop(held);
+    if let Some(held) = held {
+        tokio::spawn(async move {
+            let _ = held.session.close().await;
+        });
+    }
 }

@@ -49,7 +49,14 @@ struct Inner {
     /// which a client outside (a container's published port, a NAT) may
     /// not reach; its id leads to an endpoint that works.
     endpoint_of: Mutex<HashMap<u64, String>>,
+    /// Endpoints that just failed, and until when to try others first: a
+    /// frozen node accepts TCP connections but never answers, and every
+    /// call that tries it first would lose a whole RPC timeout.
+    failed_until: Mutex<HashMap<String, tokio::time::Instant>>,
 }
+
+/// How long a failed endpoint is tried only after the others.
+const FAILED_COOLDOWN: Duration = Duration::from_secs(3);
 
 /// What a failed attempt tells the retry loop.
 enum Retry {
@@ -118,6 +125,7 @@ impl Client {
                 channels: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 endpoint_of: Mutex::new(HashMap::new()),
+                failed_until: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -144,10 +152,10 @@ impl Client {
             .connect_timeout(self.inner.options.connect_timeout)
             .tcp_nodelay(true)
             // A frozen or cut-off node keeps its TCP connections open: ping
-            // so a long-poll on it fails within about two seconds and the
+            // so a call waiting on it fails within about a second and the
             // caller moves on to the new leader.
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_millis(500))
+            .keep_alive_timeout(Duration::from_millis(500))
             .keep_alive_while_idle(true);
         // Large lock listings are legitimate replies; requests stay small.
         let client = LockClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 << 20);
@@ -173,7 +181,7 @@ impl Client {
         F: FnMut(LockClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut next = self.leader_or(0);
+        let mut next = self.first_choice();
         let mut rotation = self.position(&next);
         let mut backoff = Duration::from_millis(20);
         let mut redirects = 0;
@@ -195,28 +203,32 @@ impl Client {
                         // stale views could point at each other.
                         Retry::Redirect(id, addr) if redirects < 3 => {
                             let leader = self.reachable_endpoint(id, addr).await;
-                            tracing::debug!(from = %next, to = %leader, "following the leader");
-                            redirects += 1;
-                            next = leader;
-                            if tokio::time::Instant::now() < give_up {
-                                continue;
+                            if self.recently_failed(&leader) {
+                                // A follower that has not yet noticed the
+                                // leader is gone: wait for the election.
+                                redirects = 0;
+                                next = self.next_endpoint(&mut rotation);
+                            } else {
+                                tracing::debug!(from = %next, to = %leader, "following the leader");
+                                redirects += 1;
+                                next = leader;
+                                if tokio::time::Instant::now() < give_up {
+                                    continue;
+                                }
                             }
                         }
                         Retry::Redirect(..) | Retry::Elsewhere => {
-                            self.forget_leader(&next);
+                            self.mark_failed(&next);
                             redirects = 0;
-                            rotation += 1;
-                            next =
-                                self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
+                            next = self.next_endpoint(&mut rotation);
                         }
                     }
                 }
                 Err(_) => {
                     last_error = format!("{next}: no answer within {attempt:?}");
-                    self.forget_leader(&next);
+                    self.mark_failed(&next);
                     redirects = 0;
-                    rotation += 1;
-                    next = self.inner.endpoints[rotation % self.inner.endpoints.len()].clone();
+                    next = self.next_endpoint(&mut rotation);
                 }
             }
             if tokio::time::Instant::now() + backoff > give_up {
@@ -274,21 +286,60 @@ impl Client {
         known(self).unwrap_or(addr)
     }
 
-    /// Stops preferring `addr` once it failed, so the next call starts elsewhere.
-    fn forget_leader(&self, addr: &str) {
+    /// Stops preferring `addr` for a while once it failed, and stops
+    /// calling it the leader.
+    fn mark_failed(&self, addr: &str) {
         let mut leader = self.inner.leader.lock().unwrap_or_else(|e| e.into_inner());
         if leader.as_deref() == Some(addr) {
             *leader = None;
         }
+        self.inner
+            .failed_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                addr.to_string(),
+                tokio::time::Instant::now() + FAILED_COOLDOWN,
+            );
     }
 
-    fn leader_or(&self, index: usize) -> String {
+    fn recently_failed(&self, addr: &str) -> bool {
         self.inner
+            .failed_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .is_some_and(|until| *until > tokio::time::Instant::now())
+    }
+
+    /// The last known leader, else the first endpoint that has not just failed.
+    fn first_choice(&self) -> String {
+        let leader = self
+            .inner
             .leader
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(|| self.inner.endpoints[index % self.inner.endpoints.len()].clone())
+            .clone();
+        if let Some(leader) = leader.filter(|l| !self.recently_failed(l)) {
+            return leader;
+        }
+        let mut rotation = self.inner.endpoints.len() - 1;
+        self.next_endpoint(&mut rotation)
+    }
+
+    /// The next endpoint in rotation, skipping those that just failed
+    /// unless all of them did.
+    fn next_endpoint(&self, rotation: &mut usize) -> String {
+        let n = self.inner.endpoints.len();
+        for _ in 0..n {
+            *rotation += 1;
+            let candidate = &self.inner.endpoints[*rotation % n];
+            if !self.recently_failed(candidate) {
+                return candidate.clone();
+            }
+        }
+        *rotation += 1;
+        self.inner.endpoints[*rotation % n].clone()
     }
 
     fn position(&self, addr: &str) -> usize {

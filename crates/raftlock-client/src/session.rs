@@ -379,6 +379,20 @@ async fn keep_alive(
             lost.send_replace(Some(format!(
                 "no keepalive confirmed within the {ttl:?} TTL"
             )));
+            // The server may still think the session alive, and would keep
+            // granting it locks that nobody here will use or release until
+            // it expires. We have given up on it: end it now if we can.
+            let close = CloseSessionRequest {
+                session_id: req.session_id.clone(),
+                seq: 0,
+            };
+            let _ = client
+                .call(Instant::now() + ttl, per_attempt, |mut c, t| {
+                    let mut r = tonic::Request::new(close.clone());
+                    r.set_timeout(t);
+                    async move { c.close_session(r).await }
+                })
+                .await;
             return;
         }
         let call = client.call(expires, per_attempt, |mut c, t| {
