@@ -1,6 +1,7 @@
 //! `raftlock`: run a node or a local dev cluster, run a command under a
 //! lock, and look at the cluster and its locks.
 
+mod cluster;
 mod lock;
 mod serve;
 mod show;
@@ -50,6 +51,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change the cluster's membership.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Show the lock table: holder, session, fencing token, waiters.
     Locks {
         /// Only locks whose name starts with this.
@@ -100,6 +104,10 @@ fn main() {
             Command::Lock(args) => {
                 init_logging("warn");
                 lock::run(&cli.endpoints, args).await
+            }
+            Command::Cluster(command) => {
+                init_logging("warn");
+                cluster::run(&cli.endpoints, command).await
             }
             Command::Status { json } => {
                 init_logging("warn");

@@ -18,8 +18,16 @@ pub struct ServerArgs {
     listen: SocketAddr,
     /// Initial members as ID=HOST:PORT,... (this node included). On a first
     /// start the lowest id bootstraps the cluster; later starts resume.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", conflicts_with = "join")]
     peers: String,
+    /// Instead of --peers: join an existing cluster through any of these
+    /// members (HOST:PORT,...). The node asks to be added and waits.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
+    /// The address other nodes and clients reach this node at, if not
+    /// --listen (e.g. when listening on 0.0.0.0). Used with --join.
+    #[arg(long)]
+    advertise: Option<String>,
     /// Where this node keeps its Raft log and snapshots.
     #[arg(long)]
     data_dir: PathBuf,
@@ -84,6 +92,17 @@ pub async fn server(args: ServerArgs) -> i32 {
         timings: args.timings.timings(),
         snapshot_every: args.timings.snapshot_every,
     };
+    let advertise = args.advertise.unwrap_or_else(|| args.listen.to_string());
+    if !args.join.is_empty()
+        && args.listen.ip().is_unspecified()
+        && advertise == args.listen.to_string()
+    {
+        eprintln!(
+            "raftlock server: --join with --listen {} needs --advertise HOST:PORT",
+            args.listen
+        );
+        return 2;
+    }
     let node = match Node::start(config.clone()).await {
         Ok(node) => node,
         Err(e) => {
@@ -91,6 +110,18 @@ pub async fn server(args: ServerArgs) -> i32 {
             return 1;
         }
     };
+    if !args.join.is_empty() {
+        match node.raft().is_initialized().await {
+            Ok(true) => tracing::info!("already a member: resuming, not joining"),
+            _ => {
+                tokio::spawn(crate::cluster::join(
+                    args.join.clone(),
+                    config.id,
+                    advertise,
+                ));
+            }
+        }
+    }
     tokio::select! {
         bootstrapped = node.bootstrap(&config) => {
             if let Err(e) = bootstrapped {

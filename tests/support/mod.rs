@@ -48,6 +48,22 @@ impl Cluster {
         self.nodes.start(id).expect("start a node");
     }
 
+    /// A new node that does not bootstrap (see [`LocalCluster::add_node`]);
+    /// returns its address.
+    pub fn add_node(&mut self, id: u64, join: bool) -> String {
+        self.nodes.add_node(id, join).expect("a new node")
+    }
+
+    /// Forget node `id`'s data (a lost disk); it comes back with `--join`.
+    pub fn wipe_and_rejoin(&mut self, id: u64) {
+        self.nodes.wipe_and_rejoin(id).expect("wipe a node");
+    }
+
+    /// Graceful stop (SIGTERM, wait).
+    pub fn stop(&mut self, id: u64) {
+        self.nodes.stop(id).expect("stop a node");
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(&mut self, id: u64) {
         self.nodes.kill(id).expect("kill a node");

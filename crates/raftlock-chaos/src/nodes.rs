@@ -44,6 +44,10 @@ pub struct LocalCluster {
     addrs: BTreeMap<u64, String>,
     procs: BTreeMap<u64, Child>,
     extra_args: Vec<String>,
+    /// Nodes that start with `--join` (added later) instead of `--peers`.
+    joiners: BTreeMap<u64, Vec<String>>,
+    /// The founding members, given to every bootstrapping node as `--peers`.
+    founders: Vec<u64>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -65,6 +69,8 @@ impl LocalCluster {
             addrs,
             procs: BTreeMap::new(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            joiners: BTreeMap::new(),
+            founders: (1..=n).collect(),
         };
         for id in 1..=n {
             cluster.start(id)?;
@@ -74,6 +80,39 @@ impl LocalCluster {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A new node `id` on a fresh port that does not bootstrap: with
+    /// `join` it starts with `--join` through the current members, else
+    /// with no membership at all, waiting for `raftlock cluster add`.
+    /// Not started yet.
+    pub fn add_node(&mut self, id: u64, join: bool) -> anyhow::Result<String> {
+        let seeds: Vec<String> = if join {
+            self.addrs.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        self.addrs.insert(id, addr.clone());
+        self.joiners.insert(id, seeds);
+        Ok(addr)
+    }
+
+    /// Makes node `id` (stopped) come back as a new, empty node that joins.
+    pub fn wipe_and_rejoin(&mut self, id: u64) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.procs.contains_key(&id), "stop node {id} first");
+        let data = self.dir.path().join(format!("node{id}"));
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        let seeds = self
+            .addrs
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .map(|(_, a)| a.clone())
+            .collect();
+        self.joiners.insert(id, seeds);
+        Ok(())
     }
 
     pub fn log_path(&self, id: u64) -> PathBuf {
@@ -142,7 +181,18 @@ impl Nodes for LocalCluster {
         if self.procs.contains_key(&id) {
             return Ok(());
         }
-        let peers: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
+        let membership: Vec<String> = match self.joiners.get(&id) {
+            Some(seeds) if seeds.is_empty() => Vec::new(),
+            Some(seeds) => vec!["--join".into(), seeds.join(",")],
+            None => {
+                let peers: Vec<String> = self
+                    .founders
+                    .iter()
+                    .map(|i| format!("{i}={}", self.addrs[i]))
+                    .collect();
+                vec!["--peers".into(), peers.join(",")]
+            }
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -150,7 +200,7 @@ impl Nodes for LocalCluster {
         let child = Command::new(&self.binary)
             .args(["server", "--id", &id.to_string()])
             .args(["--listen", &self.addrs[&id]])
-            .args(["--peers", &peers.join(",")])
+            .args(&membership)
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node{id}")))
             .args([

@@ -14,6 +14,12 @@ use tonic::{Code, Status};
 use crate::session::{Session, SessionOptions};
 use crate::Error;
 
+/// The lock service on a channel. Large lock listings are legitimate
+/// replies, so the reply size limit is raised; requests stay small.
+pub(crate) fn lock_service(channel: Channel) -> LockClient<Channel> {
+    LockClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// How long one call keeps retrying an unavailable cluster.
@@ -41,7 +47,7 @@ pub struct Client {
 struct Inner {
     endpoints: Vec<String>,
     options: ClientOptions,
-    channels: Mutex<HashMap<String, LockClient<Channel>>>,
+    channels: Mutex<HashMap<String, Channel>>,
     /// Where the last successful call went: the leader, most likely.
     leader: Mutex<Option<String>>,
     /// Node id -> the endpoint we were given for it, learned from Status.
@@ -138,7 +144,7 @@ impl Client {
         &self.inner.options
     }
 
-    pub(crate) fn connection(&self, addr: &str) -> Result<LockClient<Channel>, Error> {
+    pub(crate) fn connection(&self, addr: &str) -> Result<Channel, Error> {
         let mut channels = self
             .inner
             .channels
@@ -157,10 +163,9 @@ impl Client {
             .http2_keep_alive_interval(Duration::from_millis(500))
             .keep_alive_timeout(Duration::from_millis(500))
             .keep_alive_while_idle(true);
-        // Large lock listings are legitimate replies; requests stay small.
-        let client = LockClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 << 20);
-        channels.insert(addr.to_string(), client.clone());
-        Ok(client)
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
     }
 
     /// The usual retry deadline for a call starting now.
@@ -178,7 +183,7 @@ impl Client {
         mut call: F,
     ) -> Result<T, Error>
     where
-        F: FnMut(LockClient<Channel>, Duration) -> Fut,
+        F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut next = self.first_choice();
@@ -243,7 +248,7 @@ impl Client {
     pub(crate) async fn unary<Req, T, F, Fut>(&self, req: Req, method: F) -> Result<T, Error>
     where
         Req: Clone,
-        F: Fn(LockClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let timeout = self.inner.options.rpc_timeout;
@@ -359,7 +364,7 @@ impl Client {
     pub async fn get_lock(&self, name: &str) -> Result<Option<LockInfo>, Error> {
         let req = GetLockRequest { name: name.into() };
         let reply = self
-            .unary(req, |mut c, r| async move { c.get_lock(r).await })
+            .unary(req, |c, r| async move { lock_service(c).get_lock(r).await })
             .await?;
         Ok(reply.lock)
     }
@@ -375,7 +380,10 @@ impl Client {
             limit,
         };
         let reply = self
-            .unary(req, |mut c, r| async move { c.list_locks(r).await })
+            .unary(
+                req,
+                |c, r| async move { lock_service(c).list_locks(r).await },
+            )
             .await?;
         Ok((reply.locks, reply.truncated))
     }
@@ -386,7 +394,7 @@ impl Client {
         addr: &str,
         timeout: Duration,
     ) -> Result<StatusResponse, Error> {
-        let mut client = self.connection(addr)?;
+        let mut client = lock_service(self.connection(addr)?);
         let mut req = tonic::Request::new(StatusRequest {});
         req.set_timeout(timeout);
         match tokio::time::timeout(timeout, client.status(req)).await {

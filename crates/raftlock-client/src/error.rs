@@ -39,7 +39,7 @@ impl Error {
         let message = status.message().to_string();
         match (status.code(), kind) {
             (Code::PermissionDenied, _) => Error::NotHolder(message),
-            (Code::NotFound, _) => Error::SessionLost(message),
+            (Code::NotFound, "session-expired") => Error::SessionLost(message),
             (Code::FailedPrecondition, "not-held") => Error::NotHeld(message),
             (Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted, _) => {
                 Error::InvalidArgument(message)

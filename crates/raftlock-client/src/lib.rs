@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod client;
 mod error;
 mod session;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::client::lock_service;
 use crate::{Client, Error};
 
 /// Longest single long-poll the server grants (it stays queued after).
@@ -107,7 +108,10 @@ impl Session {
             label: options.label,
         };
         let reply = client
-            .unary(req, |mut c, r| async move { c.open_session(r).await })
+            .unary(
+                req,
+                |c, r| async move { lock_service(c).open_session(r).await },
+            )
             .await?;
         let ttl = Duration::from_millis(reply.ttl_ms);
         let (lost, _) = watch::channel(None);
@@ -241,16 +245,16 @@ impl Session {
             // Acquire is idempotent in the table (a holder gets its grant
             // back, a waiter keeps its place), so each attempt takes a fresh
             // request number and never hits the retry window's edge.
-            let call =
-                self.inner
-                    .client
-                    .call(give_up, rpc_timeout + SERVER_MAX_POLL, |mut c, t| {
-                        let req = request(self.next_seq());
-                        let poll = Duration::from_millis(req.wait_ms).min(SERVER_MAX_POLL);
-                        let mut req = tonic::Request::new(req);
-                        req.set_timeout(t.min(rpc_timeout + poll));
-                        async move { c.acquire(req).await }
-                    });
+            let call = self
+                .inner
+                .client
+                .call(give_up, rpc_timeout + SERVER_MAX_POLL, |c, t| {
+                    let req = request(self.next_seq());
+                    let poll = Duration::from_millis(req.wait_ms).min(SERVER_MAX_POLL);
+                    let mut req = tonic::Request::new(req);
+                    req.set_timeout(t.min(rpc_timeout + poll));
+                    async move { lock_service(c).acquire(req).await }
+                });
             let reply = tokio::select! {
                 reply = call => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
@@ -281,7 +285,7 @@ impl Session {
         let result = self
             .inner
             .client
-            .unary(req, |mut c, r| async move { c.release(r).await })
+            .unary(req, |c, r| async move { lock_service(c).release(r).await })
             .await;
         if !matches!(result, Err(Error::Unavailable(_) | Error::Other(_))) {
             self.held().remove(name);
@@ -307,7 +311,10 @@ impl Session {
         let result = self
             .inner
             .client
-            .unary(req, |mut c, r| async move { c.close_session(r).await })
+            .unary(
+                req,
+                |c, r| async move { lock_service(c).close_session(r).await },
+            )
             .await;
         self.inner.lost.send_replace(Some("session closed".into()));
         match result {
@@ -387,18 +394,18 @@ async fn keep_alive(
                 seq: 0,
             };
             let _ = client
-                .call(Instant::now() + ttl, per_attempt, |mut c, t| {
+                .call(Instant::now() + ttl, per_attempt, |c, t| {
                     let mut r = tonic::Request::new(close.clone());
                     r.set_timeout(t);
-                    async move { c.close_session(r).await }
+                    async move { lock_service(c).close_session(r).await }
                 })
                 .await;
             return;
         }
-        let call = client.call(expires, per_attempt, |mut c, t| {
+        let call = client.call(expires, per_attempt, |c, t| {
             let mut req = tonic::Request::new(req.clone());
             req.set_timeout(t);
-            async move { c.keep_alive(req).await }
+            async move { lock_service(c).keep_alive(req).await }
         });
         match call.await {
             Ok(_) => {

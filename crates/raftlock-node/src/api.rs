@@ -348,6 +348,15 @@ impl Lock for LockService {
             locks,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            replication: metrics
+                .replication
+                .iter()
+                .flatten()
+                .map(|(id, matched)| Replication {
+                    id: *id,
+                    matched_index: matched.map_or(0, |l| l.index),
+                })
+                .collect(),
         }))
     }
 }

@@ -6,6 +6,7 @@
 //! the leader-only duties (session expiry, lock-delay ticks); [`node`] wires
 //! them together into something you can start and stop.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod leader;

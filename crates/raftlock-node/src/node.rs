@@ -9,11 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use raftlock_proto::raft::raft_server::RaftServer;
+use raftlock_proto::v1::cluster_server::ClusterServer;
 use raftlock_proto::v1::lock_server::LockServer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
 use crate::config::NodeConfig;
 use crate::leader::{self, SessionClock};
@@ -77,6 +79,10 @@ impl Node {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE))
+                .add_service(
+                    ClusterServer::new(ClusterService::new(raft.clone(), config.id))
+                        .max_decoding_message_size(MAX_CLIENT_MESSAGE),
+                )
                 .add_service(
                     RaftServer::new(RaftService::new(raft.clone()))
                         .max_decoding_message_size(MAX_RAFT_MESSAGE)

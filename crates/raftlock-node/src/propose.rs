@@ -50,7 +50,7 @@ pub async fn ensure_linearizable(raft: &Raft) -> Result<(), NotServed> {
         .map_err(not_served)
 }
 
-fn not_served<E>(e: RaftError<NodeId, E>) -> NotServed
+pub(crate) fn not_served<E>(e: RaftError<NodeId, E>) -> NotServed
 where
     E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, BasicNode>>,
 {

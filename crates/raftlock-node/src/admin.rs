@@ -1,0 +1,183 @@
+//! The membership service (`raftlock.v1.Cluster`): add a learner, promote
+//! it, remove a member, with a guard against changes that could leave the
+//! cluster without a working majority.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers};
+use raftlock_proto::v1::cluster_server::Cluster;
+use raftlock_proto::v1::lock_client::LockClient;
+use raftlock_proto::v1::{
+    AddLearnerRequest, Member, MembershipResponse, PromoteRequest, RemoveMemberRequest,
+    StatusRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::propose::{ensure_linearizable, not_served};
+use crate::types::{NodeId, Raft};
+
+/// Shrinking to fewer voters than this (a single node) needs --force.
+const MIN_VOTERS: usize = 2;
+
+pub struct ClusterService {
+    raft: Raft,
+    id: NodeId,
+}
+
+impl ClusterService {
+    pub fn new(raft: Raft, id: NodeId) -> Self {
+        ClusterService { raft, id }
+    }
+
+    fn members(&self) -> MembershipResponse {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        MembershipResponse {
+            members: membership
+                .nodes()
+                .map(|(id, node)| Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                })
+                .collect(),
+        }
+    }
+
+    /// Which of `nodes` answer a status call right now (this node counts).
+    async fn reachable(&self, nodes: &BTreeMap<NodeId, BasicNode>) -> BTreeSet<NodeId> {
+        let mut up = BTreeSet::new();
+        for (id, node) in nodes {
+            if *id == self.id {
+                up.insert(*id);
+                continue;
+            }
+            let probe = async {
+                let mut client = LockClient::connect(format!("http://{}", node.addr))
+                    .await
+                    .ok()?;
+                client.status(StatusRequest {}).await.ok()
+            };
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
+                up.insert(*id);
+            }
+        }
+        up
+    }
+}
+
+fn invalid(msg: String) -> Status {
+    Status::failed_precondition(msg)
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let req = request.into_inner();
+        if req.id == 0 || req.addr.rsplit_once(':').is_none() {
+            return Err(Status::invalid_argument(
+                "need a non-zero id and a HOST:PORT address",
+            ));
+        }
+        let known = self.members();
+        if let Some(m) = known.members.iter().find(|m| m.id == req.id) {
+            if m.addr != req.addr {
+                return Err(invalid(format!(
+                    "node {} is already a member at {}; remove it first",
+                    m.id, m.addr
+                )));
+            }
+            return Ok(Response::new(known));
+        }
+        tracing::info!(id = req.id, addr = %req.addr, "membership change: adding a learner");
+        self.raft
+            .add_learner(req.id, BasicNode { addr: req.addr }, false)
+            .await
+            .map_err(not_served)?;
+        Ok(Response::new(self.members()))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let id = request.into_inner().id;
+        ensure_linearizable(&self.raft).await?;
+        let known = self.members();
+        match known.members.iter().find(|m| m.id == id) {
+            None => return Err(invalid(format!("node {id} is not a member; add it first"))),
+            Some(m) if m.voter => return Ok(Response::new(known)),
+            Some(_) => {}
+        }
+        tracing::info!(id, "membership change: promoting a learner to voter");
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(not_served)?;
+        Ok(Response::new(self.members()))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let req = request.into_inner();
+        ensure_linearizable(&self.raft).await?;
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let nodes: BTreeMap<NodeId, BasicNode> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        if !nodes.contains_key(&req.id) {
+            return Err(Status::not_found(format!(
+                "node {} is not a member",
+                req.id
+            )));
+        }
+        if !req.force && voters.contains(&req.id) {
+            let remaining: BTreeSet<NodeId> =
+                voters.iter().copied().filter(|v| *v != req.id).collect();
+            let up = self.reachable(&nodes).await;
+            let majority = |set: &BTreeSet<NodeId>| {
+                set.iter().filter(|v| up.contains(v)).count() * 2 > set.len()
+            };
+            if remaining.len() < MIN_VOTERS {
+                return Err(invalid(format!(
+                    "removing node {} leaves {} voter(s): a single node is no longer a replicated \
+                     cluster (use --force if you mean it)",
+                    req.id,
+                    remaining.len()
+                )));
+            }
+            // Joint consensus needs a working majority of both configurations.
+            if !majority(&voters) || !majority(&remaining) {
+                return Err(invalid(format!(
+                    "only nodes {up:?} answer: without a working majority of both the old voters \
+                     {voters:?} and the new ones {remaining:?} the change could never commit \
+                     (use --force if you mean it)"
+                )));
+            }
+        }
+        tracing::info!(
+            id = req.id,
+            leader = self.id,
+            "membership change: removing a member"
+        );
+        let change = if voters.contains(&req.id) {
+            // retain = false: the removed voter does not stay on as a learner.
+            ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(not_served)?;
+        Ok(Response::new(self.members()))
+    }
+}
