@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// --listen (e.g. when listening on 0.0.0.0). Used with --join.
     #[arg(long)]
     advertise: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Where this node keeps its Raft log and snapshots.
     #[arg(long)]
     data_dir: PathBuf,
@@ -91,6 +94,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         data_dir: args.data_dir,
         timings: args.timings.timings(),
         snapshot_every: args.timings.snapshot_every,
+        metrics_listen: args.metrics_listen,
     };
     let advertise = args.advertise.unwrap_or_else(|| args.listen.to_string());
     if !args.join.is_empty()

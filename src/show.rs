@@ -16,17 +16,25 @@ struct MemberStatus {
     role: String,
     term: u64,
     last_applied: u64,
+    /// Entries behind the leader's log (applied index vs leader's last index).
+    lag: Option<u64>,
+    snapshot_index: u64,
+    uptime_ms: u64,
+    version: String,
     voter: bool,
 }
 
 #[derive(Serialize)]
 struct ClusterStatus {
     leader: Option<u64>,
+    /// A majority of the voters answered.
+    quorum: bool,
     members: Vec<MemberStatus>,
 }
 
 /// Asks every endpoint and every member it learns of, directly. Exits 1
-/// if no leader is known, so scripts can use it as a health check.
+/// if no leader is known or fewer than a majority of the voters answer, so
+/// scripts (and the container health check) can use it.
 pub async fn status(endpoints: &[String], json: bool) -> i32 {
     let client = match Client::new(endpoints.iter().cloned()) {
         Ok(c) => c,
@@ -69,10 +77,18 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
         .filter(|s| s.role == "leader")
         .max_by_key(|s| s.term)
         .map(|s| s.id);
+    let leader_last = leader.and_then(|l| by_id.get(&l)).map(|s| s.last_log_index);
     let mut ids: Vec<u64> = members.keys().copied().collect();
     ids.extend(by_id.keys().filter(|id| !members.contains_key(id)));
+    let voters: Vec<u64> = members
+        .iter()
+        .filter(|(_, m)| m.1)
+        .map(|(id, _)| *id)
+        .collect();
+    let answering = voters.iter().filter(|v| by_id.contains_key(v)).count();
     let report = ClusterStatus {
         leader,
+        quorum: !voters.is_empty() && answering * 2 > voters.len(),
         members: ids
             .into_iter()
             .map(|id| match by_id.get(&id) {
@@ -86,6 +102,10 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
                     role: s.role.clone(),
                     term: s.term,
                     last_applied: s.last_applied,
+                    lag: leader_last.map(|last| last.saturating_sub(s.last_applied)),
+                    snapshot_index: s.snapshot_index,
+                    uptime_ms: s.uptime_ms,
+                    version: s.version.clone(),
                     voter: members.get(&id).is_some_and(|m| m.1),
                 },
                 None => MemberStatus {
@@ -95,6 +115,10 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
                     role: "unreachable".into(),
                     term: 0,
                     last_applied: 0,
+                    lag: None,
+                    snapshot_index: 0,
+                    uptime_ms: 0,
+                    version: String::new(),
                     voter: members.get(&id).is_some_and(|m| m.1),
                 },
             })
@@ -107,17 +131,27 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
         );
     } else {
         println!(
-            "{:<4} {:<22} {:<10} {:>6} {:>12}  REACHABLE",
-            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED"
+            "{:<4} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} REACHABLE",
+            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LAG", "SNAPSHOT", "UPTIME", "VERSION"
         );
         for m in &report.members {
+            let lag = m.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+            let uptime = if m.reachable {
+                format!("{}s", m.uptime_ms / 1000)
+            } else {
+                "-".into()
+            };
             println!(
-                "{:<4} {:<22} {:<10} {:>6} {:>12}  {}",
+                "{:<4} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} {}",
                 m.id,
                 m.addr,
                 m.role,
                 m.term,
                 m.last_applied,
+                lag,
+                m.snapshot_index,
+                uptime,
+                m.version,
                 if m.reachable { "yes" } else { "no" }
             );
         }
@@ -125,8 +159,11 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
             Some(id) => println!("leader: node {id}"),
             None => println!("leader: none (no quorum, or an election is under way)"),
         }
+        if !report.quorum {
+            println!("quorum: LOST (fewer than a majority of the voters answer)");
+        }
     }
-    if report.leader.is_some() {
+    if report.leader.is_some() && report.quorum {
         0
     } else {
         1

@@ -11,7 +11,7 @@ mod table;
 mod types;
 
 pub use command::{Applied, Command, Event, LockError, Outcome, Proposal, Response};
-pub use table::{HolderView, LockTable, LockView, SessionView, WaiterView};
+pub use table::{HolderView, LockTable, LockView, SessionView, TableStats, WaiterView};
 pub use types::{
     validate_label, validate_lock_delay, validate_name, validate_ttl, SessionId, DEDUP_WINDOW,
     MAX_LABEL_LEN, MAX_LOCK_DELAY_MS, MAX_NAME_LEN, MAX_TTL_MS, MIN_TTL_MS,

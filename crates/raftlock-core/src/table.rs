@@ -70,6 +70,13 @@ pub struct WaiterView {
     pub label: String,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub sessions: usize,
+    pub held: usize,
+    pub waiters: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
     pub session: SessionId,
@@ -455,6 +462,15 @@ impl LockTable {
             .take(limit)
             .map(|(name, l)| self.view(name, l))
             .collect()
+    }
+
+    /// Counts for monitoring: sessions, locks held, sessions waiting.
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            sessions: self.sessions.len(),
+            held: self.locks.values().filter(|l| l.holder.is_some()).count(),
+            waiters: self.locks.values().map(|l| l.waiters.len()).sum(),
+        }
     }
 
     pub fn lock_count(&self) -> usize {

@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use crate::leader::SessionClock;
+use crate::metrics::RpcTimer;
 use crate::propose::{ensure_linearizable, propose};
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
@@ -37,16 +38,26 @@ pub struct LockService {
     clock: Arc<SessionClock>,
     id: NodeId,
     started: Instant,
+    /// Changes when the node shuts down: waiting calls end at once, so a
+    /// graceful stop is not held up by long-polls.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl LockService {
-    pub fn new(raft: Raft, shared: Shared, clock: Arc<SessionClock>, id: NodeId) -> Self {
+    pub fn new(
+        raft: Raft,
+        shared: Shared,
+        clock: Arc<SessionClock>,
+        id: NodeId,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         LockService {
             raft,
             shared,
             clock,
             id,
             started: Instant::now(),
+            stop,
         }
     }
 
@@ -96,8 +107,13 @@ impl LockService {
             }
             // Sleep until an event about this lock or session (or a lag,
             // after which the table is re-read).
+            let mut stop = self.stop.clone();
             loop {
-                match tokio::time::timeout_at(until, events.recv()).await {
+                let event = tokio::select! {
+                    event = tokio::time::timeout_at(until, events.recv()) => event,
+                    _ = stop.changed() => return Err(Status::unavailable("node is shutting down")),
+                };
+                match event {
                     Err(_) => return Ok(None),
                     Ok(Err(RecvError::Closed)) => {
                         return Err(Status::unavailable("node is shutting down"))
@@ -122,6 +138,7 @@ impl Lock for LockService {
         &self,
         request: Request<OpenSessionRequest>,
     ) -> Result<Response<OpenSessionResponse>, Status> {
+        let _timer = RpcTimer::start("open_session");
         let req = request.into_inner();
         validate_ttl(req.ttl_ms).map_err(lock_error_status)?;
         validate_lock_delay(req.lock_delay_ms).map_err(lock_error_status)?;
@@ -148,6 +165,7 @@ impl Lock for LockService {
         &self,
         request: Request<KeepAliveRequest>,
     ) -> Result<Response<KeepAliveResponse>, Status> {
+        let _timer = RpcTimer::start("keep_alive");
         let session = parse_session(&request.get_ref().session_id)?;
         // Only the leader's clock counts; confirming leadership also makes
         // sure every session committed so far is visible here.
@@ -168,6 +186,7 @@ impl Lock for LockService {
         &self,
         request: Request<CloseSessionRequest>,
     ) -> Result<Response<CloseSessionResponse>, Status> {
+        let _timer = RpcTimer::start("close_session");
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         match self
@@ -188,6 +207,7 @@ impl Lock for LockService {
         &self,
         request: Request<AcquireRequest>,
     ) -> Result<Response<AcquireResponse>, Status> {
+        let _timer = RpcTimer::start("acquire");
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_error_status)?;
@@ -253,6 +273,7 @@ impl Lock for LockService {
         &self,
         request: Request<ReleaseRequest>,
     ) -> Result<Response<ReleaseResponse>, Status> {
+        let _timer = RpcTimer::start("release");
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_error_status)?;
@@ -273,6 +294,7 @@ impl Lock for LockService {
         &self,
         request: Request<GetLockRequest>,
     ) -> Result<Response<GetLockResponse>, Status> {
+        let _timer = RpcTimer::start("get_lock");
         let name = request.into_inner().name;
         validate_name(&name).map_err(lock_error_status)?;
         ensure_linearizable(&self.raft).await?;
@@ -284,6 +306,7 @@ impl Lock for LockService {
         &self,
         request: Request<ListLocksRequest>,
     ) -> Result<Response<ListLocksResponse>, Status> {
+        let _timer = RpcTimer::start("list_locks");
         let req = request.into_inner();
         let limit = match req.limit as usize {
             0 => DEFAULT_LIST_LIMIT,
@@ -303,6 +326,7 @@ impl Lock for LockService {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        let _timer = RpcTimer::start("status");
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();

@@ -19,6 +19,8 @@ pub struct NodeConfig {
     /// Snapshot the lock table every this many log entries, then purge
     /// the log behind it.
     pub snapshot_every: u64,
+    /// Serve Prometheus metrics over HTTP here.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod leader;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod propose;

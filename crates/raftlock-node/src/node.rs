@@ -19,6 +19,7 @@ use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
 use crate::config::NodeConfig;
 use crate::leader::{self, SessionClock};
+use crate::metrics;
 use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
 use crate::shared::Shared;
 use crate::store;
@@ -73,7 +74,13 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let clock = Arc::new(SessionClock::default());
 
-        let api = LockService::new(raft.clone(), shared.clone(), clock.clone(), config.id);
+        let api = LockService::new(
+            raft.clone(),
+            shared.clone(),
+            clock.clone(),
+            config.id,
+            stop_rx.clone(),
+        );
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
@@ -92,6 +99,15 @@ impl Node {
                     let _ = server_stop.changed().await;
                 }),
         );
+        if let Some(addr) = config.metrics_listen {
+            metrics::install(addr).with_context(|| format!("serving metrics on {addr}"))?;
+            tokio::spawn(metrics::sample(
+                raft.clone(),
+                shared.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        tokio::spawn(log_leader_changes(raft.clone(), stop_rx.clone()));
         let leader_duties = tokio::spawn(leader::run(
             raft.clone(),
             shared.clone(),
@@ -181,5 +197,31 @@ impl Node {
         self.server.await??;
         raft_result.map_err(|e| anyhow::anyhow!("raft shutdown: {e:?}"))?;
         Ok(())
+    }
+}
+
+/// One log line per leader change, with the term and the reason we know.
+async fn log_leader_changes(raft: Raft, mut stop: watch::Receiver<bool>) {
+    let mut metrics = raft.metrics();
+    let mut last: Option<(Option<u64>, u64)> = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if last.is_some_and(|(l, _)| l != leader) || last.is_none() && leader.is_some() {
+            let reason = match (last.and_then(|(l, _)| l), leader) {
+                (Some(_), Some(_)) => "a new term elected another leader",
+                (Some(_), None) => "lost contact with the leader (election under way)",
+                (None, Some(_)) => "election finished",
+                (None, None) => "no leader",
+            };
+            tracing::info!(?leader, term, reason, "leader changed");
+        }
+        last = Some((leader, term));
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
     }
 }

@@ -217,7 +217,9 @@ impl Syncer {
                 while let Ok(first) = rx.recv() {
                     let mut jobs = vec![first];
                     jobs.extend(rx.try_iter());
+                    let started = std::time::Instant::now();
                     let result = durable.sync();
+                    crate::metrics::fsync(started.elapsed());
                     for job in jobs {
                         let result = match &result {
                             Ok(()) => Ok(()),

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use raftlock_core::{LockTable, Outcome, Response};
+use raftlock_core::{Command, Event, LockTable, Outcome, Proposal, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, sled_to_io, Durable};
+use crate::metrics;
 use crate::shared::Shared;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -121,6 +122,26 @@ impl StateMachineStore {
     }
 }
 
+fn count(counts: &mut metrics::Applied, proposal: &Proposal, applied: &raftlock_core::Applied) {
+    counts.grants += applied
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Granted { .. }))
+        .count() as u64;
+    match (&proposal.command, &applied.response) {
+        (
+            _,
+            Ok(Outcome::Granted {
+                reentrant: false, ..
+            }),
+        ) => counts.grants += 1,
+        (_, Ok(Outcome::Released)) => counts.releases += 1,
+        (Command::ExpireSession { .. }, Ok(_)) => counts.expiries += 1,
+        (_, Ok(Outcome::SessionOpened { .. })) => counts.sessions_opened += 1,
+        _ => {}
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -135,12 +156,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let mut events = Vec::new();
+        let mut counts = metrics::Applied::default();
         self.shared.with_table_mut(|table| {
             for entry in entries {
                 self.applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Normal(proposal) => {
                         let applied = table.apply(entry.log_id.index, &proposal);
+                        count(&mut counts, &proposal, &applied);
                         events.extend(applied.events);
                         applied.response
                     }
@@ -154,6 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responses.push(response);
             }
         });
+        metrics::applied(&counts);
         self.shared.publish(events);
         Ok(responses)
     }
@@ -184,6 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         decode::<SnapshotData>(&data).map_err(fail)?;
         self.snapshots.write(meta, &data).map_err(fail)?;
         self.restore(meta, &data).map_err(fail)?;
+        tracing::info!(%meta, bytes = data.len(), "snapshot installed from the leader: this node was behind its purged log");
         Ok(())
     }
 
@@ -218,6 +243,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let table = std::mem::take(&mut self.table);
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let data = encode(&SnapshotData { table }).map_err(fail)?;
+        metrics::snapshot_built(data.len());
+        tracing::info!(%meta, bytes = data.len(), "snapshot built: log compaction after --snapshot-every entries");
         if !self.snapshots.write(&meta, &data).map_err(fail)? {
             tracing::info!(%meta, "built snapshot is older than the stored one; not kept");
         }
