@@ -1,7 +1,7 @@
 //! Getting a command into the replicated log, and the leader checks for
 //! reads, with errors that tell a client where the leader is.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::RaftError;
 use openraft::BasicNode;
@@ -28,6 +28,12 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a node without a leader holds a call, waiting for an election
+/// to finish, before telling the client to try elsewhere. Answering "no
+/// leader" at once would send every client into backoff just as the new
+/// leader appears.
+const ELECTION_WAIT: Duration = Duration::from_millis(800);
+
 /// Appends `command` to the log, waits until it is committed and applied
 /// here, and returns what applying it answered.
 pub async fn propose(raft: &Raft, command: Command) -> Result<Response, NotServed> {
@@ -35,19 +41,67 @@ pub async fn propose(raft: &Raft, command: Command) -> Result<Response, NotServe
         time_ms: now_ms(),
         command,
     };
-    match raft.client_write(proposal).await {
+    match raft.client_write(proposal.clone()).await {
         Ok(written) => Ok(written.data),
-        Err(e) => Err(not_served(e)),
+        Err(e) => match after_election(raft, not_served(e)).await {
+            // This node won the election: the write was never accepted, so
+            // proposing it again here is safe.
+            NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => raft
+                .client_write(proposal)
+                .await
+                .map(|written| written.data)
+                .map_err(not_served),
+            other => Err(other),
+        },
     }
 }
 
 /// Confirms leadership with a quorum and waits until everything committed
 /// before this call is applied here, so a read that follows is linearizable.
 pub async fn ensure_linearizable(raft: &Raft) -> Result<(), NotServed> {
-    raft.ensure_linearizable()
-        .await
-        .map(|_| ())
-        .map_err(not_served)
+    match raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(e) => match after_election(raft, not_served(e)).await {
+            NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => raft
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(not_served),
+            other => Err(other),
+        },
+    }
+}
+
+fn own_id(raft: &Raft) -> NodeId {
+    raft.metrics().borrow().id
+}
+
+/// If no leader is known, waits (a little) for the election to name one.
+async fn after_election(raft: &Raft, e: NotServed) -> NotServed {
+    if !matches!(e, NotServed::NotLeader(None)) {
+        return e;
+    }
+    let mut metrics = raft.metrics();
+    let until = tokio::time::Instant::now() + ELECTION_WAIT;
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if let Some(leader) = m.current_leader {
+                let addr = m
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.addr.clone());
+                if let Some(addr) = addr {
+                    return NotServed::NotLeader(Some((leader, addr)));
+                }
+            }
+        }
+        match tokio::time::timeout_at(until, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return NotServed::NotLeader(None),
+        }
+    }
 }
 
 pub(crate) fn not_served<E>(e: RaftError<NodeId, E>) -> NotServed
