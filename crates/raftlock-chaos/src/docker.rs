@@ -43,6 +43,21 @@ fn docker(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Puts a cut-off container back on the network with its address and name.
+fn reconnect(id: u64) -> anyhow::Result<()> {
+    let alias = format!("node{id}");
+    docker(&[
+        "network",
+        "connect",
+        "--ip",
+        &address(id),
+        "--alias",
+        &alias,
+        NETWORK,
+        &container(id),
+    ])
+}
+
 impl DockerCluster {
     /// The compose cluster with nodes 1..=n, which must be up already.
     pub fn attach(n: u64) -> anyhow::Result<DockerCluster> {
@@ -103,14 +118,7 @@ impl Nodes for DockerCluster {
 
     fn heal_partition(&mut self, id: u64) -> anyhow::Result<()> {
         self.partitioned.retain(|p| *p != id);
-        docker(&[
-            "network",
-            "connect",
-            "--ip",
-            &address(id),
-            NETWORK,
-            &container(id),
-        ])
+        reconnect(id)
     }
 }
 
@@ -121,14 +129,7 @@ impl Drop for DockerCluster {
             let _ = docker(&["unpause", &container(id)]);
         }
         for id in std::mem::take(&mut self.partitioned) {
-            let _ = docker(&[
-                "network",
-                "connect",
-                "--ip",
-                &address(id),
-                NETWORK,
-                &container(id),
-            ]);
+            let _ = reconnect(id);
         }
         for id in self.ids.clone() {
             let _ = docker(&["start", &container(id)]);

@@ -66,6 +66,58 @@ fn key(i: usize) -> u128 {
     x ^ (x >> 61)
 }
 
+/// The operations not linearized yet: those with an answer, by return
+/// and by invocation; and those without one (they never force anything).
+#[derive(Default)]
+struct Pending {
+    by_return: BTreeSet<(At, usize)>,
+    by_invoke: BTreeSet<(At, usize)>,
+    open_ended: BTreeSet<(At, usize)>,
+}
+
+impl Pending {
+    fn take(&mut self, ops: &[MutexOp], i: usize) {
+        let op = &ops[i];
+        match op.returned {
+            Some(r) => {
+                self.by_return.remove(&(r, i));
+                self.by_invoke.remove(&(op.invoked, i));
+            }
+            None => {
+                self.open_ended.remove(&(op.invoked, i));
+            }
+        }
+    }
+
+    fn restore(&mut self, ops: &[MutexOp], i: usize) {
+        let op = &ops[i];
+        match op.returned {
+            Some(r) => {
+                self.by_return.insert((r, i));
+                self.by_invoke.insert((op.invoked, i));
+            }
+            None => {
+                self.open_ended.insert((op.invoked, i));
+            }
+        }
+    }
+
+    /// The operations that may go next: invoked before the earliest
+    /// pending return. `None` when every answered operation is placed.
+    fn candidates(&self) -> Option<Vec<usize>> {
+        let (min_return, _) = *self.by_return.first()?;
+        let invoked_in_time = |set: &BTreeSet<(At, usize)>| {
+            set.iter()
+                .take_while(|(inv, _)| *inv <= min_return)
+                .map(|(_, i)| *i)
+                .collect::<Vec<_>>()
+        };
+        let mut c = invoked_in_time(&self.by_invoke);
+        c.extend(invoked_in_time(&self.open_ended));
+        Some(c)
+    }
+}
+
 struct Frame {
     candidates: Vec<usize>,
     next: usize,
@@ -76,21 +128,9 @@ struct Frame {
 /// Checks `ops` (any order) against a mutex that starts free.
 pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
     ops.sort_by_key(|op| op.invoked);
-    // Unlinearized operations with an answer, by return and by invocation;
-    // and those without one (they never force anything).
-    let mut by_return: BTreeSet<(At, usize)> = BTreeSet::new();
-    let mut by_invoke: BTreeSet<(At, usize)> = BTreeSet::new();
-    let mut open_ended: BTreeSet<(At, usize)> = BTreeSet::new();
-    for (i, op) in ops.iter().enumerate() {
-        match op.returned {
-            Some(r) => {
-                by_return.insert((r, i));
-                by_invoke.insert((op.invoked, i));
-            }
-            None => {
-                open_ended.insert((op.invoked, i));
-            }
-        }
+    let mut pending = Pending::default();
+    for i in 0..ops.len() {
+        pending.restore(&ops, i);
     }
     let mut state: Option<u64> = None;
     let mut hash: u128 = 0;
@@ -98,28 +138,9 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut worst: Option<(usize, Violation)> = None;
 
-    let candidates = |by_return: &BTreeSet<(At, usize)>,
-                      by_invoke: &BTreeSet<(At, usize)>,
-                      open_ended: &BTreeSet<(At, usize)>|
-     -> Option<(At, Vec<usize>)> {
-        let (min_return, _) = *by_return.first()?;
-        let mut c: Vec<usize> = by_invoke
-            .iter()
-            .take_while(|(inv, _)| *inv <= min_return)
-            .map(|(_, i)| *i)
-            .collect();
-        c.extend(
-            open_ended
-                .iter()
-                .take_while(|(inv, _)| *inv <= min_return)
-                .map(|(_, i)| *i),
-        );
-        Some((min_return, c))
-    };
-
-    match candidates(&by_return, &by_invoke, &open_ended) {
+    match pending.candidates() {
         None => return Ok(()),
-        Some((_, c)) => stack.push(Frame {
+        Some(c) => stack.push(Frame {
             candidates: c,
             next: 0,
             chosen: None,
@@ -131,16 +152,7 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
             // Undo the last choice before trying the next one.
             state = frame.state_before;
             hash ^= key(i);
-            let op = &ops[i];
-            match op.returned {
-                Some(r) => {
-                    by_return.insert((r, i));
-                    by_invoke.insert((op.invoked, i));
-                }
-                None => {
-                    open_ended.insert((op.invoked, i));
-                }
-            }
+            pending.restore(&ops, i);
         }
         let mut advanced = false;
         while frame.next < frame.candidates.len() {
@@ -156,16 +168,7 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
             frame.chosen = Some(i);
             state = new_state;
             hash ^= key(i);
-            let op = &ops[i];
-            match op.returned {
-                Some(r) => {
-                    by_return.remove(&(r, i));
-                    by_invoke.remove(&(op.invoked, i));
-                }
-                None => {
-                    open_ended.remove(&(op.invoked, i));
-                }
-            }
+            pending.take(&ops, i);
             advanced = true;
             break;
         }
@@ -177,7 +180,7 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
                 let stuck: Vec<MutexOp> =
                     frame.candidates.iter().map(|i| ops[*i].clone()).collect();
                 let from = stuck.iter().map(|o| o.invoked).min().unwrap_or_default();
-                let to = by_return.first().map(|(r, _)| *r).unwrap_or(from);
+                let to = pending.by_return.first().map(|(r, _)| *r).unwrap_or(from);
                 worst = Some((
                     depth,
                     Violation {
@@ -191,9 +194,9 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
             stack.pop();
             continue;
         }
-        match candidates(&by_return, &by_invoke, &open_ended) {
+        match pending.candidates() {
             None => return Ok(()),
-            Some((_, c)) => stack.push(Frame {
+            Some(c) => stack.push(Frame {
                 candidates: c,
                 next: 0,
                 chosen: None,
