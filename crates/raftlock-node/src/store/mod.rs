@@ -34,6 +34,9 @@ impl Durable {
             .path(dir)
             // Our own fsync schedule decides durability; no background flusher.
             .flush_every_ms(None)
+            // sled caches up to 1 GiB by default; the log is read back only
+            // by lagging followers, and the lock table lives in memory anyway.
+            .cache_capacity(16 << 20)
             .open()
             .map_err(sled_to_io)?;
         // sled 0.34 keeps every page in the file named `db` inside its directory.

@@ -1,0 +1,43 @@
+"""raftlock: a replicated lock service with fencing tokens, from Python.
+
+>>> import raftlock
+>>> client = raftlock.Client()                  # RAFTLOCK_ENDPOINTS or the dev cluster
+>>> with client.lock("results.h5") as held:     # waits its turn, first come first served
+...     write_results(fencing_token=held.token)
+
+The client is the Rust client (``raftlock-client``) underneath: it follows
+the leader, retries safely, and keeps the session alive in the background.
+See the package README for the API, the errors and fork behaviour.
+"""
+
+from ._client import DEFAULT_ENDPOINTS, Client, default_endpoints
+from ._errors import (
+    ClusterUnavailable,
+    InvalidArgument,
+    LockLost,
+    LockNotAcquired,
+    NotHeld,
+    NotOwner,
+    RaftlockError,
+)
+from ._info import Holder, LockInfo, Waiter
+from ._lock import Lock
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "Client",
+    "ClusterUnavailable",
+    "Holder",
+    "InvalidArgument",
+    "Lock",
+    "LockInfo",
+    "LockLost",
+    "LockNotAcquired",
+    "NotHeld",
+    "NotOwner",
+    "RaftlockError",
+    "Waiter",
+    "default_endpoints",
+]

@@ -1,0 +1,84 @@
+"""The exceptions raftlock raises, all subclasses of :class:`RaftlockError`.
+
+They are defined here (not in Rust) so that they have real constructors,
+attributes and docstrings, and survive pickling (``multiprocessing`` sends a
+worker's exception back to its parent). The compiled module raises them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class RaftlockError(Exception):
+    """Base class of every raftlock error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.message,))
+
+
+class LockNotAcquired(RaftlockError):
+    """The lock was not acquired: a try-lock found it taken, or the wait
+    ran out (``timeout``), or the wait was cancelled.
+
+    ``holder`` is the holder's label when the cluster named one.
+    """
+
+    def __init__(
+        self, message: str, name: Optional[str] = None, holder: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.holder = holder
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.message, self.name, self.holder))
+
+
+class NotOwner(RaftlockError):
+    """``release()`` by someone who does not hold the lock. The message,
+    and ``holder`` where known, name the holder's label."""
+
+    def __init__(
+        self, message: str, name: Optional[str] = None, holder: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.holder = holder
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.message, self.name, self.holder))
+
+
+class NotHeld(NotOwner):
+    """``release()`` of a lock that nobody holds (``holder`` is None)."""
+
+
+class LockLost(RaftlockError):
+    """The session that held the lock expired (or could not be kept alive
+    for a whole TTL): from some point on the lock may have been someone
+    else's. Raised by ``release()`` / ``check()`` and on leaving a ``with``
+    block, so a lost lock is never silent."""
+
+    def __init__(
+        self, message: str, name: Optional[str] = None, reason: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.reason = reason
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.message, self.name, self.reason))
+
+
+class ClusterUnavailable(RaftlockError):
+    """No node could serve the request within the client's ``retry_for``
+    (no quorum, all nodes down or unreachable)."""
+
+
+class InvalidArgument(RaftlockError, ValueError):
+    """A bad argument: empty or too long lock name, TTL out of range, ..."""

@@ -1,0 +1,183 @@
+//! `raftlock._native.Client`: the Rust [`Client`] (leader following,
+//! retries) for one process. A forked child gets a new one, with its own
+//! connections on its own runtime, the first time it uses the object.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use raftlock_client::{Client, ClientOptions, LockInfo, SessionOptions};
+
+use crate::blocking::block_on;
+use crate::errors::{self, to_py};
+use crate::fork::ForkLocal;
+use crate::session::PySession;
+use crate::wait::seconds;
+
+/// Connections to a raftlock cluster (the Rust client underneath).
+#[pyclass(frozen, module = "raftlock._native", name = "Client")]
+pub struct PyClient {
+    endpoints: Vec<String>,
+    options: ClientOptions,
+    /// This process's client. Only touched with the GIL held, and never
+    /// across a GIL release, so a fork cannot catch the mutex locked.
+    client: Mutex<Option<ForkLocal<Client>>>,
+}
+
+impl PyClient {
+    /// The Rust client for this process, made anew after a fork.
+    fn client(&self) -> PyResult<Client> {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = slot.as_ref().and_then(ForkLocal::get) {
+            return Ok(client.clone());
+        }
+        let client =
+            Client::with_options(self.endpoints.clone(), self.options.clone()).map_err(to_py)?;
+        // Replacing a parent's client leaks it (see ForkLocal).
+        *slot = Some(ForkLocal::new(client.clone()));
+        Ok(client)
+    }
+}
+
+fn to_duration(what: &str, secs: f64) -> PyResult<Duration> {
+    seconds(what, secs).map_err(errors::invalid)
+}
+
+fn lock_info<'py>(py: Python<'py>, info: LockInfo) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("name", info.name)?;
+    let holder = match info.holder {
+        Some(h) => {
+            let holder = PyDict::new(py);
+            holder.set_item("session_id", h.session_id)?;
+            holder.set_item("label", h.label)?;
+            holder.set_item("token", h.fencing_token)?;
+            holder.set_item("since_ms", h.since_ms)?;
+            Some(holder)
+        }
+        None => None,
+    };
+    dict.set_item("holder", holder)?;
+    let waiters = info
+        .waiters
+        .into_iter()
+        .map(|w| {
+            let waiter = PyDict::new(py);
+            waiter.set_item("session_id", w.session_id)?;
+            waiter.set_item("label", w.label)?;
+            Ok(waiter)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    dict.set_item("waiters", waiters)?;
+    dict.set_item("available_at_ms", info.available_at_ms)?;
+    Ok(dict)
+}
+
+#[pymethods]
+impl PyClient {
+    #[new]
+    #[pyo3(signature = (endpoints, retry_for=30.0, rpc_timeout=5.0, connect_timeout=1.0))]
+    fn new(
+        endpoints: Vec<String>,
+        retry_for: f64,
+        rpc_timeout: f64,
+        connect_timeout: f64,
+    ) -> PyResult<PyClient> {
+        let options = ClientOptions {
+            retry_for: to_duration("retry_for", retry_for)?,
+            rpc_timeout: to_duration("rpc_timeout", rpc_timeout)?,
+            connect_timeout: to_duration("connect_timeout", connect_timeout)?,
+        };
+        // Validates the endpoints now; connects lazily.
+        let client = Client::with_options(endpoints, options.clone()).map_err(to_py)?;
+        Ok(PyClient {
+            endpoints: client.endpoints().to_vec(),
+            options,
+            client: Mutex::new(Some(ForkLocal::new(client))),
+        })
+    }
+
+    /// The endpoints (`host:port`) this client tries.
+    #[getter]
+    fn endpoints(&self) -> Vec<String> {
+        self.endpoints.clone()
+    }
+
+    /// Opens a session (blocking, GIL released); it keeps itself alive in
+    /// the background until closed or dropped.
+    #[pyo3(signature = (ttl=10.0, lock_delay=0.0, label=None))]
+    fn open_session(
+        &self,
+        py: Python<'_>,
+        ttl: f64,
+        lock_delay: f64,
+        label: Option<String>,
+    ) -> PyResult<PySession> {
+        let defaults = SessionOptions::default();
+        let options = SessionOptions {
+            ttl: to_duration("ttl", ttl)?,
+            lock_delay: to_duration("lock_delay", lock_delay)?,
+            label: label.unwrap_or(defaults.label),
+        };
+        let label = options.label.clone();
+        let client = self.client()?;
+        let session = block_on(py, async move { client.open_session(options).await })?;
+        Ok(PySession::new(session.map_err(to_py)?, label))
+    }
+
+    /// One lock's holder and waiters as a dict (linearizable read), or None.
+    fn get_lock<'py>(&self, py: Python<'py>, name: String) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let client = self.client()?;
+        let info = block_on(py, async move { client.get_lock(&name).await })?.map_err(to_py)?;
+        info.map(|i| lock_info(py, i)).transpose()
+    }
+
+    /// Locks whose names start with `prefix`, and whether `limit` cut the list.
+    #[pyo3(signature = (prefix=String::new(), limit=0))]
+    fn list_locks<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: String,
+        limit: u32,
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, bool)> {
+        let client = self.client()?;
+        let (locks, truncated) =
+            block_on(py, async move { client.list_locks(&prefix, limit).await })?.map_err(to_py)?;
+        let locks = locks
+            .into_iter()
+            .map(|i| lock_info(py, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((locks, truncated))
+    }
+
+    /// One node's own view (role, term, leader), asked of that node only.
+    #[pyo3(signature = (addr, timeout=1.0))]
+    fn node_status<'py>(
+        &self,
+        py: Python<'py>,
+        addr: String,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let timeout = to_duration("timeout", timeout)?;
+        let client = self.client()?;
+        let status = block_on(py, async move { client.node_status(&addr, timeout).await })?
+            .map_err(to_py)?;
+        let dict = PyDict::new(py);
+        dict.set_item("id", status.id)?;
+        dict.set_item("addr", status.addr)?;
+        dict.set_item("role", status.role)?;
+        dict.set_item("term", status.term)?;
+        dict.set_item("last_applied", status.last_applied)?;
+        dict.set_item("leader_id", status.has_leader.then_some(status.leader_id))?;
+        dict.set_item(
+            "leader_addr",
+            status.has_leader.then_some(status.leader_addr),
+        )?;
+        Ok(dict)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("raftlock._native.Client({:?})", self.endpoints)
+    }
+}

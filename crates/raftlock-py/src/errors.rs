@@ -1,0 +1,49 @@
+//! The Rust client's errors as the Python exceptions defined in
+//! `raftlock/_errors.py` (defined in Python so they have real
+//! constructors, attributes and docstrings, and pickle across processes).
+
+use pyo3::import_exception;
+use pyo3::PyErr;
+use raftlock_client::Error;
+
+import_exception!(raftlock._errors, RaftlockError);
+import_exception!(raftlock._errors, LockNotAcquired);
+import_exception!(raftlock._errors, NotOwner);
+import_exception!(raftlock._errors, NotHeld);
+import_exception!(raftlock._errors, LockLost);
+import_exception!(raftlock._errors, ClusterUnavailable);
+import_exception!(raftlock._errors, InvalidArgument);
+
+/// One exception per kind of error; the message is the Rust client's.
+pub fn to_py(error: Error) -> PyErr {
+    let message = error.to_string();
+    let none = None::<String>;
+    match error {
+        Error::NotAcquired { name, holder } => LockNotAcquired::new_err((message, name, holder)),
+        Error::NotHolder(_) => NotOwner::new_err((message, none.clone(), none)),
+        Error::NotHeld(_) => NotHeld::new_err((message, none.clone(), none)),
+        Error::SessionLost(reason) => LockLost::new_err((message, none, reason)),
+        Error::InvalidArgument(_) => InvalidArgument::new_err((message,)),
+        Error::Unavailable(_) => ClusterUnavailable::new_err((message,)),
+        Error::Other(_) => RaftlockError::new_err((message,)),
+    }
+}
+
+/// A bad argument caught before anything was sent.
+pub fn invalid(message: String) -> PyErr {
+    InvalidArgument::new_err((message,))
+}
+
+/// The tokio runtime could not start (threads or file descriptors ran out).
+pub fn no_runtime(error: std::io::Error) -> PyErr {
+    RaftlockError::new_err((format!("cannot start the tokio runtime: {error}"),))
+}
+
+/// A session (or client connection) used in a forked child of its owner.
+pub fn foreign(what: &str, owner_pid: u32) -> PyErr {
+    RaftlockError::new_err((format!(
+        "this {what} belongs to process {owner_pid}, not to this one (pid {}): \
+         a forked child must open its own",
+        std::process::id()
+    ),))
+}

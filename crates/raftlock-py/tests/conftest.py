@@ -1,0 +1,187 @@
+"""pytest fixtures: a real raftlock cluster of 3 `raftlock server` processes
+on free loopback ports, each with its own temp data dir, that tests can
+kill and restart; and clients for it.
+
+The binary is ``$RAFTLOCK_BIN``, else ``<repo>/target/release/raftlock``
+(``cargo build --release``; ``scripts/test-python`` builds it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import pytest
+
+import raftlock
+
+REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+FAST_RAFT = ["--heartbeat-ms", "50", "--election-min-ms", "300", "--election-max-ms", "600"]
+
+
+def raftlock_bin() -> Path:
+    path = Path(os.environ.get("RAFTLOCK_BIN") or REPO / "target" / "release" / "raftlock")
+    if not path.is_file():
+        pytest.fail(
+            f"raftlock binary not found at {path}: run `cargo build --release` "
+            "or set RAFTLOCK_BIN",
+            pytrace=False,
+        )
+    return path
+
+
+def _die_with_parent() -> None:
+    """In the node process: get SIGKILL when pytest dies, so a killed test
+    run leaves no servers behind (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (AttributeError, OSError):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """Real nodes on loopback; ``kill`` is SIGKILL, as in a crash."""
+
+    def __init__(self, n: int = 3) -> None:
+        self.bin = raftlock_bin()
+        self.dir = Path(tempfile.mkdtemp(prefix="raftlock-py-"))
+        self.addrs: Dict[int, str] = {i: f"127.0.0.1:{free_port()}" for i in range(1, n + 1)}
+        self.procs: Dict[int, subprocess.Popen] = {}
+        for node in self.addrs:
+            self.spawn(node)
+        self.wait_for_leader()
+
+    @property
+    def endpoints(self) -> List[str]:
+        return list(self.addrs.values())
+
+    @property
+    def endpoints_str(self) -> str:
+        return ",".join(self.endpoints)
+
+    def spawn(self, node: int) -> None:
+        peers = ",".join(f"{i}={a}" for i, a in self.addrs.items())
+        log = open(self.dir / f"node{node}.log", "ab")
+        self.procs[node] = subprocess.Popen(
+            [
+                str(self.bin), "server", "--id", str(node),
+                "--listen", self.addrs[node], "--peers", peers,
+                "--data-dir", str(self.dir / f"node{node}"),
+                *FAST_RAFT,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, "RUST_LOG": "info,openraft=warn"},
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def kill(self, node: int) -> None:
+        proc = self.procs.pop(node)
+        proc.kill()
+        proc.wait()
+
+    def status(self) -> dict:
+        out = subprocess.run(
+            [str(self.bin), "status", "--json", "--endpoints", self.endpoints_str],
+            capture_output=True, text=True, timeout=30,
+        )
+        try:
+            return json.loads(out.stdout)
+        except ValueError:
+            return {"leader": None, "members": []}
+
+    def wait_for_leader(self, within: float = 30.0) -> int:
+        """Waits until one node leads and every running node is in its term."""
+        deadline = time.monotonic() + within
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = self.status()
+            leader = status.get("leader")
+            members = {m["id"]: m for m in status.get("members", [])}
+            if leader is not None and leader in self.procs and leader in members:
+                term = members[leader]["term"]
+                if all(
+                    node in members and members[node]["reachable"] and members[node]["term"] == term
+                    for node in self.procs
+                ):
+                    return int(leader)
+            time.sleep(0.1)
+        raise AssertionError(f"no leader within {within} s: {status}\n{self.logs()}")
+
+    def logs(self) -> str:
+        text = []
+        for node in self.addrs:
+            path = self.dir / f"node{node}.log"
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-20:]
+                text.append(f"--- node {node} ---\n" + "\n".join(lines))
+        return "\n".join(text)
+
+    def stop(self) -> None:
+        for node in list(self.procs):
+            self.kill(node)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """One cluster shared by the tests that do not kill nodes."""
+    c = Cluster()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def fresh_cluster() -> Iterator[Cluster]:
+    """A cluster of its own, for tests that kill nodes."""
+    c = Cluster()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def client(cluster: Cluster) -> Iterator[raftlock.Client]:
+    c = raftlock.Client(cluster.endpoints, label="pytest main")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def other_client(cluster: Cluster) -> Iterator[raftlock.Client]:
+    """A second client in this process: its own sessions, its own label."""
+    c = raftlock.Client(cluster.endpoints, label="pytest other")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    """A lock name no other test uses."""
+    return f"pytest/{request.node.name}/{time.time_ns()}"
+
+
+def run_python(code: str, env: Optional[dict] = None, **kwargs) -> subprocess.Popen:
+    """Starts ``python -c code`` with the tests directory on sys.path."""
+    full_env = {**os.environ, "PYTHONPATH": str(HERE), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=full_env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, **kwargs,
+    )
