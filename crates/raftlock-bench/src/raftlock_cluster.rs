@@ -1,0 +1,200 @@
+//! A 3-node raftlock cluster on loopback: `raftlock server` processes with
+//! production settings (default timings, sled with fdatasync), each with its
+//! own data directory; kill, restart, health, leader and term.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use raftlock_client::{Client, ClientOptions, StatusResponse};
+
+use crate::procs::{free_port, NodeProcess};
+
+pub struct RaftlockCluster {
+    binary: PathBuf,
+    dir: PathBuf,
+    addrs: BTreeMap<u64, String>,
+    procs: BTreeMap<u64, NodeProcess>,
+    extra_args: Vec<String>,
+    /// For status calls only; workloads make their own clients.
+    admin: Client,
+}
+
+impl RaftlockCluster {
+    /// Starts `n` nodes under `dir` (no waiting; see [`Self::wait_healthy`]).
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        n: u64,
+        extra_args: &[String],
+    ) -> anyhow::Result<RaftlockCluster> {
+        std::fs::create_dir_all(dir)?;
+        let mut addrs = BTreeMap::new();
+        for id in 1..=n {
+            addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
+        }
+        let admin = Client::with_options(
+            addrs.values().cloned(),
+            ClientOptions {
+                retry_for: Duration::from_secs(2),
+                rpc_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_millis(500),
+            },
+        )?;
+        let mut cluster = RaftlockCluster {
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            addrs,
+            procs: BTreeMap::new(),
+            extra_args: extra_args.to_vec(),
+            admin,
+        };
+        for id in 1..=n {
+            cluster.start_node(id)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.addrs.values().cloned().collect()
+    }
+
+    pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.procs.contains_key(&id) {
+            return Ok(());
+        }
+        let peers: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["server", "--id", &id.to_string()])
+            .args(["--listen", &self.addrs[&id]])
+            .args(["--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("node{id}")))
+            .args(&self.extra_args)
+            // The server's own default log level, whatever ours is.
+            .env_remove("RUST_LOG");
+        let log = self.dir.join(format!("node{id}.log"));
+        self.procs.insert(id, NodeProcess::spawn(command, &log)?);
+        Ok(())
+    }
+
+    /// SIGKILL, like `kill -9`, and reap.
+    pub fn kill_node(&mut self, id: u64) {
+        self.procs.remove(&id);
+    }
+
+    /// (node id, pid, RSS bytes) of every running node.
+    pub fn rss(&self) -> anyhow::Result<Vec<(u64, u32, u64)>> {
+        self.procs
+            .iter()
+            .map(|(id, p)| Ok((*id, p.pid(), p.rss_bytes()?)))
+            .collect()
+    }
+
+    async fn statuses(&self) -> Vec<(u64, anyhow::Result<StatusResponse>)> {
+        let mut out = Vec::new();
+        for id in self.procs.keys() {
+            let status = self
+                .admin
+                .node_status(&self.addrs[id], Duration::from_millis(500))
+                .await
+                .map_err(anyhow::Error::from);
+            out.push((*id, status));
+        }
+        out
+    }
+
+    /// The leader, if every running node answers and agrees on one.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut leader = None;
+        for (_, status) in self.statuses().await {
+            let status = status.ok()?;
+            if !status.has_leader || leader.is_some_and(|l| l != status.leader_id) {
+                return None;
+            }
+            leader = Some(status.leader_id);
+        }
+        leader
+    }
+
+    /// Highest Raft term any running node reports.
+    pub async fn term(&self) -> anyhow::Result<u64> {
+        let mut term = 0;
+        for (id, status) in self.statuses().await {
+            term = term.max(status.with_context(|| format!("status of node {id}"))?.term);
+        }
+        Ok(term)
+    }
+
+    /// The version the nodes report.
+    pub async fn version(&self) -> String {
+        for (_, status) in self.statuses().await {
+            if let Ok(status) = status {
+                return status.version;
+            }
+        }
+        "unknown".into()
+    }
+
+    /// Locks in the leader's table (for checking the memory step).
+    pub async fn lock_count(&self) -> anyhow::Result<u64> {
+        let leader = self.leader().await.context("no leader")?;
+        let status = self
+            .admin
+            .node_status(&self.addrs[&leader], Duration::from_secs(2))
+            .await?;
+        Ok(status.locks)
+    }
+
+    /// Waits until every running node is up and agrees on a leader whose
+    /// applied index they have all reached (so a restarted node caught up).
+    pub async fn wait_healthy(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            for (id, process) in self.procs.iter_mut() {
+                if process.exited() {
+                    bail!(
+                        "raftlock node {id} exited; its log ends:\n{}",
+                        process.log_tail(30)
+                    );
+                }
+            }
+            if self.caught_up().await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .procs
+                    .iter()
+                    .map(|(id, p)| format!("--- node {id} ---\n{}", p.log_tail(15)))
+                    .collect();
+                bail!(
+                    "raftlock cluster not healthy after {timeout:?}:\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn caught_up(&self) -> bool {
+        let statuses = self.statuses().await;
+        let Some(leader) = self.leader().await else {
+            return false;
+        };
+        let Some(Ok(leader_status)) = statuses
+            .iter()
+            .find(|(id, _)| *id == leader)
+            .map(|(_, s)| s.as_ref())
+        else {
+            return false;
+        };
+        let target = leader_status.last_applied;
+        statuses
+            .iter()
+            .all(|(_, s)| s.as_ref().is_ok_and(|s| s.last_applied + 100 >= target))
+    }
+}
