@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
-use raftlock_proto::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use raftlock_proto::{ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -70,12 +70,24 @@ enum Retry {
     Redirect(Option<u64>, String),
     /// Try another node after a pause.
     Elsewhere,
+    /// The node answered but knows no leader yet (it already waited a
+    /// little for the election): try another, without holding it against
+    /// this one.
+    NoLeaderYet,
     /// Not worth retrying: hand this to the caller.
     Fail(Error),
 }
 
+fn error_kind(status: &Status) -> Option<&str> {
+    status
+        .metadata()
+        .get(ERROR_KIND_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
 fn classify(status: &Status) -> Retry {
     match status.code() {
+        Code::Unavailable if error_kind(status) == Some("no-leader") => Retry::NoLeaderYet,
         Code::Unavailable => match status
             .metadata()
             .get(LEADER_ADDR_HEADER)
@@ -222,6 +234,10 @@ impl Client {
                                 }
                             }
                         }
+                        Retry::NoLeaderYet => {
+                            redirects = 0;
+                            next = self.next_endpoint(&mut rotation);
+                        }
                         Retry::Redirect(..) | Retry::Elsewhere => {
                             self.mark_failed(&next);
                             redirects = 0;
@@ -240,7 +256,7 @@ impl Client {
                 return Err(Error::Unavailable(last_error));
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 

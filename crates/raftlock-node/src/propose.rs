@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::error::RaftError;
 use openraft::BasicNode;
 use raftlock_core::{Command, Proposal, Response};
-use raftlock_proto::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use raftlock_proto::{ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use tonic::metadata::MetadataValue;
 use tonic::Status;
 
 use crate::types::{NodeId, Raft};
@@ -135,9 +136,15 @@ impl From<NotServed> for Status {
                 }
                 status
             }
-            NotServed::NotLeader(None) => Status::unavailable(
-                "not the leader, and no leader is known yet (election in progress?)",
-            ),
+            NotServed::NotLeader(None) => {
+                let mut status = Status::unavailable(
+                    "not the leader, and no leader is known yet (election in progress?)",
+                );
+                status
+                    .metadata_mut()
+                    .insert(ERROR_KIND_HEADER, MetadataValue::from_static("no-leader"));
+                status
+            }
             NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
         }
     }
