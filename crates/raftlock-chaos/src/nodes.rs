@@ -37,7 +37,8 @@ pub trait Nodes: Send {
 }
 
 /// `raftlock server` processes on loopback ports, each with a data
-/// directory under one temporary directory.
+/// directory under one temporary directory, with the production default
+/// timings unless `extra_args` say otherwise.
 pub struct LocalCluster {
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -203,14 +204,6 @@ impl Nodes for LocalCluster {
             .args(&membership)
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node{id}")))
-            .args([
-                "--heartbeat-ms",
-                "50",
-                "--election-min-ms",
-                "300",
-                "--election-max-ms",
-                "600",
-            ])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
