@@ -61,8 +61,9 @@ struct Inner {
     failed_until: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
-/// How long a failed endpoint is tried only after the others.
-const FAILED_COOLDOWN: Duration = Duration::from_secs(3);
+/// How long a failed endpoint is tried only after the others. Short: a
+/// healthy leader whose one call timed out must not be avoided for long.
+const FAILED_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// What a failed attempt tells the retry loop.
 enum Retry {
@@ -170,10 +171,11 @@ impl Client {
             .connect_timeout(self.inner.options.connect_timeout)
             .tcp_nodelay(true)
             // A frozen or cut-off node keeps its TCP connections open: ping
-            // so a call waiting on it fails within about a second and the
-            // caller moves on to the new leader.
-            .http2_keep_alive_interval(Duration::from_millis(500))
-            .keep_alive_timeout(Duration::from_millis(500))
+            // so a call waiting on it fails within about two seconds and the
+            // caller moves on to the new leader. Not tighter: a busy but
+            // healthy server must not have its connections cut.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(1))
             .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_string(), channel.clone());

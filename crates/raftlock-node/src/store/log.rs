@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
+/// Old entries deleted per batch after a purge.
+const PURGE_BATCH: u64 = 1000;
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -24,16 +27,24 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     syncer: Arc<Syncer>,
+    /// First index not purged (0: nothing purged). Entries below it may
+    /// still be on disk until the background purge deletes them.
+    first_kept: Arc<AtomicU64>,
 }
 
 impl LogStore {
     pub fn open(durable: Durable) -> io::Result<Self> {
-        Ok(LogStore {
+        let store = LogStore {
             log: durable.tree("log")?,
             meta: durable.tree("meta")?,
             syncer: Arc::new(Syncer::start(durable.clone())),
             durable,
-        })
+            first_kept: Arc::new(AtomicU64::new(0)),
+        };
+        if let Some(purged) = store.get_meta::<LogId>(LAST_PURGED)? {
+            store.first_kept.store(purged.index + 1, Ordering::SeqCst);
+        }
+        Ok(store)
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -78,7 +89,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i + 1,
             Bound::Unbounded => 0,
-        };
+        }
+        .max(self.first_kept.load(Ordering::SeqCst));
         let end = match range.end_bound() {
             Bound::Included(i) => Some(*i),
             Bound::Excluded(0) => return Ok(Vec::new()),
@@ -105,7 +117,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let read = |e: io::Error| StorageIOError::read_logs(&e);
         let last_purged: Option<LogId> = self.get_meta(LAST_PURGED).map_err(read)?;
-        let last = self.last_log_id().map_err(read)?.or(last_purged);
+        // Entries at or below the purge point may linger while the
+        // background purge runs: they never count as the last entry.
+        let last = self.last_log_id().map_err(read)?.max(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -173,8 +187,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageIOError::write_logs(&e);
+        // The purge point is what counts (openraft never reads below it);
+        // deleting thousands of old entries would hold up appends, so a
+        // background thread does it in small batches.
         self.put_meta(LAST_PURGED, &log_id).map_err(write)?;
-        self.remove_range(0, log_id.index).map_err(write)?;
+        self.first_kept
+            .fetch_max(log_id.index + 1, Ordering::SeqCst);
+        let store = self.clone();
+        std::thread::Builder::new()
+            .name("raftlock-purge".into())
+            .spawn(move || {
+                let first = store.log.first().ok().flatten();
+                let mut from = first.map_or(0, |(k, _)| {
+                    u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]))
+                });
+                while from <= log_id.index {
+                    let to = log_id.index.min(from + PURGE_BATCH - 1);
+                    if let Err(e) = store.remove_range(from, to) {
+                        tracing::warn!(%e, "purging old log entries");
+                        return;
+                    }
+                    from = to + 1;
+                }
+            })
+            .map_err(write)?;
         Ok(())
     }
 }
