@@ -21,37 +21,31 @@ class RaftlockError(Exception):
         return (type(self), (self.message,))
 
 
-class LockNotAcquired(RaftlockError):
+class _HolderError(RaftlockError):
+    """An error about lock ``name`` that may name its ``holder`` (a label)."""
+
+    def __init__(
+        self, message: str, name: Optional[str] = None, holder: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.holder = holder
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.message, self.name, self.holder))
+
+
+class LockNotAcquired(_HolderError):
     """The lock was not acquired: a try-lock found it taken, or the wait
     ran out (``timeout``), or the wait was cancelled.
 
     ``holder`` is the holder's label when the cluster named one.
     """
 
-    def __init__(
-        self, message: str, name: Optional[str] = None, holder: Optional[str] = None
-    ) -> None:
-        super().__init__(message)
-        self.name = name
-        self.holder = holder
 
-    def __reduce__(self):  # type: ignore[override]
-        return (type(self), (self.message, self.name, self.holder))
-
-
-class NotOwner(RaftlockError):
+class NotOwner(_HolderError):
     """``release()`` by someone who does not hold the lock. The message,
     and ``holder`` where known, name the holder's label."""
-
-    def __init__(
-        self, message: str, name: Optional[str] = None, holder: Optional[str] = None
-    ) -> None:
-        super().__init__(message)
-        self.name = name
-        self.holder = holder
-
-    def __reduce__(self):  # type: ignore[override]
-        return (type(self), (self.message, self.name, self.holder))
 
 
 class NotHeld(NotOwner):
