@@ -125,6 +125,18 @@ struct Frame {
     state_before: Option<u64>,
 }
 
+impl Frame {
+    /// A new search level that will try `candidates` from `state`.
+    fn new(candidates: Vec<usize>, state: Option<u64>) -> Self {
+        Frame {
+            candidates,
+            next: 0,
+            chosen: None,
+            state_before: state,
+        }
+    }
+}
+
 /// Checks `ops` (any order) against a mutex that starts free.
 pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
     ops.sort_by_key(|op| op.invoked);
@@ -140,12 +152,7 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
 
     match pending.candidates() {
         None => return Ok(()),
-        Some(c) => stack.push(Frame {
-            candidates: c,
-            next: 0,
-            chosen: None,
-            state_before: state,
-        }),
+        Some(c) => stack.push(Frame::new(c, state)),
     }
     while let Some(frame) = stack.last_mut() {
         if let Some(i) = frame.chosen.take() {
@@ -196,12 +203,7 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
         }
         match pending.candidates() {
             None => return Ok(()),
-            Some(c) => stack.push(Frame {
-                candidates: c,
-                next: 0,
-                chosen: None,
-                state_before: state,
-            }),
+            Some(c) => stack.push(Frame::new(c, state)),
         }
     }
     Err(worst
