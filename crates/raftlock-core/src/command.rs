@@ -4,12 +4,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::SessionId;
 
-/// One replicated log entry's payload: a command plus the proposing
-/// leader's wall-clock time, so every replica sees the same "now".
+/// One replicated log entry's payload: the commands the leader gathered
+/// while its previous entry was being written, plus its wall-clock time,
+/// so every replica sees the same "now". Batching many commands into one
+/// entry is what makes one fsync serve many clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub time_ms: u64,
-    pub command: Command,
+    pub commands: Vec<Command>,
+}
+
+impl Proposal {
+    /// An entry carrying a single command.
+    pub fn single(time_ms: u64, command: Command) -> Self {
+        Proposal {
+            time_ms,
+            commands: vec![command],
+        }
+    }
 }
 
 /// A change to the lock table. Commands that carry a `seq` are client
@@ -77,7 +89,7 @@ pub enum Outcome {
         released: Vec<String>,
     },
     /// The caller holds the lock. `token` is the log index of the granting
-    /// entry; `reentrant` says the caller already held it before this call.
+    /// entry (an entry grants a name at most once); `reentrant` says the caller already held it before this call.
     Granted {
         token: u64,
         reentrant: bool,
@@ -145,9 +157,10 @@ pub enum Event {
     },
 }
 
-/// The full result of applying one entry.
+/// The full result of applying one entry: one response per command, in
+/// order, and what happened to other sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
-    pub response: Response,
+    pub responses: Vec<Response>,
     pub events: Vec<Event>,
 }

@@ -19,6 +19,16 @@ pub struct LockTable {
     delayed: BTreeSet<(u64, String)>,
 }
 
+/// What one entry's commands share while they are applied. Tokens are the
+/// entry's log index, so a name may be granted at most once per entry: a
+/// second grant would repeat the token. `granted` enforces that; a lock
+/// freed again within the entry waits for the next one.
+struct EntryApply {
+    index: u64,
+    events: Vec<Event>,
+    granted: BTreeSet<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     label: String,
@@ -95,25 +105,33 @@ impl LockTable {
     /// table and the same (index, proposal) always give the same result.
     pub fn apply(&mut self, index: u64, proposal: &Proposal) -> Applied {
         self.now_ms = self.now_ms.max(proposal.time_ms);
-        let mut events = Vec::new();
-        let request = proposal.command.request_id().filter(|(_, seq)| *seq != 0);
-
-        let response = match request.and_then(|(session, seq)| self.remembered(session, seq)) {
-            Some(first_answer) => first_answer,
-            None => {
-                let response = self.execute(index, &proposal.command, &mut events);
-                if let Some((session, seq)) = request {
-                    self.remember(session, seq, &response);
-                }
-                response
-            }
+        let mut entry = EntryApply {
+            index,
+            events: Vec::new(),
+            granted: BTreeSet::new(),
         };
+        let mut responses = Vec::with_capacity(proposal.commands.len());
+        for command in &proposal.commands {
+            let request = command.request_id().filter(|(_, seq)| *seq != 0);
+            let response = match request.and_then(|(session, seq)| self.remembered(session, seq)) {
+                Some(first_answer) => first_answer,
+                None => {
+                    let response = self.execute(&mut entry, command);
+                    if let Some((session, seq)) = request {
+                        self.remember(session, seq, &response);
+                    }
+                    response
+                }
+            };
+            responses.push(response);
+        }
         // Lock-delays that ran out are settled by whichever entry comes
         // next, so a free lock never sits with waiters past its delay.
-        // This runs after the command so that one entry grants a name at
-        // most once, keeping tokens strictly increasing per name.
-        self.tick(index, &mut events);
-        Applied { response, events }
+        self.tick(&mut entry);
+        Applied {
+            responses,
+            events: entry.events,
+        }
     }
 
     /// A retried request's first answer, or a refusal if it is too old to know.
@@ -142,7 +160,7 @@ impl LockTable {
         }
     }
 
-    fn execute(&mut self, index: u64, command: &Command, events: &mut Vec<Event>) -> Response {
+    fn execute(&mut self, entry: &mut EntryApply, command: &Command) -> Response {
         match command {
             Command::OpenSession {
                 session,
@@ -150,17 +168,15 @@ impl LockTable {
                 ttl_ms,
                 lock_delay_ms,
             } => self.open_session(*session, label, *ttl_ms, *lock_delay_ms),
-            Command::CloseSession { session, .. } => {
-                self.end_session(index, *session, false, events)
-            }
-            Command::ExpireSession { session } => self.end_session(index, *session, true, events),
+            Command::CloseSession { session, .. } => self.end_session(entry, *session, false),
+            Command::ExpireSession { session } => self.end_session(entry, *session, true),
             Command::Acquire {
                 session,
                 name,
                 wait,
                 ..
-            } => self.acquire(index, *session, name, *wait),
-            Command::Release { session, name, .. } => self.release(index, *session, name, events),
+            } => self.acquire(entry, *session, name, *wait),
+            Command::Release { session, name, .. } => self.release(entry, *session, name),
             Command::CancelWait { session, name, .. } => self.cancel_wait(*session, name),
             Command::Tick => Ok(Outcome::Ticked),
         }
@@ -198,10 +214,9 @@ impl LockTable {
     /// starts its lock-delay. Either way the next waiters are granted now.
     fn end_session(
         &mut self,
-        index: u64,
+        entry: &mut EntryApply,
         session: SessionId,
         expired: bool,
-        events: &mut Vec<Event>,
     ) -> Response {
         let s = self
             .sessions
@@ -223,7 +238,7 @@ impl LockTable {
             };
             if let Some(holder) = lock.holder.take() {
                 if expired {
-                    events.push(Event::Lost {
+                    entry.events.push(Event::Lost {
                         session,
                         name: name.clone(),
                         token: holder.token,
@@ -236,15 +251,21 @@ impl LockTable {
             }
         }
         for name in s.held.iter().chain(s.waiting.iter()) {
-            self.promote(index, name, events);
+            self.promote(entry, name);
         }
-        events.push(Event::SessionEnded { session, expired });
+        entry.events.push(Event::SessionEnded { session, expired });
         Ok(Outcome::SessionEnded {
             released: s.held.into_iter().collect(),
         })
     }
 
-    fn acquire(&mut self, index: u64, session: SessionId, name: &str, wait: bool) -> Response {
+    fn acquire(
+        &mut self,
+        entry: &mut EntryApply,
+        session: SessionId,
+        name: &str,
+        wait: bool,
+    ) -> Response {
         validate_name(name)?;
         if !self.sessions.contains_key(&session) {
             return Err(LockError::UnknownSession(session));
@@ -262,16 +283,21 @@ impl LockTable {
         if let Some(position) = lock.waiters.iter().position(|w| *w == session) {
             return Ok(Outcome::Queued { position });
         }
-        if lock.holder.is_none() && lock.waiters.is_empty() && now >= lock.available_at_ms {
+        let grantable = lock.holder.is_none()
+            && lock.waiters.is_empty()
+            && now >= lock.available_at_ms
+            && !entry.granted.contains(name);
+        if grantable {
             lock.holder = Some(Holder {
                 session,
-                token: index,
+                token: entry.index,
                 since_ms: now,
             });
             lock.available_at_ms = 0;
+            entry.granted.insert(name.to_owned());
             self.session_mut(session).held.insert(name.to_owned());
             return Ok(Outcome::Granted {
-                token: index,
+                token: entry.index,
                 reentrant: false,
             });
         }
@@ -287,17 +313,16 @@ impl LockTable {
         }
         lock.waiters.push_back(session);
         let position = lock.waiters.len() - 1;
+        let free = lock.holder.is_none();
         self.session_mut(session).waiting.insert(name.to_owned());
+        if free {
+            // Free but granted earlier in this entry: the next entry grants it.
+            self.promote(entry, name);
+        }
         Ok(Outcome::Queued { position })
     }
 
-    fn release(
-        &mut self,
-        index: u64,
-        session: SessionId,
-        name: &str,
-        events: &mut Vec<Event>,
-    ) -> Response {
+    fn release(&mut self, entry: &mut EntryApply, session: SessionId, name: &str) -> Response {
         validate_name(name)?;
         if !self.sessions.contains_key(&session) {
             return Err(LockError::UnknownSession(session));
@@ -321,7 +346,7 @@ impl LockTable {
                     lock.holder = None;
                 }
                 self.session_mut(session).held.remove(name);
-                self.promote(index, name, events);
+                self.promote(entry, name);
                 Ok(Outcome::Released)
             }
         }
@@ -350,40 +375,59 @@ impl LockTable {
     }
 
     /// Ends every lock-delay that has run out and grants its waiters.
-    /// Every entry runs this first; [`Command::Tick`] exists so the leader
+    /// Every entry runs this last; [`Command::Tick`] exists so the leader
     /// can make it happen when no other entry is coming.
-    fn tick(&mut self, index: u64, events: &mut Vec<Event>) {
+    fn tick(&mut self, entry: &mut EntryApply) {
+        let mut due = Vec::new();
         while let Some((at, name)) = self.delayed.first().cloned() {
             if at > self.now_ms {
                 break;
             }
             self.delayed.pop_first();
-            self.promote(index, &name, events);
+            due.push(name);
+        }
+        // Collected first: a lock granted earlier in this entry goes back
+        // into `delayed` for the next one.
+        for name in due {
+            self.promote(entry, &name);
         }
     }
 
     /// Grants a free lock to its first waiter, if its lock-delay is over;
     /// forgets the lock if nobody holds or wants it any more.
-    fn promote(&mut self, index: u64, name: &str, events: &mut Vec<Event>) {
+    fn promote(&mut self, entry: &mut EntryApply, name: &str) {
         let now = self.now_ms;
         let Some(lock) = self.locks.get_mut(name) else {
             return;
         };
-        if lock.holder.is_none() && now >= lock.available_at_ms {
+        if lock.holder.is_none() && now >= lock.available_at_ms && !lock.waiters.is_empty() {
+            if entry.granted.contains(name) {
+                // Granted and freed again within this entry: granting now
+                // would repeat the token. Due at once, so the next entry
+                // (the leader proposes a Tick for it) grants it.
+                if lock.available_at_ms > 0 {
+                    self.delayed
+                        .remove(&(lock.available_at_ms, name.to_owned()));
+                }
+                lock.available_at_ms = now;
+                self.delayed.insert((now, name.to_owned()));
+                return;
+            }
             if let Some(next) = lock.waiters.pop_front() {
                 lock.holder = Some(Holder {
                     session: next,
-                    token: index,
+                    token: entry.index,
                     since_ms: now,
                 });
                 lock.available_at_ms = 0;
+                entry.granted.insert(name.to_owned());
                 let s = self.session_mut(next);
                 s.waiting.remove(name);
                 s.held.insert(name.to_owned());
-                events.push(Event::Granted {
+                entry.events.push(Event::Granted {
                     session: next,
                     name: name.to_owned(),
-                    token: index,
+                    token: entry.index,
                 });
             }
         }

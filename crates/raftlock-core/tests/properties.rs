@@ -140,10 +140,7 @@ impl Harness {
         self.time_ms += dt;
         self.index += 1;
         let proposal = match self.command(op) {
-            Some(command) => Proposal {
-                time_ms: self.time_ms,
-                command,
-            },
+            Some(command) => Proposal::single(self.time_ms, command),
             None => {
                 let Op::Replay { back } = *op else {
                     unreachable!()
@@ -151,7 +148,7 @@ impl Harness {
                 let requests: Vec<_> = self
                     .history
                     .iter()
-                    .filter(|(_, p)| p.command.request_id().is_some())
+                    .filter(|(_, p)| p.commands[0].request_id().is_some())
                     .map(|(_, p)| p)
                     .collect();
                 if requests.len() < back {
@@ -163,13 +160,18 @@ impl Harness {
         let before = self.table.clone();
         let applied = self.table.apply(self.index, &proposal);
         self.history.push((self.index, proposal.clone()));
-        self.check_step(&before, &proposal, &applied.response, &applied.events)?;
+        self.check_step(
+            &before,
+            &proposal.commands[0],
+            &applied.responses[0],
+            &applied.events,
+        )?;
         self.check_invariants()
     }
 
     /// A retried request must answer as before and change nothing.
     fn replay(&mut self, proposal: Proposal) -> Result<(), TestCaseError> {
-        let (session, _) = proposal.command.request_id().unwrap();
+        let (session, _) = proposal.commands[0].request_id().unwrap();
         let before = self.table.clone();
         // The first answer, recomputed on a copy of the history up to it.
         let mut first = LockTable::new();
@@ -177,7 +179,7 @@ impl Harness {
         for (index, p) in &self.history {
             let a = first.apply(*index, p);
             if p == &proposal {
-                first_answer = Some(a.response);
+                first_answer = Some(a.responses[0].clone());
                 break;
             }
         }
@@ -192,10 +194,7 @@ impl Harness {
         let mut expected = before.clone();
         let settled = expected.apply(
             self.index,
-            &Proposal {
-                time_ms: proposal.time_ms,
-                command: Command::Tick,
-            },
+            &Proposal::single(proposal.time_ms, Command::Tick),
         );
         prop_assert_eq!(
             &applied.events,
@@ -204,8 +203,9 @@ impl Harness {
         );
         if before.session(session).is_some() {
             // Within the dedup window the first answer comes back unchanged.
-            if !matches!(applied.response, Err(LockError::StaleRequest { .. })) {
-                prop_assert_eq!(Some(applied.response), first_answer);
+            let response = applied.responses[0].clone();
+            if !matches!(response, Err(LockError::StaleRequest { .. })) {
+                prop_assert_eq!(Some(response), first_answer);
             }
             prop_assert_eq!(
                 &self.table.locks("", usize::MAX),
@@ -218,7 +218,7 @@ impl Harness {
     fn check_step(
         &mut self,
         before: &LockTable,
-        proposal: &Proposal,
+        command: &Command,
         response: &Result<Outcome, LockError>,
         events: &[Event],
     ) -> Result<(), TestCaseError> {
@@ -241,7 +241,7 @@ impl Harness {
                 token,
                 reentrant: false,
             }),
-        ) = (&proposal.command, response)
+        ) = (command, response)
         {
             grants.push((*session, name.clone(), *token));
         }
@@ -286,7 +286,7 @@ impl Harness {
             }
         }
 
-        match (&proposal.command, response) {
+        match (command, response) {
             (
                 Command::Release { session, name, .. },
                 Err(LockError::NotHolder {
@@ -315,7 +315,7 @@ impl Harness {
                 Command::CloseSession { session, .. } | Command::ExpireSession { session },
                 Ok(Outcome::SessionEnded { released }),
             ) => {
-                let expired = matches!(proposal.command, Command::ExpireSession { .. });
+                let expired = matches!(command, Command::ExpireSession { .. });
                 let delay = before.session(*session).unwrap().lock_delay_ms;
                 for view in self.table.locks("", usize::MAX) {
                     prop_assert!(view.holder.as_ref().map(|h| h.session) != Some(*session));
@@ -406,7 +406,7 @@ proptest! {
 // ---- worked examples ----
 
 fn at(time_ms: u64, command: Command) -> Proposal {
-    Proposal { time_ms, command }
+    Proposal::single(time_ms, command)
 }
 
 fn open(session: SessionId, lock_delay_ms: u64) -> Command {
@@ -451,16 +451,16 @@ fn waiter_is_granted_in_the_releasing_entry() {
     t.apply(2, &at(0, open(b, 0)));
     let got = t.apply(3, &at(0, acquire(a, 1, "n", true)));
     assert_eq!(
-        got.response,
+        got.responses[0],
         Ok(Outcome::Granted {
             token: 3,
             reentrant: false
         })
     );
     let got = t.apply(4, &at(0, acquire(b, 1, "n", true)));
-    assert_eq!(got.response, Ok(Outcome::Queued { position: 0 }));
+    assert_eq!(got.responses[0], Ok(Outcome::Queued { position: 0 }));
     let got = t.apply(5, &at(0, release(a, 2, "n")));
-    assert_eq!(got.response, Ok(Outcome::Released));
+    assert_eq!(got.responses[0], Ok(Outcome::Released));
     assert_eq!(got.events, vec![granted(b, 5)]);
 }
 
@@ -497,20 +497,20 @@ fn bad_input_is_refused_without_change() {
         ttl_ms: 10,
         lock_delay_ms: 0,
     };
-    assert!(t.apply(1, &at(0, too_short)).response.is_err());
+    assert!(t.apply(1, &at(0, too_short)).responses[0].is_err());
     t.apply(2, &at(0, open(s, 0)));
     let empty = t.apply(3, &at(0, acquire(s, 1, "", false)));
-    assert!(matches!(empty.response, Err(LockError::InvalidName(_))));
+    assert!(matches!(empty.responses[0], Err(LockError::InvalidName(_))));
     let long = t.apply(4, &at(0, acquire(s, 2, &"x".repeat(513), false)));
-    assert!(matches!(long.response, Err(LockError::InvalidName(_))));
+    assert!(matches!(long.responses[0], Err(LockError::InvalidName(_))));
     let unknown = t.apply(5, &at(0, release(SessionId(9), 1, "n")));
     assert_eq!(
-        unknown.response,
+        unknown.responses[0],
         Err(LockError::UnknownSession(SessionId(9)))
     );
     let unheld = t.apply(6, &at(0, release(s, 3, "n")));
     assert_eq!(
-        unheld.response,
+        unheld.responses[0],
         Err(LockError::NotHeld { name: "n".into() })
     );
     assert_eq!(t.lock_count(), 0);

@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status};
 
 use crate::leader::SessionClock;
 use crate::metrics::RpcTimer;
-use crate::propose::{ensure_linearizable, propose};
+use crate::batcher::Proposer;
+use crate::propose::ensure_linearizable;
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
 
@@ -34,6 +35,7 @@ const MAX_LIST_LIMIT: usize = 100_000;
 
 pub struct LockService {
     raft: Raft,
+    proposer: Proposer,
     shared: Shared,
     clock: Arc<SessionClock>,
     id: NodeId,
@@ -46,6 +48,7 @@ pub struct LockService {
 impl LockService {
     pub fn new(
         raft: Raft,
+        proposer: Proposer,
         shared: Shared,
         clock: Arc<SessionClock>,
         id: NodeId,
@@ -53,6 +56,7 @@ impl LockService {
     ) -> Self {
         LockService {
             raft,
+            proposer,
             shared,
             clock,
             id,
@@ -63,7 +67,8 @@ impl LockService {
 
     /// Proposes a command and turns a refusal into a gRPC status.
     async fn apply(&self, command: Command) -> Result<Outcome, Status> {
-        propose(&self.raft, command)
+        self.proposer
+            .propose(command)
             .await?
             .map_err(lock_error_status)
     }

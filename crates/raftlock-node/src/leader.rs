@@ -14,7 +14,8 @@ use openraft::ServerState;
 use raftlock_core::{Command, SessionId};
 use tokio::sync::watch;
 
-use crate::propose::{now_ms, propose, NotServed};
+use crate::batcher::Proposer;
+use crate::propose::{now_ms, NotServed};
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
 
@@ -101,6 +102,7 @@ impl SessionClock {
 /// ends lock-delays; otherwise keeps no deadlines.
 pub async fn run(
     raft: Raft,
+    proposer: Proposer,
     shared: Shared,
     clock: std::sync::Arc<SessionClock>,
     id: NodeId,
@@ -125,7 +127,7 @@ pub async fn run(
             if leading_term(&raft, id) != Some(term) {
                 break;
             }
-            match propose(&raft, Command::ExpireSession { session }).await {
+            match proposer.propose(Command::ExpireSession { session }).await {
                 Ok(Ok(outcome)) => {
                     tracing::info!(%session, ?outcome, "session expired: no keepalive within its TTL")
                 }
@@ -138,7 +140,7 @@ pub async fn run(
         }
         let delay_end = shared.table().next_delay_end_ms();
         if delay_end.is_some_and(|at| at <= now_ms()) {
-            if let Err(e) = propose(&raft, Command::Tick).await {
+            if let Err(e) = proposer.propose(Command::Tick).await {
                 log_not_served(e);
             }
         }

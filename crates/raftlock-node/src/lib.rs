@@ -2,12 +2,14 @@
 //!
 //! Layers, one per module: [`store`] persists the Raft log and the lock
 //! table's snapshots in sled; [`network`] carries Raft RPCs between nodes
-//! over tonic; [`api`] is the client-facing gRPC service; [`leader`] runs
+//! over tonic; [`batcher`] groups client commands into log entries;
+//! [`api`] is the client-facing gRPC service; [`leader`] runs
 //! the leader-only duties (session expiry, lock-delay ticks); [`node`] wires
 //! them together into something you can start and stop.
 
 pub mod admin;
 pub mod api;
+pub mod batcher;
 pub mod config;
 pub mod leader;
 pub mod metrics;

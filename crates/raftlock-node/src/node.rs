@@ -17,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
+use crate::batcher::Proposer;
 use crate::config::NodeConfig;
 use crate::leader::{self, SessionClock};
 use crate::metrics;
@@ -74,8 +75,10 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let clock = Arc::new(SessionClock::default());
 
+        let proposer = Proposer::start(raft.clone());
         let api = LockService::new(
             raft.clone(),
+            proposer.clone(),
             shared.clone(),
             clock.clone(),
             config.id,
@@ -110,6 +113,7 @@ impl Node {
         tokio::spawn(log_leader_changes(raft.clone(), stop_rx.clone()));
         let leader_duties = tokio::spawn(leader::run(
             raft.clone(),
+            proposer,
             shared.clone(),
             clock,
             config.id,

@@ -1,19 +1,22 @@
-//! Getting a command into the replicated log, and the leader checks for
-//! reads, with errors that tell a client where the leader is.
+//! Getting entries into the replicated log (see [`crate::batcher`] for how
+//! commands are grouped into them), and the leader checks for reads, with
+//! errors that tell a client where the leader is.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::error::RaftError;
+use openraft::error::{Fatal, RaftError};
+use openraft::raft::ClientWriteResult;
 use openraft::BasicNode;
-use raftlock_core::{Command, Proposal, Response};
+use raftlock_core::{Proposal, Response};
 use raftlock_proto::{ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
-use crate::types::{NodeId, Raft};
+use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Why a write or linearizable read could not be served here.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum NotServed {
     /// This node is not the leader; the leader, if known.
     NotLeader(Option<(NodeId, String)>),
@@ -35,18 +38,29 @@ pub fn now_ms() -> u64 {
 /// leader appears.
 const ELECTION_WAIT: Duration = Duration::from_millis(800);
 
-/// Appends `command` to the log, waits until it is committed and applied
-/// here, and returns what applying it answered.
-pub async fn propose(raft: &Raft, command: Command) -> Result<Response, NotServed> {
-    let proposal = Proposal {
-        time_ms: now_ms(),
-        command,
+/// Waits for a submitted entry to be applied and returns its responses.
+/// If it was refused because no leader was known, waits for the election;
+/// if this node won it, proposes the entry again: it was never accepted,
+/// and its client requests are deduplicated anyway.
+pub(crate) async fn settle<Rx, E>(
+    raft: &Raft,
+    proposal: Proposal,
+    submitted: Result<Rx, Fatal<NodeId>>,
+) -> Result<Vec<Response>, NotServed>
+where
+    Rx: Future<Output = Result<ClientWriteResult<TypeConfig>, E>>,
+    E: std::fmt::Display,
+{
+    let first = match submitted {
+        Ok(rx) => match rx.await {
+            Ok(result) => result.map_err(RaftError::APIError),
+            Err(e) => return Err(NotServed::Unavailable(format!("raft stopped: {e}"))),
+        },
+        Err(fatal) => Err(RaftError::Fatal(fatal)),
     };
-    match raft.client_write(proposal.clone()).await {
+    match first {
         Ok(written) => Ok(written.data),
         Err(e) => match after_election(raft, not_served(e)).await {
-            // This node won the election: the write was never accepted, so
-            // proposing it again here is safe.
             NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => raft
                 .client_write(proposal)
                 .await

@@ -1,5 +1,5 @@
 //! The openraft type configuration: what a log entry carries and what
-//! applying one returns.
+//! applying one returns (one response per command in the entry).
 
 use std::io::Cursor;
 
@@ -9,7 +9,7 @@ openraft::declare_raft_types!(
     /// raftlock's Raft: entries carry lock-table [`Proposal`]s.
     pub TypeConfig:
         D = Proposal,
-        R = Response,
+        R = Vec<Response>,
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,

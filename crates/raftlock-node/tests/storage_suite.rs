@@ -34,10 +34,7 @@ async fn store_survives_reopen() {
     let dir = TempDir::new().unwrap();
     let entry = |index: u64, command| Entry::<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal {
-            time_ms: 10,
-            command,
-        }),
+        payload: EntryPayload::Normal(Proposal::single(10, command)),
     };
     let session = SessionId(42);
     let entries = vec![
@@ -97,15 +94,15 @@ async fn large_snapshots_survive_and_never_go_backwards() {
     let entries: Vec<Entry<TypeConfig>> = (1..=3000u64)
         .map(|index| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Proposal {
-                time_ms: 10,
-                command: Command::OpenSession {
+            payload: EntryPayload::Normal(Proposal::single(
+                10,
+                Command::OpenSession {
                     session: SessionId(index as u128),
                     label: format!("host-{index} pid {index} with a long enough label"),
                     ttl_ms: 5000,
                     lock_delay_ms: 0,
                 },
-            }),
+            )),
         })
         .collect();
     let expected = {

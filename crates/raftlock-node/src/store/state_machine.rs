@@ -128,17 +128,19 @@ fn count(counts: &mut metrics::Applied, proposal: &Proposal, applied: &raftlock_
         .iter()
         .filter(|e| matches!(e, Event::Granted { .. }))
         .count() as u64;
-    match (&proposal.command, &applied.response) {
-        (
-            _,
-            Ok(Outcome::Granted {
-                reentrant: false, ..
-            }),
-        ) => counts.grants += 1,
-        (_, Ok(Outcome::Released)) => counts.releases += 1,
-        (Command::ExpireSession { .. }, Ok(_)) => counts.expiries += 1,
-        (_, Ok(Outcome::SessionOpened { .. })) => counts.sessions_opened += 1,
-        _ => {}
+    for (command, response) in proposal.commands.iter().zip(&applied.responses) {
+        match (command, response) {
+            (
+                _,
+                Ok(Outcome::Granted {
+                    reentrant: false, ..
+                }),
+            ) => counts.grants += 1,
+            (_, Ok(Outcome::Released)) => counts.releases += 1,
+            (Command::ExpireSession { .. }, Ok(_)) => counts.expiries += 1,
+            (_, Ok(Outcome::SessionOpened { .. })) => counts.sessions_opened += 1,
+            _ => {}
+        }
     }
 }
 
@@ -149,7 +151,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((self.applied, self.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -165,14 +167,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let applied = table.apply(entry.log_id.index, &proposal);
                         count(&mut counts, &proposal, &applied);
                         events.extend(applied.events);
-                        applied.response
+                        applied.responses
                     }
                     EntryPayload::Membership(membership) => {
                         self.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Ok(Outcome::Ticked)
+                        Vec::new()
                     }
                     // A new leader's blank entry: nothing to do.
-                    EntryPayload::Blank => Ok(Outcome::Ticked),
+                    EntryPayload::Blank => Vec::new(),
                 };
                 responses.push(response);
             }

@@ -1,0 +1,114 @@
+//! Batching client commands into log entries.
+//!
+//! openraft 0.9 writes and fsyncs each submitted entry before it takes the
+//! next one, so a node commits entries, not commands, per fsync. The
+//! [`Proposer`] keeps a few entries submitted and gathers every command that
+//! queues meanwhile into the next entry: under load one fsync on the leader
+//! and one on each follower serve many clients, and a lone client pays
+//! nothing extra (its command goes out at once). The lock table keeps
+//! tokens strictly increasing within a batch (see `raftlock_core`).
+
+use std::sync::Arc;
+
+use raftlock_core::{Command, Proposal, Response};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::propose::{now_ms, settle, NotServed};
+use crate::types::Raft;
+
+/// Entries submitted and not yet applied. Two let the next batch form and
+/// queue in openraft while the previous one is being replicated.
+const IN_FLIGHT: usize = 2;
+/// Most commands in one entry.
+const MAX_COMMANDS: usize = 1024;
+/// Rough byte budget of one entry. sled keeps values above ~128 KiB in
+/// separate blob files that its flush does not cover, so entries stay
+/// well below that.
+const MAX_BYTES: usize = 64 * 1024;
+
+/// Hands commands to the batching task; cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<Response, NotServed>>,
+}
+
+impl Proposer {
+    /// Starts the batching task; it ends when every `Proposer` is dropped.
+    pub fn start(raft: Raft) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, pending));
+        Proposer { queue }
+    }
+
+    /// Appends `command` to the log (in an entry with whatever else is
+    /// waiting), waits until it is applied here, and returns its answer.
+    pub async fn propose(&self, command: Command) -> Result<Response, NotServed> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || NotServed::Unavailable("the node is shutting down".into());
+        self.queue
+            .send(Pending { command, reply })
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn run(raft: Raft, mut pending: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = pending.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Everything that queued while the slots were busy joins this entry.
+        let mut bytes = approx_size(&first.command);
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMANDS && bytes < MAX_BYTES {
+            let Ok(next) = pending.try_recv() else { break };
+            bytes += approx_size(&next.command);
+            batch.push(next);
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let proposal = Proposal {
+            time_ms: now_ms(),
+            commands,
+        };
+        // Submitted here, in arrival order; awaited in its own task so the
+        // next batch can form meanwhile.
+        let submitted = raft.client_write_ff(proposal.clone()).await;
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let outcome = settle(&raft, proposal, submitted).await;
+            drop(slot);
+            match outcome {
+                Ok(responses) => {
+                    for (reply, response) in replies.into_iter().zip(responses) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Upper bound on a command's encoded size, without encoding it.
+fn approx_size(command: &Command) -> usize {
+    const FIXED: usize = 64;
+    FIXED
+        + match command {
+            Command::OpenSession { label, .. } => label.len(),
+            Command::Acquire { name, .. }
+            | Command::Release { name, .. }
+            | Command::CancelWait { name, .. } => name.len(),
+            _ => 0,
+        }
+}
