@@ -18,9 +18,9 @@ use raftlock_proto::ERROR_KIND_HEADER;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
+use crate::batcher::Proposer;
 use crate::leader::SessionClock;
 use crate::metrics::RpcTimer;
-use crate::batcher::Proposer;
 use crate::propose::ensure_linearizable;
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
