@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
-use raftlock_proto::{ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
+use raftlock_proto::{
+    ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER, UNREACHABLE_LEADER_HEADER,
+};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -84,6 +86,28 @@ fn error_kind(status: &Status) -> Option<&str> {
         .metadata()
         .get(ERROR_KIND_HEADER)
         .and_then(|v| v.to_str().ok())
+}
+
+/// One try of a call: its timeout, and what the request should tell the
+/// node it goes to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub timeout: Duration,
+    unreachable_leader: Option<u64>,
+}
+
+impl Attempt {
+    /// `message` as a request carrying this attempt's timeout and hints.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        if let Some(id) = self.unreachable_leader {
+            request
+                .metadata_mut()
+                .insert(UNREACHABLE_LEADER_HEADER, id.into());
+        }
+        request
+    }
 }
 
 fn classify(status: &Status) -> Retry {
@@ -197,10 +221,13 @@ impl Client {
         mut call: F,
     ) -> Result<T, Error>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(Channel, Attempt) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut next = self.first_choice();
+        // A leader we could not reach: followers that still name it are
+        // asked to hold the call until the election names another.
+        let mut unreachable_leader = None;
         let mut rotation = self.position(&next);
         let mut backoff = Duration::from_millis(20);
         let mut redirects = 0;
@@ -208,8 +235,11 @@ impl Client {
         loop {
             let client = self.connection(&next)?;
             let left = give_up.saturating_duration_since(tokio::time::Instant::now());
-            let attempt = timeout.min(left).max(Duration::from_millis(1));
-            match tokio::time::timeout(attempt, call(client, attempt)).await {
+            let attempt = Attempt {
+                timeout: timeout.min(left).max(Duration::from_millis(1)),
+                unreachable_leader,
+            };
+            match tokio::time::timeout(attempt.timeout, call(client, attempt)).await {
                 Ok(Ok(response)) => {
                     *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
                     return Ok(response.into_inner());
@@ -225,6 +255,7 @@ impl Client {
                             if self.recently_failed(&leader) {
                                 // A follower that has not yet noticed the
                                 // leader is gone: wait for the election.
+                                unreachable_leader = id.or(unreachable_leader);
                                 redirects = 0;
                                 next = self.next_endpoint(&mut rotation);
                             } else {
@@ -248,7 +279,7 @@ impl Client {
                     }
                 }
                 Err(_) => {
-                    last_error = format!("{next}: no answer within {attempt:?}");
+                    last_error = format!("{next}: no answer within {:?}", attempt.timeout);
                     self.mark_failed(&next);
                     redirects = 0;
                     next = self.next_endpoint(&mut rotation);
@@ -270,10 +301,8 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let timeout = self.inner.options.rpc_timeout;
-        self.call(self.retry_deadline(), timeout, |client, t| {
-            let mut request = tonic::Request::new(req.clone());
-            request.set_timeout(t);
-            method(client, request)
+        self.call(self.retry_deadline(), timeout, |client, attempt| {
+            method(client, attempt.request(req.clone()))
         })
         .await
     }

@@ -245,16 +245,16 @@ impl Session {
             // Acquire is idempotent in the table (a holder gets its grant
             // back, a waiter keeps its place), so each attempt takes a fresh
             // request number and never hits the retry window's edge.
-            let call = self
-                .inner
-                .client
-                .call(give_up, rpc_timeout + SERVER_MAX_POLL, |c, t| {
-                    let req = request(self.next_seq());
-                    let poll = Duration::from_millis(req.wait_ms).min(SERVER_MAX_POLL);
-                    let mut req = tonic::Request::new(req);
-                    req.set_timeout(t.min(rpc_timeout + poll));
-                    async move { lock_service(c).acquire(req).await }
-                });
+            let call =
+                self.inner
+                    .client
+                    .call(give_up, rpc_timeout + SERVER_MAX_POLL, |c, mut attempt| {
+                        let req = request(self.next_seq());
+                        let poll = Duration::from_millis(req.wait_ms).min(SERVER_MAX_POLL);
+                        attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
+                        let req = attempt.request(req);
+                        async move { lock_service(c).acquire(req).await }
+                    });
             let reply = tokio::select! {
                 reply = call => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
@@ -394,17 +394,15 @@ async fn keep_alive(
                 seq: 0,
             };
             let _ = client
-                .call(Instant::now() + ttl, per_attempt, |c, t| {
-                    let mut r = tonic::Request::new(close.clone());
-                    r.set_timeout(t);
+                .call(Instant::now() + ttl, per_attempt, |c, attempt| {
+                    let r = attempt.request(close.clone());
                     async move { lock_service(c).close_session(r).await }
                 })
                 .await;
             return;
         }
-        let call = client.call(expires, per_attempt, |c, t| {
-            let mut req = tonic::Request::new(req.clone());
-            req.set_timeout(t);
+        let call = client.call(expires, per_attempt, |c, attempt| {
+            let req = attempt.request(req.clone());
             async move { lock_service(c).keep_alive(req).await }
         });
         match call.await {

@@ -14,14 +14,14 @@ use raftlock_core::{
 };
 use raftlock_proto::v1::lock_server::Lock;
 use raftlock_proto::v1::*;
-use raftlock_proto::ERROR_KIND_HEADER;
+use raftlock_proto::{ERROR_KIND_HEADER, UNREACHABLE_LEADER_HEADER};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use crate::batcher::Proposer;
 use crate::leader::SessionClock;
 use crate::metrics::RpcTimer;
-use crate::propose::ensure_linearizable;
+use crate::propose::{ensure_linearizable, leader_other_than, NotServed};
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
 
@@ -66,11 +66,36 @@ impl LockService {
     }
 
     /// Proposes a command and turns a refusal into a gRPC status.
-    async fn apply(&self, command: Command) -> Result<Outcome, Status> {
-        self.proposer
-            .propose(command)
+    async fn apply(
+        &self,
+        command: Command,
+        unreachable: Option<NodeId>,
+    ) -> Result<Outcome, Status> {
+        let proposed = self.proposer.propose(command).await;
+        self.route(proposed, unreachable)
             .await?
             .map_err(lock_error_status)
+    }
+
+    /// Confirms this node leads (see [`ensure_linearizable`]).
+    async fn leading(&self, unreachable: Option<NodeId>) -> Result<(), Status> {
+        let checked = ensure_linearizable(&self.raft).await;
+        self.route(checked, unreachable).await
+    }
+
+    /// A redirect to the leader the client reports unreachable is held
+    /// until the election that must follow names another one.
+    async fn route<T>(
+        &self,
+        result: Result<T, NotServed>,
+        unreachable: Option<NodeId>,
+    ) -> Result<T, Status> {
+        match result {
+            Err(NotServed::NotLeader(Some((id, _)))) if Some(id) == unreachable => {
+                Err(leader_other_than(&self.raft, id).await.into())
+            }
+            other => Ok(other?),
+        }
     }
 
     fn holder_of(&self, name: &str) -> Option<LockHolder> {
@@ -144,18 +169,22 @@ impl Lock for LockService {
         request: Request<OpenSessionRequest>,
     ) -> Result<Response<OpenSessionResponse>, Status> {
         let _timer = RpcTimer::start("open_session");
+        let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         validate_ttl(req.ttl_ms).map_err(lock_error_status)?;
         validate_lock_delay(req.lock_delay_ms).map_err(lock_error_status)?;
         validate_label(&req.label).map_err(lock_error_status)?;
         let session = SessionId(rand::random::<u128>());
         match self
-            .apply(Command::OpenSession {
-                session,
-                label: req.label,
-                ttl_ms: req.ttl_ms,
-                lock_delay_ms: req.lock_delay_ms,
-            })
+            .apply(
+                Command::OpenSession {
+                    session,
+                    label: req.label,
+                    ttl_ms: req.ttl_ms,
+                    lock_delay_ms: req.lock_delay_ms,
+                },
+                unreachable,
+            )
             .await?
         {
             Outcome::SessionOpened { session, ttl_ms } => Ok(Response::new(OpenSessionResponse {
@@ -174,7 +203,7 @@ impl Lock for LockService {
         let session = parse_session(&request.get_ref().session_id)?;
         // Only the leader's clock counts; confirming leadership also makes
         // sure every session committed so far is visible here.
-        ensure_linearizable(&self.raft).await?;
+        self.leading(unreachable_leader(&request)).await?;
         let ttl_ms = self
             .shared
             .table()
@@ -192,13 +221,17 @@ impl Lock for LockService {
         request: Request<CloseSessionRequest>,
     ) -> Result<Response<CloseSessionResponse>, Status> {
         let _timer = RpcTimer::start("close_session");
+        let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         match self
-            .apply(Command::CloseSession {
-                session,
-                seq: req.seq,
-            })
+            .apply(
+                Command::CloseSession {
+                    session,
+                    seq: req.seq,
+                },
+                unreachable,
+            )
             .await?
         {
             Outcome::SessionEnded { released } => {
@@ -213,6 +246,7 @@ impl Lock for LockService {
         request: Request<AcquireRequest>,
     ) -> Result<Response<AcquireResponse>, Status> {
         let _timer = RpcTimer::start("acquire");
+        let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_error_status)?;
@@ -222,12 +256,15 @@ impl Lock for LockService {
         // Subscribe before proposing so a grant right after cannot be missed.
         let mut events = self.shared.subscribe();
         let outcome = self
-            .apply(Command::Acquire {
-                session,
-                seq: req.seq,
-                name: req.name.clone(),
-                wait: !wait.is_zero(),
-            })
+            .apply(
+                Command::Acquire {
+                    session,
+                    seq: req.seq,
+                    name: req.name.clone(),
+                    wait: !wait.is_zero(),
+                },
+                unreachable,
+            )
             .await?;
         let granted = |token, reentrant| {
             Ok(Response::new(AcquireResponse {
@@ -262,11 +299,14 @@ impl Lock for LockService {
         }
         // The caller gives up: leave the queue, unless the grant won the race.
         match self
-            .apply(Command::CancelWait {
-                session,
-                seq: 0,
-                name: req.name.clone(),
-            })
+            .apply(
+                Command::CancelWait {
+                    session,
+                    seq: 0,
+                    name: req.name.clone(),
+                },
+                unreachable,
+            )
             .await?
         {
             Outcome::Granted { token, .. } => granted(token, false),
@@ -279,15 +319,19 @@ impl Lock for LockService {
         request: Request<ReleaseRequest>,
     ) -> Result<Response<ReleaseResponse>, Status> {
         let _timer = RpcTimer::start("release");
+        let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_error_status)?;
         match self
-            .apply(Command::Release {
-                session,
-                seq: req.seq,
-                name: req.name,
-            })
+            .apply(
+                Command::Release {
+                    session,
+                    seq: req.seq,
+                    name: req.name,
+                },
+                unreachable,
+            )
             .await?
         {
             Outcome::Released => Ok(Response::new(ReleaseResponse {})),
@@ -300,9 +344,10 @@ impl Lock for LockService {
         request: Request<GetLockRequest>,
     ) -> Result<Response<GetLockResponse>, Status> {
         let _timer = RpcTimer::start("get_lock");
+        let unreachable = unreachable_leader(&request);
         let name = request.into_inner().name;
         validate_name(&name).map_err(lock_error_status)?;
-        ensure_linearizable(&self.raft).await?;
+        self.leading(unreachable).await?;
         let lock = self.shared.table().lock(&name).map(lock_info);
         Ok(Response::new(GetLockResponse { lock }))
     }
@@ -312,12 +357,13 @@ impl Lock for LockService {
         request: Request<ListLocksRequest>,
     ) -> Result<Response<ListLocksResponse>, Status> {
         let _timer = RpcTimer::start("list_locks");
+        let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let limit = match req.limit as usize {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
         };
-        ensure_linearizable(&self.raft).await?;
+        self.leading(unreachable).await?;
         let mut views = self.shared.table().locks(&req.prefix, limit + 1);
         let truncated = views.len() > limit;
         views.truncate(limit);
@@ -388,6 +434,17 @@ impl Lock for LockService {
                 .collect(),
         }))
     }
+}
+
+/// The leader id the client says it cannot reach, if it says so.
+fn unreachable_leader<T>(request: &Request<T>) -> Option<NodeId> {
+    request
+        .metadata()
+        .get(UNREACHABLE_LEADER_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn parse_session(text: &str) -> Result<SessionId, Status> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -27,8 +27,20 @@ use crate::types::{NodeId, Raft, TypeConfig};
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 
 /// Makes one [`Connection`] per peer; openraft calls it when it needs one.
-#[derive(Clone, Default)]
-pub struct Network;
+#[derive(Clone)]
+pub struct Network {
+    retry_every: Duration,
+}
+
+impl Network {
+    /// `retry_every`: how long replication to an unreachable peer waits
+    /// before trying again. Keep it near the heartbeat interval: openraft's
+    /// default (500 ms) left a restarted follower unheard for longer than
+    /// its election timeout, so it rejoined by deposing the leader.
+    pub fn new(retry_every: Duration) -> Self {
+        Network { retry_every }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
@@ -38,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             client: None,
+            retry_every: self.retry_every,
         }
     }
 }
@@ -46,6 +59,7 @@ pub struct Connection {
     target: NodeId,
     addr: String,
     client: Option<RaftClient<Channel>>,
+    retry_every: Duration,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -104,6 +118,10 @@ impl Connection {
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_every))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use openraft::{BasicNode, Config, SnapshotPolicy};
@@ -62,7 +63,7 @@ impl Node {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network,
+            Network::new(Duration::from_millis(config.timings.heartbeat_ms)),
             log_store,
             state_machine,
         )

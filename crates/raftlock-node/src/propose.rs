@@ -96,12 +96,22 @@ async fn after_election(raft: &Raft, e: NotServed) -> NotServed {
     if !matches!(e, NotServed::NotLeader(None)) {
         return e;
     }
+    wait_for_leader(raft, None).await
+}
+
+/// Waits (a little) for a leader other than `suspect`, which a client could
+/// not reach: this node has not noticed yet, but the election is coming.
+pub async fn leader_other_than(raft: &Raft, suspect: NodeId) -> NotServed {
+    wait_for_leader(raft, Some(suspect)).await
+}
+
+async fn wait_for_leader(raft: &Raft, not: Option<NodeId>) -> NotServed {
     let mut metrics = raft.metrics();
     let until = tokio::time::Instant::now() + ELECTION_WAIT;
     loop {
         {
             let m = metrics.borrow_and_update();
-            if let Some(leader) = m.current_leader {
+            if let Some(leader) = m.current_leader.filter(|l| Some(*l) != not) {
                 let addr = m
                     .membership_config
                     .membership()
