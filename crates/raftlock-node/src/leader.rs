@@ -121,20 +121,26 @@ pub async fn run(
         };
         clock.enter_term(term);
         let sessions: Vec<(SessionId, u64)> = shared.table().session_ttls().collect();
-        for session in clock.expired(&sessions, Instant::now()) {
-            // A proposal can wait through a step-down and re-election:
-            // deadlines from before that are not ours to act on.
-            if leading_term(&raft, id) != Some(term) {
-                break;
+        let expired = clock.expired(&sessions, Instant::now());
+        // A proposal can wait through a step-down and re-election: deadlines
+        // from before that are not ours to act on. Proposed all at once, so
+        // a mass expiry (a host with many sessions died) shares log entries.
+        if !expired.is_empty() && leading_term(&raft, id) == Some(term) {
+            let mut proposals = tokio::task::JoinSet::new();
+            for session in expired {
+                let proposer = proposer.clone();
+                proposals.spawn(async move {
+                    let result = proposer.propose(Command::ExpireSession { session }).await;
+                    (session, result)
+                });
             }
-            match proposer.propose(Command::ExpireSession { session }).await {
-                Ok(Ok(outcome)) => {
-                    tracing::info!(%session, ?outcome, "session expired: no keepalive within its TTL")
-                }
-                Ok(Err(e)) => tracing::debug!(%session, %e, "session already gone"),
-                Err(e) => {
-                    log_not_served(e);
-                    break;
+            while let Some(Ok((session, result))) = proposals.join_next().await {
+                match result {
+                    Ok(Ok(outcome)) => {
+                        tracing::info!(%session, ?outcome, "session expired: no keepalive within its TTL")
+                    }
+                    Ok(Err(e)) => tracing::debug!(%session, %e, "session already gone"),
+                    Err(e) => log_not_served(e),
                 }
             }
         }
