@@ -130,7 +130,8 @@ impl EtcdClient {
                 bail!("etcd unavailable: {}: {error}", self.inner.endpoints[index]);
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            // The same schedule as raftlock's client.
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 
