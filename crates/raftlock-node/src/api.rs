@@ -20,8 +20,9 @@ use tonic::{Request, Response, Status};
 
 use crate::batcher::Proposer;
 use crate::leader::SessionClock;
+use crate::leadership::LeadershipCheck;
 use crate::metrics::RpcTimer;
-use crate::propose::{ensure_linearizable, leader_other_than, NotServed};
+use crate::propose::{leader_other_than, NotServed};
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
 
@@ -36,6 +37,7 @@ const MAX_LIST_LIMIT: usize = 100_000;
 pub struct LockService {
     raft: Raft,
     proposer: Proposer,
+    leadership: LeadershipCheck,
     shared: Shared,
     clock: Arc<SessionClock>,
     id: NodeId,
@@ -55,6 +57,7 @@ impl LockService {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         LockService {
+            leadership: LeadershipCheck::new(raft.clone()),
             raft,
             proposer,
             shared,
@@ -77,9 +80,10 @@ impl LockService {
             .map_err(lock_error_status)
     }
 
-    /// Confirms this node leads (see [`ensure_linearizable`]).
+    /// Confirms this node leads, sharing the quorum round with concurrent
+    /// calls (see [`LeadershipCheck`]).
     async fn leading(&self, unreachable: Option<NodeId>) -> Result<(), Status> {
-        let checked = ensure_linearizable(&self.raft).await;
+        let checked = self.leadership.confirm().await;
         self.route(checked, unreachable).await
     }
 

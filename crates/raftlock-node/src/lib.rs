@@ -12,6 +12,7 @@ pub mod api;
 pub mod batcher;
 pub mod config;
 pub mod leader;
+pub mod leadership;
 pub mod metrics;
 pub mod network;
 pub mod node;
