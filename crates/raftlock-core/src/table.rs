@@ -288,14 +288,7 @@ impl LockTable {
             && now >= lock.available_at_ms
             && !entry.granted.contains(name);
         if grantable {
-            lock.holder = Some(Holder {
-                session,
-                token: entry.index,
-                since_ms: now,
-            });
-            lock.available_at_ms = 0;
-            entry.granted.insert(name.to_owned());
-            self.session_mut(session).held.insert(name.to_owned());
+            self.grant(entry, name, session);
             return Ok(Outcome::Granted {
                 token: entry.index,
                 reentrant: false,
@@ -414,16 +407,7 @@ impl LockTable {
                 return;
             }
             if let Some(next) = lock.waiters.pop_front() {
-                lock.holder = Some(Holder {
-                    session: next,
-                    token: entry.index,
-                    since_ms: now,
-                });
-                lock.available_at_ms = 0;
-                entry.granted.insert(name.to_owned());
-                let s = self.session_mut(next);
-                s.waiting.remove(name);
-                s.held.insert(name.to_owned());
+                self.grant(entry, name, next);
                 entry.events.push(Event::Granted {
                     session: next,
                     name: name.to_owned(),
@@ -432,6 +416,23 @@ impl LockTable {
             }
         }
         self.drop_if_idle(name);
+    }
+
+    /// Makes `session` the holder of the free lock `name`, with this
+    /// entry's index as its token.
+    fn grant(&mut self, entry: &mut EntryApply, name: &str, session: SessionId) {
+        if let Some(lock) = self.locks.get_mut(name) {
+            lock.holder = Some(Holder {
+                session,
+                token: entry.index,
+                since_ms: self.now_ms,
+            });
+            lock.available_at_ms = 0;
+        }
+        entry.granted.insert(name.to_owned());
+        let s = self.session_mut(session);
+        s.waiting.remove(name);
+        s.held.insert(name.to_owned());
     }
 
     fn drop_if_idle(&mut self, name: &str) {
