@@ -8,19 +8,12 @@
 //! nothing extra (its command goes out at once). The lock table keeps
 //! tokens strictly increasing within a batch (see `raftlock_core`).
 
-use std::sync::Arc;
-
 use raftlock_core::{Command, Proposal, Response};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::propose::{now_ms, settle, NotServed};
+use crate::propose::{now_ms, write, NotServed};
 use crate::types::Raft;
 
-/// Entries submitted and not yet applied. openraft handles one append at a
-/// time anyway; with 64 workers one in flight beat two by 2-8% in three
-/// alternating pairs (bigger batches, fewer fsyncs), and four or eight were
-/// clearly worse.
-const IN_FLIGHT: usize = 1;
 /// Most commands in one entry.
 const MAX_COMMANDS: usize = 1024;
 /// Rough byte budget of one entry. sled keeps values above ~128 KiB in
@@ -59,13 +52,13 @@ impl Proposer {
     }
 }
 
+/// One entry at a time, like openraft itself: while an entry is written,
+/// replicated and applied, commands queue up and all go into the next one.
+/// (Measured with 64 workers: one entry in flight beat two by 2-8% in three
+/// alternating pairs, bigger batches meaning fewer fsyncs; four or eight
+/// were clearly worse.)
 async fn run(raft: Raft, mut pending: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = pending.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        // Everything that queued while the slots were busy joins this entry.
         let mut bytes = approx_size(&first.command);
         let mut batch = vec![first];
         while batch.len() < MAX_COMMANDS && bytes < MAX_BYTES {
@@ -79,26 +72,18 @@ async fn run(raft: Raft, mut pending: mpsc::UnboundedReceiver<Pending>) {
             time_ms: now_ms(),
             commands,
         };
-        // Submitted here, in arrival order; awaited in its own task so the
-        // next batch can form meanwhile.
-        let submitted = raft.client_write_ff(proposal.clone()).await;
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            let outcome = settle(&raft, proposal, submitted).await;
-            drop(slot);
-            match outcome {
-                Ok(responses) => {
-                    for (reply, response) in replies.into_iter().zip(responses) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
+        match write(&raft, proposal).await {
+            Ok(responses) => {
+                for (reply, response) in replies.into_iter().zip(responses) {
+                    let _ = reply.send(Ok(response));
                 }
             }
-        });
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -2,18 +2,16 @@
 //! commands are grouped into them), and the leader checks for reads, with
 //! errors that tell a client where the leader is.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{Fatal, RaftError};
-use openraft::raft::ClientWriteResult;
+use openraft::error::RaftError;
 use openraft::BasicNode;
 use raftlock_core::{Proposal, Response};
 use raftlock_proto::{ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
-use crate::types::{NodeId, Raft, TypeConfig};
+use crate::types::{NodeId, Raft};
 
 /// Why a write or linearizable read could not be served here.
 #[derive(Clone, Debug)]
@@ -38,27 +36,12 @@ pub fn now_ms() -> u64 {
 /// leader appears.
 const ELECTION_WAIT: Duration = Duration::from_millis(800);
 
-/// Waits for a submitted entry to be applied and returns its responses.
-/// If it was refused because no leader was known, waits for the election;
-/// if this node won it, proposes the entry again: it was never accepted,
-/// and its client requests are deduplicated anyway.
-pub(crate) async fn settle<Rx, E>(
-    raft: &Raft,
-    proposal: Proposal,
-    submitted: Result<Rx, Fatal<NodeId>>,
-) -> Result<Vec<Response>, NotServed>
-where
-    Rx: Future<Output = Result<ClientWriteResult<TypeConfig>, E>>,
-    E: std::fmt::Display,
-{
-    let first = match submitted {
-        Ok(rx) => match rx.await {
-            Ok(result) => result.map_err(RaftError::APIError),
-            Err(e) => return Err(NotServed::Unavailable(format!("raft stopped: {e}"))),
-        },
-        Err(fatal) => Err(RaftError::Fatal(fatal)),
-    };
-    match first {
+/// Appends `proposal` to the log, waits until it is applied here, and
+/// returns its responses. If it was refused because no leader was known,
+/// waits for the election; if this node won it, proposes the entry again:
+/// it was never accepted, and its client requests are deduplicated anyway.
+pub(crate) async fn write(raft: &Raft, proposal: Proposal) -> Result<Vec<Response>, NotServed> {
+    match raft.client_write(proposal.clone()).await {
         Ok(written) => Ok(written.data),
         Err(e) => match after_election(raft, not_served(e)).await {
             NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => raft
