@@ -10,70 +10,49 @@
 //! arriving during a round waits for the next), which keeps each answer
 //! linearizable: the confirmation always happens after the call arrived.
 
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::propose::{ensure_linearizable, NotServed};
 use crate::types::Raft;
 
 type Waiter = oneshot::Sender<Result<(), NotServed>>;
 
+/// Hands confirmation requests to the task that runs the rounds; cheap to
+/// clone. The same shape as [`crate::batcher::Proposer`].
 #[derive(Clone)]
 pub struct LeadershipCheck {
-    raft: Raft,
-    state: Arc<Mutex<State>>,
-}
-
-#[derive(Default)]
-struct State {
-    round_running: bool,
-    waiting: Vec<Waiter>,
+    queue: mpsc::UnboundedSender<Waiter>,
 }
 
 impl LeadershipCheck {
+    /// Starts the task; it ends when every `LeadershipCheck` is dropped.
     pub fn new(raft: Raft) -> Self {
-        LeadershipCheck {
-            raft,
-            state: Arc::default(),
-        }
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(run_rounds(raft, waiting));
+        LeadershipCheck { queue }
     }
 
     /// Confirms with a quorum that this node leads and waits until what was
     /// committed before the call is applied here (see `ensure_linearizable`).
     pub async fn confirm(&self) -> Result<(), NotServed> {
         let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut state = self.lock();
-            state.waiting.push(reply);
-            !std::mem::replace(&mut state.round_running, true)
-        };
-        if start {
-            tokio::spawn(self.clone().run_rounds());
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(NotServed::Unavailable("the node is shutting down".into())))
+        let stopped = || NotServed::Unavailable("the node is shutting down".into());
+        self.queue.send(reply).map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
+}
 
-    async fn run_rounds(self) {
-        loop {
-            let waiting = {
-                let mut state = self.lock();
-                if state.waiting.is_empty() {
-                    state.round_running = false;
-                    return;
-                }
-                std::mem::take(&mut state.waiting)
-            };
-            let result = ensure_linearizable(&self.raft).await;
-            for reply in waiting {
-                let _ = reply.send(result.clone());
-            }
+/// One round for everything queued when it starts; what arrives during a
+/// round waits for the next.
+async fn run_rounds(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Waiter>) {
+    while let Some(first) = waiting.recv().await {
+        let mut round = vec![first];
+        while let Ok(next) = waiting.try_recv() {
+            round.push(next);
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let result = ensure_linearizable(&raft).await;
+        for reply in round {
+            let _ = reply.send(result.clone());
+        }
     }
 }
