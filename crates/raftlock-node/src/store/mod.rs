@@ -36,7 +36,9 @@ impl Durable {
             .flush_every_ms(None)
             // sled caches up to 1 GiB by default; the log is read back only
             // by lagging followers, and the lock table lives in memory anyway.
-            .cache_capacity(16 << 20)
+            // With 16 MiB the cache filled under sustained writes and each
+            // node's RSS grew by as much; 4 MiB held throughput the same.
+            .cache_capacity(4 << 20)
             .open()
             .map_err(sled_to_io)?;
         // sled 0.34 keeps every page in the file named `db` inside its directory.
