@@ -206,9 +206,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-        // Decode first: a corrupt snapshot must not replace a good table.
-        decode::<SnapshotData>(&data).map_err(fail)?;
-        self.snapshots.write(meta, &data).map_err(fail)?;
+        let snapshots = self.snapshots.clone();
+        let stored_meta = meta.clone();
+        // Off the async threads, like building one (see build_snapshot).
+        let data = tokio::task::spawn_blocking(move || {
+            // Decode first: a corrupt snapshot must not replace a good table.
+            decode::<SnapshotData>(&data)?;
+            snapshots.write(&stored_meta, &data)?;
+            Ok::<_, io::Error>(data)
+        })
+        .await
+        .map_err(|e| fail(io::Error::other(e)))?
+        .map_err(fail)?;
         self.restore(meta, &data).map_err(fail)?;
         tracing::info!(%meta, bytes = data.len(), "snapshot installed from the leader: this node was behind its purged log");
         Ok(())
@@ -243,11 +252,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let table = std::mem::take(&mut self.table);
+        let snapshots = self.snapshots.clone();
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-        let data = encode(&SnapshotData { table }).map_err(fail)?;
+        // Encoding a big table and syncing it takes milliseconds: off the
+        // async threads, so heartbeats and client calls go on meanwhile.
+        let stored_meta = meta.clone();
+        let (data, kept) = tokio::task::spawn_blocking(move || {
+            let data = encode(&SnapshotData { table })?;
+            let kept = snapshots.write(&stored_meta, &data)?;
+            Ok::<_, io::Error>((data, kept))
+        })
+        .await
+        .map_err(|e| fail(io::Error::other(e)))?
+        .map_err(fail)?;
         metrics::snapshot_built(data.len());
         tracing::info!(%meta, bytes = data.len(), "snapshot built: log compaction after --snapshot-every entries");
-        if !self.snapshots.write(&meta, &data).map_err(fail)? {
+        if !kept {
             tracing::info!(%meta, "built snapshot is older than the stored one; not kept");
         }
         Ok(Snapshot {
