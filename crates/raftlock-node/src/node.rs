@@ -210,12 +210,14 @@ impl Node {
 
 /// One log line per leader change, with the term and the reason we know.
 async fn log_leader_changes(raft: Raft, mut stop: watch::Receiver<bool>) {
-    let mut metrics = raft.metrics();
+    // Not raft.metrics(): that one changes several times per write, and
+    // waking this task for each showed up as context switches under load.
+    let mut metrics = raft.server_metrics();
     let mut last: Option<(Option<u64>, u64)> = None;
     loop {
         let (leader, term) = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
+            (m.current_leader, m.vote.leader_id().term)
         };
         if last.is_some_and(|(l, _)| l != leader) || last.is_none() && leader.is_some() {
             let reason = match (last.and_then(|(l, _)| l), leader) {

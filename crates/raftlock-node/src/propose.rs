@@ -89,7 +89,9 @@ pub async fn leader_other_than(raft: &Raft, suspect: NodeId) -> NotServed {
 }
 
 async fn wait_for_leader(raft: &Raft, not: Option<NodeId>) -> NotServed {
-    let mut metrics = raft.metrics();
+    // Server metrics change with leader and membership only, not with
+    // every append and apply.
+    let mut metrics = raft.server_metrics();
     let until = tokio::time::Instant::now() + ELECTION_WAIT;
     loop {
         {
