@@ -90,7 +90,14 @@ fn parse_duration_secs(text: &str) -> Result<Duration, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+    let runtime = match &cli.command {
+        Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.worker_threads())
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    }
+    .expect("start the tokio runtime");
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => {

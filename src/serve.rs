@@ -34,8 +34,21 @@ pub struct ServerArgs {
     /// Where this node keeps its Raft log and snapshots.
     #[arg(long)]
     data_dir: PathBuf,
+    /// Threads for the node's async work (gRPC, Raft, applying). With one,
+    /// the many hand-offs a write makes between tasks stay on one thread
+    /// instead of waking others (see docs/operations.md); give a node on a
+    /// dedicated many-core machine with thousands of clients more.
+    #[arg(long, env = "RAFTLOCK_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: u16,
     #[command(flatten)]
     timings: TimingArgs,
+}
+
+impl ServerArgs {
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.into()
+    }
 }
 
 #[derive(Args)]
