@@ -68,7 +68,7 @@ pub struct Args {
     /// Sessions (etcd: leases) holding them (default 1000; 100 quick).
     #[arg(long)]
     hold_sessions: Option<usize>,
-    /// Start no clusters: run only the uncontended cycle workload (for
+    /// Start no clusters: run only the cycle workload (for
     /// `--warmup` + `--measure` seconds) against the raftlock cluster at
     /// these endpoints, and print its result as JSON. For profiling a node.
     #[arg(long, value_delimiter = ',')]
@@ -76,6 +76,10 @@ pub struct Args {
     /// Workers for `--against`.
     #[arg(long, default_value_t = 64)]
     workers: usize,
+    /// With `--against`: every worker cycles one shared name (the
+    /// contended workload) instead of its own.
+    #[arg(long)]
+    shared_name: bool,
 }
 
 fn main() {

@@ -245,12 +245,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--against`: only the uncontended cycle workload, against a raftlock
-/// cluster that is already running (e.g. one node under a profiler).
+/// `--against`: only the cycle workload (uncontended, or contended with
+/// `--shared-name`), against a raftlock cluster that is already running
+/// (e.g. one node under a profiler).
 async fn load_only(args: &Args) -> anyhow::Result<()> {
     let plan = Plan::from_args(args);
     let target = Target::Raftlock(raftlock_client::Client::new(args.against.clone())?);
-    let result = cycles(&target, args.workers, false, plan.timing(), "load").await?;
+    let timing = plan.timing();
+    let result = cycles(&target, args.workers, args.shared_name, timing, "load").await?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }
