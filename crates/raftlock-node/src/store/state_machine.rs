@@ -208,15 +208,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let snapshots = self.snapshots.clone();
         let stored_meta = meta.clone();
-        // Off the async threads, like building one (see build_snapshot).
-        let data = tokio::task::spawn_blocking(move || {
+        let data = off_async_threads(move || {
             // Decode first: a corrupt snapshot must not replace a good table.
             decode::<SnapshotData>(&data)?;
             snapshots.write(&stored_meta, &data)?;
-            Ok::<_, io::Error>(data)
+            Ok(data)
         })
         .await
-        .map_err(|e| fail(io::Error::other(e)))?
         .map_err(fail)?;
         self.restore(meta, &data).map_err(fail)?;
         tracing::info!(%meta, bytes = data.len(), "snapshot installed from the leader: this node was behind its purged log");
@@ -254,16 +252,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let table = std::mem::take(&mut self.table);
         let snapshots = self.snapshots.clone();
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-        // Encoding a big table and syncing it takes milliseconds: off the
-        // async threads, so heartbeats and client calls go on meanwhile.
         let stored_meta = meta.clone();
-        let (data, kept) = tokio::task::spawn_blocking(move || {
+        let (data, kept) = off_async_threads(move || {
             let data = encode(&SnapshotData { table })?;
             let kept = snapshots.write(&stored_meta, &data)?;
-            Ok::<_, io::Error>((data, kept))
+            Ok((data, kept))
         })
         .await
-        .map_err(|e| fail(io::Error::other(e)))?
         .map_err(fail)?;
         metrics::snapshot_built(data.len());
         tracing::info!(%meta, bytes = data.len(), "snapshot built: log compaction after --snapshot-every entries");
@@ -275,4 +270,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: Box::new(Cursor::new(data)),
         })
     }
+}
+
+/// Runs snapshot encoding and writing on a blocking thread: for a big table
+/// they take milliseconds, and heartbeats and client calls must go on.
+async fn off_async_threads<T, F>(work: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)?
 }
