@@ -108,17 +108,15 @@ impl StateMachineStore {
             snapshot_seq: 0,
         };
         if let Some(snapshot) = sm.snapshots.read()? {
-            sm.restore(&snapshot.meta, snapshot.snapshot.get_ref())?;
+            sm.restore(&snapshot.meta, decode(snapshot.snapshot.get_ref())?);
         }
         Ok(sm)
     }
 
-    fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let SnapshotData { table } = decode(data)?;
+    fn restore(&mut self, meta: &SnapshotMeta, SnapshotData { table }: SnapshotData) {
         self.shared.with_table_mut(|t| *t = table);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        Ok(())
     }
 }
 
@@ -208,16 +206,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let snapshots = self.snapshots.clone();
         let stored_meta = meta.clone();
-        let data = off_async_threads(move || {
+        let bytes = data.len();
+        let decoded = off_async_threads(move || {
             // Decode first: a corrupt snapshot must not replace a good table.
-            decode::<SnapshotData>(&data)?;
+            let decoded: SnapshotData = decode(&data)?;
             snapshots.write(&stored_meta, &data)?;
-            Ok(data)
+            Ok(decoded)
         })
         .await
         .map_err(fail)?;
-        self.restore(meta, &data).map_err(fail)?;
-        tracing::info!(%meta, bytes = data.len(), "snapshot installed from the leader: this node was behind its purged log");
+        self.restore(meta, decoded);
+        tracing::info!(%meta, bytes, "snapshot installed from the leader: this node was behind its purged log");
         Ok(())
     }
 
