@@ -2,6 +2,7 @@
 //! commands are grouped into them), and the leader checks for reads, with
 //! errors that tell a client where the leader is.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::RaftError;
@@ -37,34 +38,35 @@ pub fn now_ms() -> u64 {
 const ELECTION_WAIT: Duration = Duration::from_millis(800);
 
 /// Appends `proposal` to the log, waits until it is applied here, and
-/// returns its responses. If it was refused because no leader was known,
-/// waits for the election; if this node won it, proposes the entry again:
-/// it was never accepted, and its client requests are deduplicated anyway.
+/// returns its responses. A proposal refused for want of a leader is
+/// proposed again if this node wins the election: it was never accepted,
+/// and its client requests are deduplicated anyway.
 pub(crate) async fn write(raft: &Raft, proposal: Proposal) -> Result<Vec<Response>, NotServed> {
-    match raft.client_write(proposal.clone()).await {
-        Ok(written) => Ok(written.data),
-        Err(e) => match after_election(raft, not_served(e)).await {
-            NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => raft
-                .client_write(proposal)
-                .await
-                .map(|written| written.data)
-                .map_err(not_served),
-            other => Err(other),
-        },
-    }
+    let written = again_if_elected(raft, || raft.client_write(proposal.clone())).await?;
+    Ok(written.data)
 }
 
 /// Confirms leadership with a quorum and waits until everything committed
 /// before this call is applied here, so a read that follows is linearizable.
 pub async fn ensure_linearizable(raft: &Raft) -> Result<(), NotServed> {
-    match raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
+    again_if_elected(raft, || raft.ensure_linearizable()).await?;
+    Ok(())
+}
+
+/// Runs `attempt`; if it failed because no leader was known, waits for the
+/// election, and if this node won it, runs `attempt` once more.
+async fn again_if_elected<T, E, F, Fut>(raft: &Raft, mut attempt: F) -> Result<T, NotServed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RaftError<NodeId, E>>>,
+    E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, BasicNode>>,
+{
+    match attempt().await {
+        Ok(done) => Ok(done),
         Err(e) => match after_election(raft, not_served(e)).await {
-            NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => raft
-                .ensure_linearizable()
-                .await
-                .map(|_| ())
-                .map_err(not_served),
+            NotServed::NotLeader(Some((id, _))) if id == own_id(raft) => {
+                attempt().await.map_err(not_served)
+            }
             other => Err(other),
         },
     }
