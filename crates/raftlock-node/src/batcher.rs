@@ -1,7 +1,7 @@
 //! Batching client commands into log entries.
 //!
-//! openraft 0.9 writes and fsyncs each submitted entry before it takes the
-//! next one, so a node commits entries, not commands, per fsync. The
+//! Every entry costs an fsync on each node, whatever it holds, so a node
+//! commits entries, not commands, per fsync. The
 //! [`Proposer`] keeps one entry submitted and gathers every command that
 //! queues meanwhile into the next entry: under load one fsync on the leader
 //! and one on each follower serve many clients, and a lone client pays

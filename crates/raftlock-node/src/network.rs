@@ -21,6 +21,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use crate::store::CommitGate;
 use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Largest Raft message accepted: append batches and snapshot chunks.
@@ -30,6 +31,7 @@ pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 #[derive(Clone)]
 pub struct Network {
     retry_every: Duration,
+    commit_gate: CommitGate,
 }
 
 impl Network {
@@ -37,8 +39,13 @@ impl Network {
     /// before trying again. Keep it near the heartbeat interval: openraft's
     /// default (500 ms) left a restarted follower unheard for longer than
     /// its election timeout, so it rejoined by deposing the leader.
-    pub fn new(retry_every: Duration) -> Self {
-        Network { retry_every }
+    /// `commit_gate`: from [`crate::store::open`]; holds back commit
+    /// indexes this leader has not synced yet.
+    pub fn new(retry_every: Duration, commit_gate: CommitGate) -> Self {
+        Network {
+            retry_every,
+            commit_gate,
+        }
     }
 }
 
@@ -51,6 +58,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             client: None,
             retry_every: self.retry_every,
+            commit_gate: self.commit_gate.clone(),
         }
     }
 }
@@ -60,6 +68,7 @@ pub struct Connection {
     addr: String,
     client: Option<RaftClient<Channel>>,
     retry_every: Duration,
+    commit_gate: CommitGate,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -124,9 +133,10 @@ impl RaftNetwork<TypeConfig> for Connection {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        rpc.leader_commit = self.commit_gate.visible(rpc.leader_commit);
         self.call(&rpc, &option, |mut c, r| async move {
             c.append_entries(r).await
         })

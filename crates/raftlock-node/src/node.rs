@@ -45,8 +45,9 @@ impl Node {
         }
         let shared = Shared::new();
         let sled_dir = config.data_dir.join("sled");
-        let (log_store, state_machine) = store::open(&sled_dir, shared.clone())
-            .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
+        let (log_store, state_machine, commit_gate) =
+            store::open(&sled_dir, shared.clone(), config.id)
+                .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
 
         let raft_config = Config {
             cluster_name: "raftlock".into(),
@@ -63,7 +64,10 @@ impl Node {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(Duration::from_millis(config.timings.heartbeat_ms)),
+            Network::new(
+                Duration::from_millis(config.timings.heartbeat_ms),
+                commit_gate,
+            ),
             log_store,
             state_machine,
         )

@@ -11,7 +11,7 @@ struct SledBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = TempDir::new().expect("temp dir");
-        let (log, sm) = store::open(dir.path(), Shared::new()).expect("open sled store");
+        let (log, sm, _) = store::open(dir.path(), Shared::new(), 1).expect("open sled store");
         Ok((dir, log, sm))
     }
 }
@@ -59,7 +59,7 @@ async fn store_survives_reopen() {
     ];
     {
         let shared = Shared::new();
-        let (mut log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
+        let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
         log.save_vote(&Vote::new(1, 1)).await.unwrap();
         openraft::storage::RaftLogStorageExt::blocking_append(&mut log, entries.clone())
             .await
@@ -73,7 +73,7 @@ async fn store_survives_reopen() {
         assert_eq!(shared.table().holder("a:b"), Some((session, 2)));
     }
     let shared = Shared::new();
-    let (mut log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
+    let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
     assert_eq!(log.try_get_log_entries(1..3).await.unwrap(), entries);
     let (applied, _) = sm.applied_state().await.unwrap();
@@ -107,7 +107,7 @@ async fn large_snapshots_survive_and_never_go_backwards() {
         .collect();
     let expected = {
         let shared = Shared::new();
-        let (_log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
+        let (_log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
         sm.apply(entries[..10].to_vec()).await.unwrap();
         let mut stale_builder = sm.get_snapshot_builder().await;
         sm.apply(entries[10..].to_vec()).await.unwrap();
@@ -129,8 +129,93 @@ async fn large_snapshots_survive_and_never_go_backwards() {
         table
     };
     let shared = Shared::new();
-    let (_log, mut sm) = store::open(dir.path(), shared.clone()).unwrap();
+    let (_log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(3000));
     assert_eq!(*shared.table(), expected);
+}
+
+/// A leader's own entries are acknowledged before their sync (so openraft
+/// replicates at once), but nothing is applied until the sync lands; a
+/// follower's entries are acknowledged only once synced.
+#[tokio::test]
+// The guard holds the fsync thread (a plain thread), not this task.
+#[allow(clippy::await_holding_lock)]
+async fn leader_entries_are_acknowledged_early_but_applied_only_once_synced() {
+    use std::time::Duration;
+
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    use raftlock_core::{Command, Proposal, SessionId};
+    use tokio::time::timeout;
+
+    let entry = |leader: u64, index: u64| Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(leader, leader), index),
+        payload: EntryPayload::Normal(Proposal::single(
+            10,
+            Command::OpenSession {
+                session: SessionId(index as u128),
+                label: "me".into(),
+                ttl_ms: 5000,
+                lock_delay_ms: 0,
+            },
+        )),
+    };
+    let dir = TempDir::new().unwrap();
+    let shared = Shared::new();
+    let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
+    let short = Duration::from_millis(300);
+    let long = Duration::from_secs(10);
+
+    // Node 1 leads term 1: its entry is acknowledged while syncs are held.
+    log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    let syncs = log.clone();
+    let paused = syncs.pause_syncs();
+    let own = vec![entry(1, 1)];
+    timeout(long, log.blocking_append(own.clone()))
+        .await
+        .expect("a leader's own entry is acknowledged before its sync")
+        .unwrap();
+    let apply = tokio::spawn(async move {
+        sm.apply(own).await.unwrap();
+        sm
+    });
+    tokio::time::sleep(short).await;
+    assert!(
+        !apply.is_finished(),
+        "applied before the leader's copy was synced"
+    );
+    assert_eq!(shared.table().session_count(), 0);
+    drop(paused);
+    let mut sm = timeout(long, apply)
+        .await
+        .expect("applied once synced")
+        .unwrap();
+    assert_eq!(shared.table().session_count(), 1);
+
+    // Node 2 leads term 2: node 1 is a follower and acknowledges after the sync.
+    log.save_vote(&Vote::new_committed(2, 2)).await.unwrap();
+    let mut follower_log = log.clone();
+    let paused = log.pause_syncs();
+    let append = tokio::spawn(async move {
+        follower_log
+            .blocking_append(vec![entry(2, 2)])
+            .await
+            .unwrap();
+    });
+    tokio::time::sleep(short).await;
+    assert!(
+        !append.is_finished(),
+        "a follower acknowledged before its sync"
+    );
+    drop(paused);
+    timeout(long, append)
+        .await
+        .expect("acknowledged once synced")
+        .unwrap();
+    timeout(long, sm.apply(vec![entry(2, 2)]))
+        .await
+        .expect("a follower's synced entry applies at once")
+        .unwrap();
+    assert_eq!(shared.table().session_count(), 2);
 }

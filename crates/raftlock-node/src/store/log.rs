@@ -1,19 +1,24 @@
 //! The Raft log and vote in sled, with group commit: appends are written
-//! at once and acknowledged to openraft only after a flush + fdatasync,
-//! which one background thread does for every append waiting at that time.
+//! at once and synced (flush + fdatasync) by one background thread for
+//! every append waiting at that time. A follower's appends are acknowledged
+//! to openraft after their sync; a leader's own entries at once, with the
+//! gates in [`super::unsynced`] keeping them invisible until synced.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
 
+use openraft::EntryPayload;
+
+use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -30,21 +35,46 @@ pub struct LogStore {
     /// First index not purged (0: nothing purged). Entries below it may
     /// still be on disk until the background purge deletes them.
     first_kept: Arc<AtomicU64>,
+    own_id: NodeId,
+    /// The last vote saved: tells a leader's own appends from a follower's.
+    vote: Arc<Mutex<Option<Vote>>>,
+    unsynced: Arc<Unsynced>,
 }
 
 impl LogStore {
-    pub fn open(durable: Durable) -> io::Result<Self> {
+    pub fn open(durable: Durable, own_id: NodeId, unsynced: Arc<Unsynced>) -> io::Result<Self> {
         let store = LogStore {
             log: durable.tree("log")?,
             meta: durable.tree("meta")?,
-            syncer: Arc::new(Syncer::start(durable.clone())),
+            syncer: Arc::new(Syncer::start(durable.clone(), unsynced.clone())),
             durable,
             first_kept: Arc::new(AtomicU64::new(0)),
+            own_id,
+            vote: Arc::default(),
+            unsynced,
         };
         if let Some(purged) = store.get_meta::<LogId>(LAST_PURGED)? {
             store.first_kept.store(purged.index + 1, Ordering::SeqCst);
         }
+        *store.vote.lock().expect("vote lock") = store.get_meta(VOTE)?;
         Ok(store)
+    }
+
+    /// True if `entries` are this node's own, appended as the leader of the
+    /// term it holds a committed vote for, and carry commands only. Entries
+    /// from another leader (even old ones this node wrote in an earlier
+    /// term) come after a vote for that leader was saved, so they never
+    /// match; membership changes and blank entries take the plain path.
+    fn own_leader_entries(&self, entries: &[Entry]) -> bool {
+        let vote = self.vote.lock().expect("vote lock");
+        let Some(vote) = vote.as_ref().filter(|v| v.is_committed()) else {
+            return false;
+        };
+        let leader = vote.leader_id();
+        leader.node_id == self.own_id
+            && entries.iter().all(|e| {
+                e.log_id.leader_id == *leader && matches!(e.payload, EntryPayload::Normal(_))
+            })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -135,6 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(VOTE, vote).map_err(write)?;
         // A vote must survive a crash, or this node could vote twice in a term.
         self.syncer.barrier().await.map_err(write)?;
+        *self.vote.lock().expect("vote lock") = Some(*vote);
         Ok(())
     }
 
@@ -184,7 +215,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .apply_batch(batch)
                 .map_err(|e| write(sled_to_io(e)))?;
         }
-        self.syncer.after_sync(callback);
+        if self.own_leader_entries(&entries) {
+            // Replicate now, sync alongside the followers (module docs).
+            let seq = self
+                .unsynced
+                .acknowledged(entries.iter().map(|e| e.log_id.index));
+            callback.log_io_completed(Ok(()));
+            self.syncer.send(SyncJob::Acknowledged(seq));
+        } else {
+            self.syncer.send(SyncJob::Appended(callback));
+        }
         Ok(())
     }
 
@@ -231,6 +271,12 @@ impl LogStore {
     pub fn sync_now(&self) -> io::Result<()> {
         self.durable.sync()
     }
+
+    /// For tests: no sync starts while the guard lives.
+    #[doc(hidden)]
+    pub fn pause_syncs(&self) -> MutexGuard<'_, ()> {
+        self.syncer.paused.lock().expect("sync pause lock")
+    }
 }
 
 /// The group-commit thread: each flush + fdatasync covers every append
@@ -238,10 +284,14 @@ impl LogStore {
 struct Syncer {
     jobs: Option<mpsc::Sender<SyncJob>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    paused: Arc<Mutex<()>>,
 }
 
 enum SyncJob {
+    /// Acknowledge to openraft once synced.
     Appended(LogFlushed<TypeConfig>),
+    /// Already acknowledged: report to [`Unsynced`] once synced.
+    Acknowledged(u64),
     Barrier(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
 
@@ -256,8 +306,10 @@ impl Drop for Syncer {
 }
 
 impl Syncer {
-    fn start(durable: Durable) -> Self {
+    fn start(durable: Durable, unsynced: Arc<Unsynced>) -> Self {
         let (tx, rx) = mpsc::channel::<SyncJob>();
+        let paused = Arc::new(Mutex::new(()));
+        let pause = paused.clone();
         let thread = std::thread::Builder::new()
             .name("raftlock-fsync".into())
             .spawn(move || {
@@ -265,8 +317,12 @@ impl Syncer {
                     let mut jobs = vec![first];
                     jobs.extend(rx.try_iter());
                     let started = std::time::Instant::now();
-                    let result = durable.sync();
+                    let result = {
+                        let _unpaused = pause.lock().unwrap_or_else(|e| e.into_inner());
+                        durable.sync()
+                    };
                     crate::metrics::fsync(started.elapsed());
+                    let mut acknowledged = None;
                     for job in jobs {
                         let result = match &result {
                             Ok(()) => Ok(()),
@@ -274,8 +330,20 @@ impl Syncer {
                         };
                         match job {
                             SyncJob::Appended(callback) => callback.log_io_completed(result),
+                            SyncJob::Acknowledged(seq) => acknowledged = acknowledged.max(Some(seq)),
                             SyncJob::Barrier(done) => {
                                 let _ = done.send(result);
+                            }
+                        }
+                    }
+                    if let Some(seq) = acknowledged {
+                        match &result {
+                            Ok(()) => unsynced.synced(seq),
+                            Err(e) => {
+                                // openraft already counts these entries as
+                                // on disk; the only safe way on is to stop.
+                                tracing::error!(%e, "fsync of acknowledged log entries failed; aborting");
+                                std::process::abort();
                             }
                         }
                     }
@@ -285,6 +353,7 @@ impl Syncer {
         Syncer {
             jobs: Some(tx),
             thread: Some(thread),
+            paused,
         }
     }
 
@@ -293,10 +362,6 @@ impl Syncer {
             // The thread only exits when this sender is dropped.
             let _ = jobs.send(job);
         }
-    }
-
-    fn after_sync(&self, callback: LogFlushed<TypeConfig>) {
-        self.send(SyncJob::Appended(callback));
     }
 
     async fn barrier(&self) -> io::Result<()> {

@@ -9,6 +9,7 @@
 
 mod log;
 mod state_machine;
+mod unsynced;
 
 use std::fs::File;
 use std::io;
@@ -17,8 +18,10 @@ use std::sync::Arc;
 
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
+pub use unsynced::CommitGate;
 
 use crate::shared::Shared;
+use crate::types::NodeId;
 
 /// The sled database plus a handle on its data file for fdatasync.
 #[derive(Clone)]
@@ -60,12 +63,18 @@ impl Durable {
     }
 }
 
-/// Opens the log store and state machine store that live in `dir`.
-pub fn open(dir: &Path, shared: Shared) -> io::Result<(LogStore, StateMachineStore)> {
+/// Opens the log store and state machine store that live in `dir`, and
+/// the gate the network must pass outgoing commit indexes through.
+pub fn open(
+    dir: &Path,
+    shared: Shared,
+    own_id: NodeId,
+) -> io::Result<(LogStore, StateMachineStore, CommitGate)> {
     let durable = Durable::open(dir)?;
-    let log = LogStore::open(durable.clone())?;
-    let sm = StateMachineStore::open(durable, shared)?;
-    Ok((log, sm))
+    let unsynced = Arc::new(unsynced::Unsynced::default());
+    let log = LogStore::open(durable.clone(), own_id, unsynced.clone())?;
+    let sm = StateMachineStore::open(durable, shared, unsynced.clone())?;
+    Ok((log, sm, CommitGate::new(unsynced)))
 }
 
 pub(crate) fn sled_to_io(e: sled::Error) -> io::Error {

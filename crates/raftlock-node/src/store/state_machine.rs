@@ -13,6 +13,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use raftlock_core::{Command, Event, LockTable, Outcome, Proposal, Response};
 use serde::{Deserialize, Serialize};
 
+use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
 use crate::metrics;
 use crate::shared::Shared;
@@ -33,6 +34,8 @@ pub struct StateMachineStore {
     snapshots: SnapshotStore,
     /// Tells apart snapshots built at the same log id.
     snapshot_seq: u64,
+    /// A leader's entries not yet on its disk: applying waits for them.
+    unsynced: Arc<Unsynced>,
 }
 
 /// The durable current snapshot. Building one runs in its own task and can
@@ -94,7 +97,7 @@ struct SnapshotData {
 }
 
 impl StateMachineStore {
-    pub fn open(durable: Durable, shared: Shared) -> io::Result<Self> {
+    pub fn open(durable: Durable, shared: Shared, unsynced: Arc<Unsynced>) -> io::Result<Self> {
         let snapshots = SnapshotStore {
             tree: durable.tree("snapshot")?,
             durable,
@@ -106,6 +109,7 @@ impl StateMachineStore {
             membership: StoredMembership::default(),
             snapshots,
             snapshot_seq: 0,
+            unsynced,
         };
         if let Some(snapshot) = sm.snapshots.read()? {
             sm.restore(&snapshot.meta, decode(snapshot.snapshot.get_ref())?);
@@ -154,6 +158,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            // openraft may count this leader's copy before it is on disk
+            // (see `unsynced`); nothing is answered until it is.
+            self.unsynced.wait_synced_through(last.log_id.index).await;
+        }
         let mut responses = Vec::new();
         let mut events = Vec::new();
         let mut counts = metrics::Applied::default();
