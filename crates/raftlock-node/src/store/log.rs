@@ -336,16 +336,20 @@ impl Syncer {
                             }
                         }
                     }
-                    if let Some(seq) = acknowledged {
-                        match &result {
-                            Ok(()) => unsynced.synced(seq),
-                            Err(e) => {
-                                // openraft already counts these entries as
-                                // on disk; the only safe way on is to stop.
-                                tracing::error!(%e, "fsync of acknowledged log entries failed; aborting");
-                                std::process::abort();
+                    match &result {
+                        Ok(()) => {
+                            if let Some(seq) = acknowledged {
+                                unsynced.synced(seq);
                             }
                         }
+                        // openraft already counts early-acknowledged entries
+                        // as on disk, and a failed sync is never retried
+                        // (see `Durable`): the only safe way on is to stop.
+                        Err(e) if acknowledged.is_some() || !unsynced.synced_through(u64::MAX) => {
+                            tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
+                            std::process::abort();
+                        }
+                        Err(_) => {}
                     }
                 }
             })
@@ -359,8 +363,13 @@ impl Syncer {
 
     fn send(&self, job: SyncJob) {
         if let Some(jobs) = &self.jobs {
-            // The thread only exits when this sender is dropped.
-            let _ = jobs.send(job);
+            // The thread only exits when this sender is dropped, so a
+            // failed send means it died: entries acknowledged early would
+            // never be synced, and the node would hang as a leader.
+            if jobs.send(job).is_err() {
+                tracing::error!("the fsync thread is gone; aborting");
+                std::process::abort();
+            }
         }
     }
 

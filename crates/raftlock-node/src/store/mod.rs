@@ -14,6 +14,7 @@ mod unsynced;
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use log::LogStore;
@@ -28,6 +29,10 @@ use crate::types::NodeId;
 pub struct Durable {
     db: sled::Db,
     data_file: Arc<File>,
+    /// Set by the first failed sync. Linux may drop the dirty pages and
+    /// report the error to one fsync only, so a later "successful" sync
+    /// proves nothing: every sync after a failure fails too.
+    failed: Arc<AtomicBool>,
 }
 
 impl Durable {
@@ -46,10 +51,17 @@ impl Durable {
             .map_err(sled_to_io)?;
         // sled 0.34 keeps every page in the file named `db` inside its directory.
         let data_file = File::open(dir.join("db"))?;
-        Ok(Durable {
+        let durable = Durable {
             db,
             data_file: Arc::new(data_file),
-        })
+            failed: Arc::default(),
+        };
+        // A previous process may have died between sled's write and our
+        // fdatasync: make what it left in the page cache durable before
+        // this node acts on it (a leader's entries may have been
+        // acknowledged before their sync; see `unsynced`).
+        durable.sync()?;
+        Ok(durable)
     }
 
     pub fn tree(&self, name: &str) -> io::Result<sled::Tree> {
@@ -58,8 +70,18 @@ impl Durable {
 
     /// Makes everything written so far durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.db.flush().map_err(sled_to_io)?;
-        self.data_file.sync_data()
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(io::Error::other("an earlier sync of this database failed"));
+        }
+        let result = self
+            .db
+            .flush()
+            .map_err(sled_to_io)
+            .and_then(|_| self.data_file.sync_data());
+        if result.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        result
     }
 }
 
