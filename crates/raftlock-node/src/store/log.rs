@@ -12,9 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{LogState, RaftLogReader, StorageIOError};
-
-use openraft::EntryPayload;
+use openraft::{EntryPayload, LogState, RaftLogReader, StorageIOError};
 
 use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};

@@ -90,7 +90,7 @@ impl Unsynced {
 
 /// Lowers the commit index a leader sends to followers to the highest one
 /// already durable on the leader. Shared by all of the leader's connections.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CommitGate {
     unsynced: Arc<Unsynced>,
     last_visible: Arc<Mutex<Option<LogId>>>,
