@@ -45,6 +45,7 @@ async fn metrics_endpoint_serves_moving_series() {
     let dir = tempfile::TempDir::new().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("node.log");
     let mut node = std::process::Command::new(support::BIN)
         .args([
             "server",
@@ -57,21 +58,25 @@ async fn metrics_endpoint_serves_moving_series() {
         ])
         .args(["--metrics-listen", &metrics_addr, "--snapshot-every", "20"])
         .arg("--data-dir")
-        .arg(dir.path())
-        .stderr(std::process::Stdio::null())
+        .arg(dir.path().join("data"))
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let client = Client::new([addr.clone()]).unwrap();
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     let session = loop {
-        if let Ok(s) = client.open_session(SessionOptions::default()).await {
-            break s;
+        match client.open_session(SessionOptions::default()).await {
+            Ok(s) => break s,
+            Err(e) if tokio::time::Instant::now() >= until => {
+                let exited = node.try_wait().unwrap();
+                let _ = node.kill();
+                panic!(
+                    "single node never served: {e}; process exited: {exited:?}; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "single node never served"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     session.lock("m/0", Wait::No).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
