@@ -341,9 +341,10 @@ impl Syncer {
                             }
                         }
                         // openraft already counts early-acknowledged entries
-                        // as on disk, and a failed sync is never retried
-                        // (see `Durable`): the only safe way on is to stop.
-                        Err(e) if acknowledged.is_some() || !unsynced.synced_through(u64::MAX) => {
+                        // (this batch's among them) as on disk, and a failed
+                        // sync is never retried (see `Durable`): the only
+                        // safe way on is to stop.
+                        Err(e) if !unsynced.synced_through(u64::MAX) => {
                             tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
                             std::process::abort();
                         }
