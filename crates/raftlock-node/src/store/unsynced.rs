@@ -30,19 +30,11 @@ struct Pending {
     next_seq: u64,
 }
 
+#[derive(Default)]
 pub struct Unsynced {
     pending: Mutex<Pending>,
-    /// Bumped whenever entries leave `pending`.
-    synced: watch::Sender<u64>,
-}
-
-impl Default for Unsynced {
-    fn default() -> Self {
-        Unsynced {
-            pending: Mutex::default(),
-            synced: watch::Sender::new(0),
-        }
-    }
+    /// Marked changed whenever entries leave `pending`.
+    synced: watch::Sender<()>,
 }
 
 impl Unsynced {
@@ -66,7 +58,7 @@ impl Unsynced {
         pending.by_index.retain(|_, s| *s > seq);
         if pending.by_index.len() != before {
             drop(pending);
-            self.synced.send_modify(|n| *n += 1);
+            self.synced.send_replace(());
         }
     }
 
