@@ -37,9 +37,19 @@ struct Session {
     held: BTreeSet<String>,
     waiting: BTreeSet<String>,
     /// Answers to the most recent requests, oldest first.
-    recent: VecDeque<(u64, Response)>,
+    recent: VecDeque<Remembered>,
     /// Highest seq evicted from `recent`; older retries are refused.
     evicted_through: u64,
+}
+
+/// A numbered request's first answer, and what that request asked
+/// ([`Command::request_digest`]) so a different request with the same
+/// number cannot be handed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Remembered {
+    seq: u64,
+    digest: u64,
+    response: Response,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,16 +123,17 @@ impl LockTable {
         let mut responses = Vec::with_capacity(proposal.commands.len());
         for command in &proposal.commands {
             let request = command.request_id().filter(|(_, seq)| *seq != 0);
-            let response = match request.and_then(|(session, seq)| self.remembered(session, seq)) {
-                Some(first_answer) => first_answer,
-                None => {
-                    let response = self.execute(&mut entry, command);
-                    if let Some((session, seq)) = request {
-                        self.remember(session, seq, &response);
+            let response =
+                match request.and_then(|(session, seq)| self.remembered(session, seq, command)) {
+                    Some(first_answer) => first_answer,
+                    None => {
+                        let response = self.execute(&mut entry, command);
+                        if let Some((session, seq)) = request {
+                            self.remember(session, seq, command.request_digest(), &response);
+                        }
+                        response
                     }
-                    response
-                }
-            };
+                };
             responses.push(response);
         }
         // Lock-delays that ran out are settled by whichever entry comes
@@ -134,29 +145,41 @@ impl LockTable {
         }
     }
 
-    /// A retried request's first answer, or a refusal if it is too old to know.
-    fn remembered(&self, session: SessionId, seq: u64) -> Option<Response> {
+    /// A retried request's first answer; a refusal if its number is too
+    /// old to know or was first used for a different request.
+    fn remembered(&self, session: SessionId, seq: u64, command: &Command) -> Option<Response> {
         let s = self.sessions.get(&session)?;
-        if let Some((_, answer)) = s.recent.iter().find(|(q, _)| *q == seq) {
-            return Some(answer.clone());
+        if let Some(first) = s.recent.iter().find(|r| r.seq == seq) {
+            if first.digest != command.request_digest() {
+                return Some(Err(LockError::SeqReused {
+                    session,
+                    seq,
+                    request: command.describe(),
+                }));
+            }
+            return Some(first.response.clone());
         }
         if seq <= s.evicted_through {
             return Some(Err(LockError::StaleRequest {
                 seq,
-                oldest: s.recent.front().map_or(seq, |(q, _)| *q),
+                oldest: s.recent.front().map_or(seq, |r| r.seq),
             }));
         }
         None
     }
 
-    fn remember(&mut self, session: SessionId, seq: u64, response: &Response) {
+    fn remember(&mut self, session: SessionId, seq: u64, digest: u64, response: &Response) {
         if let Some(s) = self.sessions.get_mut(&session) {
             if s.recent.len() == DEDUP_WINDOW {
-                if let Some((old, _)) = s.recent.pop_front() {
-                    s.evicted_through = s.evicted_through.max(old);
+                if let Some(old) = s.recent.pop_front() {
+                    s.evicted_through = s.evicted_through.max(old.seq);
                 }
             }
-            s.recent.push_back((seq, response.clone()));
+            s.recent.push_back(Remembered {
+                seq,
+                digest,
+                response: response.clone(),
+            });
         }
     }
 
