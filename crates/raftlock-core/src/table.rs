@@ -487,6 +487,59 @@ impl LockTable {
             .unwrap_or_default()
     }
 
+    /// Checks a table that came from outside (a snapshot read from disk or
+    /// sent by a peer) for what [`LockTable::apply`] and the layers above
+    /// rely on, so that a corrupt or hostile one is refused with an error
+    /// instead of panicking later: every holder and waiter is a live
+    /// session that lists the lock, every session's settings are in range,
+    /// and no retry memory is longer than its window.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        for (id, s) in &self.sessions {
+            validate_ttl(s.ttl_ms)
+                .and_then(|()| validate_lock_delay(s.lock_delay_ms))
+                .and_then(|()| validate_label(&s.label))
+                .map_err(|e| format!("session {id}: {e}"))?;
+            if s.recent.len() > DEDUP_WINDOW {
+                return Err(format!("session {id} remembers {} answers", s.recent.len()));
+            }
+            for name in &s.held {
+                if self.holder(name).map(|(h, _)| h) != Some(*id) {
+                    return Err(format!(
+                        "session {id} lists {name:?} as held, the lock disagrees"
+                    ));
+                }
+            }
+            for name in &s.waiting {
+                let queued = self.locks.get(name).is_some_and(|l| l.waiters.contains(id));
+                if !queued {
+                    return Err(format!(
+                        "session {id} waits for {name:?}, its queue disagrees"
+                    ));
+                }
+            }
+        }
+        for (name, lock) in &self.locks {
+            validate_name(name).map_err(|e| e.to_string())?;
+            let live = |id: &SessionId| self.sessions.get(id);
+            if let Some(h) = &lock.holder {
+                if !live(&h.session).is_some_and(|s| s.held.contains(name)) {
+                    return Err(format!(
+                        "lock {name:?} is held by a session that does not list it"
+                    ));
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for w in &lock.waiters {
+                let listed = live(w).is_some_and(|s| s.waiting.contains(name));
+                let holds = lock.holder.as_ref().is_some_and(|h| h.session == *w);
+                if !listed || holds || !seen.insert(*w) {
+                    return Err(format!("lock {name:?} has an impossible waiter {w}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     // ---- queries (no changes) ----
 
     /// Applied time: the greatest proposal time seen so far.
@@ -572,5 +625,62 @@ impl LockTable {
                 .collect(),
             available_at_ms: lock.available_at_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_with_holder() -> LockTable {
+        let mut t = LockTable::new();
+        let s = SessionId(1);
+        t.apply(
+            1,
+            &Proposal::single(
+                0,
+                Command::OpenSession {
+                    session: s,
+                    label: "a".into(),
+                    ttl_ms: 5_000,
+                    lock_delay_ms: 0,
+                },
+            ),
+        );
+        t.apply(
+            2,
+            &Proposal::single(
+                0,
+                Command::Acquire {
+                    session: s,
+                    seq: 1,
+                    name: "n".into(),
+                    wait: true,
+                },
+            ),
+        );
+        t
+    }
+
+    #[test]
+    fn a_corrupt_table_is_refused() {
+        let good = table_with_holder();
+        assert_eq!(good.check_consistent(), Ok(()));
+
+        let mut orphan_waiter = good.clone();
+        if let Some(lock) = orphan_waiter.locks.get_mut("n") {
+            lock.waiters.push_back(SessionId(9));
+        }
+        assert!(orphan_waiter.check_consistent().is_err());
+
+        let mut no_session = good.clone();
+        no_session.sessions.clear();
+        assert!(no_session.check_consistent().is_err());
+
+        let mut endless_ttl = good;
+        if let Some(s) = endless_ttl.sessions.get_mut(&SessionId(1)) {
+            s.ttl_ms = u64::MAX;
+        }
+        assert!(endless_ttl.check_consistent().is_err());
     }
 }

@@ -112,7 +112,15 @@ impl SnapshotData {
 
     fn decode(data: &[u8]) -> io::Result<Self> {
         match data.split_first_chunk::<8>() {
-            Some((tag, body)) if tag == SNAPSHOT_FORMAT => decode(body),
+            Some((tag, body)) if tag == SNAPSHOT_FORMAT => {
+                let data: SnapshotData = decode(body)?;
+                // A peer or a damaged disk may hand us any table: refuse one
+                // that would break the lock table's own assumptions later.
+                data.table.check_consistent().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("snapshot table: {e}"))
+                })?;
+                Ok(data)
+            }
             Some((tag, _)) if tag[..7] == SNAPSHOT_FORMAT[..7] => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
