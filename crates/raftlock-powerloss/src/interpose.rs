@@ -147,7 +147,10 @@ impl Shim {
             } else if meta.is_file() {
                 let key = key_of(&meta);
                 let ranges = self.take_dirty(&key);
-                self.image.record_file(&key, &file, &ranges)
+                // The program's descriptor may be write-only: read the
+                // same inode back through a descriptor of our own.
+                File::open(format!("/proc/self/fd/{fd}"))
+                    .and_then(|reader| self.image.record_file(&key, &reader, &ranges))
             } else {
                 Ok(())
             };
