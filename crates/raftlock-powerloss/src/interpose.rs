@@ -57,17 +57,37 @@ extern "C" fn start() {
             let root = Path::new(&root)
                 .canonicalize()
                 .unwrap_or_else(|e| fatal(&e));
-            if !image.exists() {
+            let mut dirty = HashMap::new();
+            if image.exists() {
+                // A restart after a crash without power loss: what the last
+                // process wrote may still sit unsynced in the page cache,
+                // and the first fsync of a file makes all of it durable.
+                all_files(&root, &mut dirty).unwrap_or_else(|e| fatal(&e));
+            } else {
                 image.start(&root).unwrap_or_else(|e| fatal(&e));
             }
             Some(Shim {
                 root,
                 image,
-                dirty: Mutex::default(),
+                dirty: Mutex::new(dirty),
                 gate: RwLock::default(),
             })
         });
     });
+}
+
+/// Every file under `dir`, whole, as a dirty range.
+fn all_files(dir: &Path, dirty: &mut HashMap<Key, Vec<Range>>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            all_files(&path, dirty)?;
+        } else if meta.is_file() {
+            dirty.insert(key_of(&meta), vec![(0, meta.len())]);
+        }
+    }
+    Ok(())
 }
 
 fn fatal(e: &dyn std::fmt::Display) -> ! {

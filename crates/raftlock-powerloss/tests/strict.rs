@@ -179,3 +179,26 @@ fn untouched_files_come_back_as_they_were() {
     assert_eq!(disk.read("b").as_deref(), Some("beta"));
     assert_eq!(disk.read("c"), None);
 }
+
+#[test]
+fn a_crash_keeps_the_page_cache_for_the_next_process_to_sync() {
+    // First process: writes, no sync, crashes (no power cut): the page
+    // cache still holds the write. Second process: syncs, then the power
+    // goes. The write must survive, since the second fsync covered it.
+    let disk = Disk::new(&[("f", "old")]);
+    let run = |ops_text: &str| {
+        let status = Command::new(probe())
+            .args(ops(ops_text))
+            .env("LD_PRELOAD", shim())
+            .env("PROBE_ROOT", &disk.root)
+            .env(ROOT_ENV, &disk.root)
+            .env(IMAGE_ENV, &disk.image)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    run("pwrite f 0 new");
+    run("fsync f");
+    Image::new(&disk.image).restore(&disk.root).unwrap();
+    assert_eq!(disk.read("f").as_deref(), Some("new"));
+}
