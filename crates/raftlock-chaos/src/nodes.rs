@@ -30,6 +30,14 @@ pub trait Nodes: Send {
     fn heal_partition(&mut self, id: u64) -> anyhow::Result<()> {
         bail!("node {id}: this backend cannot partition")
     }
+    fn can_cut_power(&self) -> bool {
+        false
+    }
+    /// Power cut: the node dies and keeps only what it fsynced (see
+    /// raftlock-powerloss). It stays down until [`Nodes::start`].
+    fn cut_power(&mut self, id: u64) -> anyhow::Result<()> {
+        bail!("node {id}: this backend cannot cut power")
+    }
 
     fn endpoints(&self) -> Vec<String> {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
@@ -49,6 +57,8 @@ pub struct LocalCluster {
     joiners: BTreeMap<u64, Vec<String>>,
     /// The founding members, given to every bootstrapping node as `--peers`.
     founders: Vec<u64>,
+    /// The power-loss shim every node runs under, if power cuts are wanted.
+    shim: Option<PathBuf>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -60,6 +70,26 @@ fn free_port() -> anyhow::Result<u16> {
 impl LocalCluster {
     /// Starts `n` nodes of `binary` (no waiting for a leader).
     pub fn start(binary: &Path, n: u64, extra_args: &[&str]) -> anyhow::Result<LocalCluster> {
+        Self::start_with_shim(binary, n, extra_args, None)
+    }
+
+    /// Like [`LocalCluster::start`], every node under the power-loss shim
+    /// at `shim` (the shared object), so [`Nodes::cut_power`] works.
+    pub fn start_under_power_loss(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        shim: &Path,
+    ) -> anyhow::Result<LocalCluster> {
+        Self::start_with_shim(binary, n, extra_args, Some(shim.to_path_buf()))
+    }
+
+    fn start_with_shim(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        shim: Option<PathBuf>,
+    ) -> anyhow::Result<LocalCluster> {
         let mut addrs = BTreeMap::new();
         for id in 1..=n {
             addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
@@ -72,6 +102,7 @@ impl LocalCluster {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             joiners: BTreeMap::new(),
             founders: (1..=n).collect(),
+            shim,
         };
         for id in 1..=n {
             cluster.start(id)?;
@@ -102,7 +133,7 @@ impl LocalCluster {
     /// Makes node `id` (stopped) come back as a new, empty node that joins.
     pub fn wipe_and_rejoin(&mut self, id: u64) -> anyhow::Result<()> {
         anyhow::ensure!(!self.procs.contains_key(&id), "stop node {id} first");
-        let data = self.dir.path().join(format!("node{id}"));
+        let data = self.data_dir(id);
         if data.exists() {
             std::fs::remove_dir_all(&data)?;
         }
@@ -114,6 +145,15 @@ impl LocalCluster {
             .collect();
         self.joiners.insert(id, seeds);
         Ok(())
+    }
+
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}"))
+    }
+
+    /// Where the power-loss shim keeps node `id`'s durable image.
+    fn image_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.image"))
     }
 
     pub fn log_path(&self, id: u64) -> PathBuf {
@@ -198,12 +238,21 @@ impl Nodes for LocalCluster {
             .create(true)
             .append(true)
             .open(self.log_path(id))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(shim) = &self.shim {
+            // The shim models the data dir, so it must exist first.
+            std::fs::create_dir_all(self.data_dir(id))?;
+            command
+                .env("LD_PRELOAD", shim)
+                .env(raftlock_powerloss::ROOT_ENV, self.data_dir(id))
+                .env(raftlock_powerloss::IMAGE_ENV, self.image_dir(id));
+        }
+        let child = command
             .args(["server", "--id", &id.to_string()])
             .args(["--listen", &self.addrs[&id]])
             .args(&membership)
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node{id}")))
+            .arg(self.data_dir(id))
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
@@ -238,6 +287,22 @@ impl Nodes for LocalCluster {
 
     fn resume(&mut self, id: u64) -> anyhow::Result<()> {
         self.signal(id, libc::SIGCONT)
+    }
+
+    fn can_cut_power(&self) -> bool {
+        self.shim.is_some()
+    }
+
+    fn cut_power(&mut self, id: u64) -> anyhow::Result<()> {
+        anyhow::ensure!(self.shim.is_some(), "node {id} does not run under the shim");
+        self.kill(id)?;
+        let image = self.image_dir(id);
+        raftlock_powerloss::Image::new(&image)
+            .restore(&self.data_dir(id))
+            .with_context(|| format!("restoring node {id}'s durable image"))?;
+        // The next start takes what is there now as durable.
+        std::fs::remove_dir_all(&image)?;
+        Ok(())
     }
 }
 
