@@ -39,6 +39,9 @@ pub trait Nodes: Send {
 /// `raftlock server` processes on loopback ports, each with a data
 /// directory under one temporary directory, with the production default
 /// timings unless `extra_args` say otherwise.
+///
+/// Nodes log with [`TEST_LOG_FILTER`] unless started with
+/// [`LocalCluster::start_with_log_filter`].
 pub struct LocalCluster {
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -49,7 +52,13 @@ pub struct LocalCluster {
     joiners: BTreeMap<u64, Vec<String>>,
     /// The founding members, given to every bootstrapping node as `--peers`.
     founders: Vec<u64>,
+    /// `RUST_LOG` for the nodes; `None`: the server's own default.
+    log_filter: Option<String>,
 }
+
+/// openraft's warnings help when a test fails; its per-call replication
+/// errors (dozens a second while a node is down) only bury them.
+pub const TEST_LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off";
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -60,6 +69,17 @@ fn free_port() -> anyhow::Result<u16> {
 impl LocalCluster {
     /// Starts `n` nodes of `binary` (no waiting for a leader).
     pub fn start(binary: &Path, n: u64, extra_args: &[&str]) -> anyhow::Result<LocalCluster> {
+        Self::start_with_log_filter(binary, n, extra_args, Some(TEST_LOG_FILTER))
+    }
+
+    /// Like [`LocalCluster::start`], the nodes logging with `RUST_LOG` set
+    /// to `log_filter`, or with the server's default filter if `None`.
+    pub fn start_with_log_filter(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        log_filter: Option<&str>,
+    ) -> anyhow::Result<LocalCluster> {
         let mut addrs = BTreeMap::new();
         for id in 1..=n {
             addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
@@ -72,6 +92,7 @@ impl LocalCluster {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             joiners: BTreeMap::new(),
             founders: (1..=n).collect(),
+            log_filter: log_filter.map(str::to_string),
         };
         for id in 1..=n {
             cluster.start(id)?;
@@ -198,14 +219,18 @@ impl Nodes for LocalCluster {
             .create(true)
             .append(true)
             .open(self.log_path(id))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        match &self.log_filter {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let child = command
             .args(["server", "--id", &id.to_string()])
             .args(["--listen", &self.addrs[&id]])
             .args(&membership)
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node{id}")))
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
