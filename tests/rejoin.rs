@@ -116,6 +116,31 @@ async fn resumed_followers_do_not_depose_the_leader() {
     .await;
 }
 
+/// With openraft's own election timer off, a cluster whose nodes all
+/// restart must still elect (every node starts without a leader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restart_elects_a_leader() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let session = cluster
+        .client()
+        .open_session(SessionOptions {
+            ttl: Duration::from_secs(10),
+            lock_delay: Duration::ZERO,
+            label: "after-restart".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no session after the restart (leader {leader}): {e}"));
+    session.lock("after-restart", Wait::No).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_is_logged_when_it_goes_and_comes_back() {
     let _serial = serial().await;

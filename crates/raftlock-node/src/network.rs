@@ -126,9 +126,9 @@ where
     let call = peer.call();
     let client = match peer.client().await {
         Ok(client) => client,
-        Err(e) => {
-            call.failed(&e.to_string());
-            return Err(Status::unavailable(e.to_string()));
+        Err(why) => {
+            call.failed(&why);
+            return Err(Status::unavailable(why));
         }
     };
     let mut request = Request::new(RaftMessage { data: data.into() });

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::Unreachable;
 use raftlock_proto::raft::raft_client::RaftClient;
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
@@ -103,14 +102,14 @@ impl Peer {
     }
 
     /// A client for this peer, building the channel (and resolving the
-    /// name) if there is none.
-    pub async fn client(self: &Arc<Self>) -> Result<RaftClient<Channel>, Unreachable> {
+    /// name) if there is none; the error says why there is none.
+    pub async fn client(self: &Arc<Self>) -> Result<RaftClient<Channel>, String> {
         if let Some(client) = &self.link.lock().unwrap().client {
             return Ok(client.clone());
         }
         let target = self.resolve().await?;
         let endpoint = Endpoint::from_shared(format!("http://{target}"))
-            .map_err(|e| Unreachable::new(&e))?
+            .map_err(|e| e.to_string())?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         let client = RaftClient::new(endpoint.connect_lazy())
@@ -124,7 +123,7 @@ impl Peer {
 
     /// The peer's socket address: the literal one, or a fresh lookup of its
     /// name, or (when the lookup is slow) the last address that worked.
-    async fn resolve(self: &Arc<Self>) -> Result<SocketAddr, Unreachable> {
+    async fn resolve(self: &Arc<Self>) -> Result<SocketAddr, String> {
         if let Ok(addr) = self.addr.parse::<SocketAddr>() {
             return Ok(addr);
         }
@@ -134,13 +133,13 @@ impl Peer {
         let wait = {
             let mut link = self.link.lock().unwrap();
             if let Some(result) = link.looked_up.take() {
-                return result.map_err(|e| unreachable(&e));
+                return result;
             }
             if let Some((at, why)) = &link.last_lookup_failed {
                 // A peer whose name is gone (a stopped container) is
                 // looked up again at most every REBUILD_AFTER.
                 if at.elapsed() < REBUILD_AFTER {
-                    return Err(unreachable(why));
+                    return Err(why.clone());
                 }
             }
             if !link.lookup_running {
@@ -156,13 +155,10 @@ impl Peer {
         let _ = tokio::time::timeout(wait, notified).await;
         let mut link = self.link.lock().unwrap();
         match link.looked_up.take() {
-            Some(result) => result.map_err(|e| unreachable(&e)),
-            None => link.last_good.ok_or_else(|| {
-                unreachable(&format!(
-                    "looking up {} takes longer than {wait:?}",
-                    self.addr
-                ))
-            }),
+            Some(result) => result,
+            None => link
+                .last_good
+                .ok_or_else(|| format!("looking up {} takes longer than {wait:?}", self.addr)),
         }
     }
 
@@ -262,10 +258,6 @@ fn stale_for(at: Option<Instant>, now: Instant, period: Duration) -> bool {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
-}
-
-fn unreachable(why: &str) -> Unreachable {
-    Unreachable::new(&std::io::Error::other(why.to_string()))
 }
 
 /// Records how one call to a peer ended (see [`Peer::call`]).
