@@ -47,6 +47,9 @@ pub trait Nodes: Send {
 /// `raftlock server` processes on loopback ports, each with a data
 /// directory under one temporary directory, with the production default
 /// timings unless `extra_args` say otherwise.
+///
+/// Nodes log with [`TEST_LOG_FILTER`] unless started with
+/// [`LocalCluster::start_with_log_filter`].
 pub struct LocalCluster {
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -57,9 +60,15 @@ pub struct LocalCluster {
     joiners: BTreeMap<u64, Vec<String>>,
     /// The founding members, given to every bootstrapping node as `--peers`.
     founders: Vec<u64>,
+    /// `RUST_LOG` for the nodes; `None`: the server's own default.
+    log_filter: Option<String>,
     /// The power-loss shim every node runs under, if power cuts are wanted.
     shim: Option<PathBuf>,
 }
+
+/// openraft's warnings help when a test fails; its per-call replication
+/// errors (dozens a second while a node is down) only bury them.
+pub const TEST_LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off";
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -70,7 +79,18 @@ fn free_port() -> anyhow::Result<u16> {
 impl LocalCluster {
     /// Starts `n` nodes of `binary` (no waiting for a leader).
     pub fn start(binary: &Path, n: u64, extra_args: &[&str]) -> anyhow::Result<LocalCluster> {
-        Self::start_with_shim(binary, n, extra_args, None)
+        Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), None)
+    }
+
+    /// Like [`LocalCluster::start`], the nodes logging with `RUST_LOG` set
+    /// to `log_filter`, or with the server's default filter if `None`.
+    pub fn start_with_log_filter(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        log_filter: Option<&str>,
+    ) -> anyhow::Result<LocalCluster> {
+        Self::launch(binary, n, extra_args, log_filter, None)
     }
 
     /// Like [`LocalCluster::start`], every node under the power-loss shim
@@ -81,14 +101,15 @@ impl LocalCluster {
         extra_args: &[&str],
         shim: &Path,
     ) -> anyhow::Result<LocalCluster> {
-        Self::start_with_shim(binary, n, extra_args, Some(shim.to_path_buf()))
+        Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), Some(shim))
     }
 
-    fn start_with_shim(
+    fn launch(
         binary: &Path,
         n: u64,
         extra_args: &[&str],
-        shim: Option<PathBuf>,
+        log_filter: Option<&str>,
+        shim: Option<&Path>,
     ) -> anyhow::Result<LocalCluster> {
         let mut addrs = BTreeMap::new();
         for id in 1..=n {
@@ -102,7 +123,8 @@ impl LocalCluster {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             joiners: BTreeMap::new(),
             founders: (1..=n).collect(),
-            shim,
+            log_filter: log_filter.map(str::to_string),
+            shim: shim.map(Path::to_path_buf),
         };
         for id in 1..=n {
             cluster.start(id)?;
@@ -239,6 +261,10 @@ impl Nodes for LocalCluster {
             .append(true)
             .open(self.log_path(id))?;
         let mut command = Command::new(&self.binary);
+        match &self.log_filter {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
         if let Some(shim) = &self.shim {
             // The shim models the data dir, so it must exist first.
             std::fs::create_dir_all(self.data_dir(id))?;
@@ -254,7 +280,6 @@ impl Nodes for LocalCluster {
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

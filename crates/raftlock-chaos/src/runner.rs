@@ -176,6 +176,7 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
             break;
         };
         let injected = history.now();
+        let term_before = leader_term(&probe, nodes, leader).await;
         let mut target = vec![leader];
         let step: anyhow::Result<()> = async {
             match fault {
@@ -280,6 +281,17 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
                 None
             }
         };
+        // A follower's restart must leave a healthy leader alone.
+        if fault == Fault::KillFollower && healthy.is_some() {
+            let now = leader_term(&probe, nodes, leader).await;
+            if now != term_before || now.is_none() {
+                violations.push(format!(
+                    "round {round} (kill-follower): node {leader} led in term {:?} before the \
+                     follower's restart and in term {now:?} after (None: no longer leads)",
+                    term_before
+                ));
+            }
+        }
         history.faults.lock().unwrap().push(FaultEvent {
             kind: fault.name().to_string(),
             target,
@@ -342,6 +354,15 @@ pub async fn leader(probe: &Client, nodes: &dyn Nodes) -> Option<u64> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// The term node `id` leads in, if it answers and leads.
+async fn leader_term(probe: &Client, nodes: &dyn Nodes, id: u64) -> Option<u64> {
+    let s = probe
+        .node_status(&nodes.endpoint(id), Duration::from_millis(500))
+        .await
+        .ok()?;
+    (s.role == "leader").then_some(s.term)
 }
 
 /// Healthy: every node answers, all name the same leader, which says it
