@@ -124,6 +124,13 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
     };
     let report = run(nodes.as_mut(), config).await?;
     report.print();
+    // What the faults hit: snapshot work is where storage bugs hide.
+    if let (Some(built), Some(installed)) = (
+        nodes.count_in_logs("snapshot built"),
+        nodes.count_in_logs("snapshot installed"),
+    ) {
+        println!("  node logs: {built} snapshots built, {installed} installed from a leader");
+    }
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }

@@ -42,6 +42,12 @@ pub trait Nodes: Send {
     fn endpoints(&self) -> Vec<String> {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
     }
+
+    /// How many lines of all node logs contain `needle`, if this backend
+    /// keeps the logs.
+    fn count_in_logs(&self, _needle: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// `raftlock server` processes on loopback ports, each with a data
@@ -316,6 +322,14 @@ impl Nodes for LocalCluster {
 
     fn can_cut_power(&self) -> bool {
         self.shim.is_some()
+    }
+
+    fn count_in_logs(&self, needle: &str) -> Option<usize> {
+        let count = self.addrs.keys().map(|id| {
+            let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
+            text.lines().filter(|line| line.contains(needle)).count()
+        });
+        Some(count.sum())
     }
 
     fn cut_power(&mut self, id: u64) -> anyhow::Result<()> {
