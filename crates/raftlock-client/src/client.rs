@@ -13,6 +13,7 @@ use raftlock_proto::{
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::endpoint::parse_endpoint;
 use crate::session::{Session, SessionOptions};
 use crate::Error;
 
@@ -152,12 +153,11 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let endpoints: Vec<String> = endpoints
+        let endpoints = endpoints
             .into_iter()
-            .map(Into::into)
-            .map(|e| e.trim().trim_start_matches("http://").to_string())
-            .filter(|e| !e.is_empty())
-            .collect();
+            .map(|e| parse_endpoint(&e.into()))
+            .collect::<Result<Vec<String>, String>>()
+            .map_err(Error::InvalidArgument)?;
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("no endpoints given".into()));
         }
