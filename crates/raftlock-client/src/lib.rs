@@ -23,6 +23,7 @@ mod client;
 mod endpoint;
 mod error;
 mod session;
+mod silence;
 
 pub use client::{Client, ClientOptions};
 pub use endpoint::parse_endpoint;
