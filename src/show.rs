@@ -56,9 +56,9 @@ pub async fn locks(endpoints: &[String], prefix: &str, limit: u32, json: bool) -
         for r in &rows {
             println!(
                 "{:<30} {:<28} {:<32} {:>8}  {}",
-                r.name,
-                r.holder.as_deref().unwrap_or("-"),
-                r.session.as_deref().unwrap_or("-"),
+                escape_controls(&r.name),
+                r.holder.as_deref().map_or("-".into(), escape_controls),
+                r.session.as_deref().map_or("-".into(), escape_controls),
                 r.token.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
                 r.waiters.len()
             );
@@ -70,3 +70,31 @@ pub async fn locks(endpoints: &[String], prefix: &str, limit: u32, json: bool) -
     0
 }
 
+/// `text` with control characters written as escapes (`\n`, `\u{1b}`), so
+/// a name or label cannot break a table row or drive the terminal. JSON
+/// output keeps the exact text.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(escape_controls("a\nb\tc\u{1b}[2J"), "a\\nb\\tc\\u{1b}[2J");
+        assert_eq!(
+            escape_controls("résultats/ü.h5 \\ x"),
+            "résultats/ü.h5 \\ x"
+        );
+    }
+}

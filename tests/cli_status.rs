@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use raftlock_client::{Client, Error};
+use raftlock_client::{Client, Error, SessionOptions, Wait};
 use support::{serial, Cluster, BIN};
 
 fn raftlock(args: &[&str]) -> Output {
@@ -171,4 +171,39 @@ fn malformed_endpoints_are_refused_at_once() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has no port"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_locks_table_escapes_control_characters() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let session = cluster
+        .client()
+        .open_session(SessionOptions {
+            label: "evil\nlabel".into(),
+            ..SessionOptions::default()
+        })
+        .await
+        .unwrap();
+    let name = "results.h5\nFAKE-ROW\u{1b}[2J";
+    session.lock(name, Wait::No).await.unwrap();
+
+    let endpoints = cluster.endpoints().join(",");
+    let out = raftlock(&["locks", "--endpoints", &endpoints]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "header and one row: {stdout}");
+    assert!(
+        lines[1].starts_with("results.h5\\nFAKE-ROW\\u{1b}[2J "),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("evil\\nlabel"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+
+    // JSON keeps the exact name.
+    let out = raftlock(&["locks", "--json", "--endpoints", &endpoints]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], name);
+    session.close().await.unwrap();
 }
