@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use raftlock_client::parse_endpoint;
 use raftlock_node::config::parse_peers;
 use raftlock_node::{Node, NodeConfig, RaftTimings};
 
@@ -98,6 +99,13 @@ pub async fn server(args: ServerArgs) -> i32 {
         snapshot_every: args.timings.snapshot_every,
         metrics_listen: args.metrics_listen,
     };
+    // A bad --join or --advertise would otherwise only show in the log of
+    // a node that never joins.
+    let addresses = args.join.iter().chain(&args.advertise);
+    if let Some(Err(message)) = addresses.map(|a| parse_endpoint(a)).find(Result::is_err) {
+        eprintln!("raftlock server: {message}");
+        return 2;
+    }
     let advertise = args.advertise.unwrap_or_else(|| args.listen.to_string());
     if !args.join.is_empty()
         && args.listen.ip().is_unspecified()

@@ -1,6 +1,7 @@
 //! `raftlock dev` and `raftlock server` with real processes: a data
 //! directory another process uses is refused before anything starts, and
-//! a node killed under `dev` is restarted by `dev` and stopped with it.
+//! a node killed under `dev` is restarted by `dev` and stopped with it;
+//! a malformed `--join` address is refused before the node starts.
 
 mod support;
 
@@ -249,4 +250,32 @@ async fn dev_restarts_a_killed_node_and_ctrl_c_stops_every_node() {
     for pid in [restarted, pids[1], pids[2]] {
         assert!(!alive(pid), "node pid {pid} outlived dev");
     }
+}
+
+#[test]
+fn server_refuses_a_malformed_join_address_at_once() {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut server = Reaper {
+        child: Command::new(BIN)
+            .args(["server", "--id", "4", "--listen", "127.0.0.1:0"])
+            .args(["--join", "127.0.0.1:7899,node2"])
+            .arg(format!("--data-dir={}", data.path().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match server.child.try_wait().unwrap() {
+            Some(status) => break status,
+            None if Instant::now() > until => panic!("the server started anyway"),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"node2\" has no port"), "{stderr}");
 }
