@@ -22,8 +22,9 @@ pub async fn locks(endpoints: &[String], prefix: &str, limit: u32, json: bool) -
     let client = match Client::new(endpoints.iter().cloned()) {
         Ok(c) => c,
         Err(e) => {
+            // Only a malformed endpoint fails here: a usage error.
             eprintln!("raftlock: {e}");
-            return exit::UNAVAILABLE;
+            return 2;
         }
     };
     let (locks, truncated) = match client.list_locks(prefix, limit).await {

@@ -207,3 +207,17 @@ async fn the_locks_table_escapes_control_characters() {
     assert_eq!(rows[0]["name"], name);
     session.close().await.unwrap();
 }
+
+#[test]
+fn cluster_add_refuses_a_malformed_address_at_once() {
+    let dead = dead_endpoint();
+    let started = Instant::now();
+    let out = raftlock(&["cluster", "add", "4", "node4", "--endpoints", &dead]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"node4\" has no port"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "asked the cluster first"
+    );
+}
