@@ -86,9 +86,15 @@ impl Drop for Reaper {
     }
 }
 
+/// Whether `pid` still runs (a zombie waiting for its reaper does not).
 fn alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as i32, 0) == 0 }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// A one-node `raftlock server` on `dir`, once its data is open.
@@ -278,4 +284,54 @@ fn server_refuses_a_malformed_join_address_at_once() {
     std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"node2\" has no port"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_do_not_outlive_a_killed_dev() {
+    let _serial = serial().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let base = free_ports(3);
+    let mut dev = Reaper {
+        child: Command::new(BIN)
+            .args(["dev", "--port", &base.to_string()])
+            .arg(format!("--data-dir={}", data.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    };
+    let lines = lines_of(&mut dev.child);
+    for id in 1..=3 {
+        let line = expect_line(&lines, Duration::from_secs(10), |l| {
+            l.trim_start().starts_with(&format!("node {id} "))
+        });
+        let pid = line.split_whitespace().last().unwrap().parse::<u32>();
+        dev.pids
+            .push(pid.unwrap_or_else(|_| panic!("no pid at the end of {line:?}")));
+    }
+
+    // Once the cluster is quiet (a node logging into the closed pipe to a
+    // dead dev may die of that alone), kill dev with no chance to clean up:
+    // the nodes must notice on their own.
+    let endpoint = format!("127.0.0.1:{base}");
+    let client = Client::new([endpoint.clone()]).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !client
+        .node_status(&endpoint, Duration::from_millis(300))
+        .await
+        .is_ok_and(|s| s.has_leader)
+    {
+        assert!(Instant::now() < until, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while dev.pids.iter().any(|pid| alive(*pid)) {
+        assert!(Instant::now() < until, "nodes outlived a killed dev");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -33,12 +33,31 @@ struct Launcher {
 
 impl Launcher {
     fn spawn(&self, id: u64) -> std::io::Result<Child> {
-        let mut child = tokio::process::Command::new(&self.exe)
+        let mut command = tokio::process::Command::new(&self.exe);
+        command
             .args(&self.command_lines[&id])
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        // A `dev` that is killed outright (SIGKILL, no Ctrl-C handling) must
+        // not leave its nodes running, holding their ports and data dirs.
+        // The death signal follows the forking thread: this runs on the
+        // thread driving `dev` itself, which lives as long as `dev` does.
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // `dev` died before the line above took effect.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("raftlock dev is gone"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(prefix_lines(id, stderr));
         }
@@ -121,7 +140,7 @@ pub async fn dev(args: DevArgs) -> i32 {
             }
         }
     }
-    print_banner(&addrs);
+    print_banner(&addrs, &launcher.exe);
 
     let mut commands = Some(stdin_lines());
     loop {
@@ -178,7 +197,7 @@ fn node_dir(args: &DevArgs, id: u64) -> PathBuf {
     args.data_dir.join(format!("node{id}"))
 }
 
-fn print_banner(addrs: &BTreeMap<u64, String>) {
+fn print_banner(addrs: &BTreeMap<u64, String>, exe: &std::path::Path) {
     let endpoints: Vec<&str> = addrs.values().map(String::as_str).collect();
     println!();
     println!("Try it from another shell:");
@@ -187,7 +206,10 @@ fn print_banner(addrs: &BTreeMap<u64, String>) {
     println!("  raftlock lock results.h5 -- sh -c 'echo \"token $RAFTLOCK_TOKEN\"; sleep 5'");
     println!("  raftlock locks");
     println!("  kill -9 <a node's pid>    # the others elect a leader and carry on");
-    println!("(raftlock is target/release/raftlock; `cargo run --release -- status` works too.)");
+    println!(
+        "(raftlock is {}; `cargo run --release -- status` works too.)",
+        exe.display()
+    );
     println!(
         "Here: `restart N` (or just Enter) starts a killed node again; Ctrl-C stops them all."
     );
