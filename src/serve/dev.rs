@@ -13,7 +13,7 @@ use super::{datadir, wait_for_stop_signal, TimingArgs};
 #[derive(Args)]
 pub struct DevArgs {
     /// How many nodes.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     nodes: u16,
     /// Data directory; each node uses a subdirectory. Reused on restart.
     #[arg(long, default_value = "data/dev")]
