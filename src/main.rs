@@ -2,6 +2,7 @@
 //! lock, and look at the cluster and its locks.
 
 mod cluster;
+mod guarded;
 mod lock;
 mod serve;
 mod show;
