@@ -16,6 +16,7 @@ Exit status: the command's own (128+N if it died of signal N), or
   75  the lock was not acquired in time (or at once, with --no-wait); nothing ran
   76  the lock was lost while the command ran; it was sent SIGTERM, then SIGKILL
   69  the cluster could not be reached, or another error
+  2   bad arguments (see above); nothing ran
   126 the command could not be run (e.g. not executable); 127: not found
 
 Signals to raftlock lock while the command runs: SIGINT, SIGTERM, SIGHUP
@@ -30,20 +31,20 @@ token: pass it to anything that can refuse writes with an older token).")]
 pub struct LockArgs {
     /// The lock's name (any text up to 512 bytes; ':' is fine).
     name: String,
-    /// Session TTL in seconds: if this process dies, the lock is freed this long after.
-    #[arg(long, default_value = "10", value_parser = crate::parse_duration_secs)]
+    /// Session TTL in seconds, 1 to 3600: if this process dies, the lock is freed this long after.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::args::ttl, allow_negative_numbers = true)]
     ttl: Duration,
     /// Give up if the lock is not free within this many seconds.
-    #[arg(long, value_parser = crate::parse_duration_secs, conflicts_with = "no_wait")]
+    #[arg(long, value_name = "SECS", value_parser = crate::args::wait, allow_negative_numbers = true, conflicts_with = "no_wait")]
     timeout: Option<Duration>,
     /// Do not wait: fail at once if the lock is held.
     #[arg(long)]
     no_wait: bool,
-    /// If this session expires, keep its locks from others for this many seconds.
-    #[arg(long, default_value = "0", value_parser = crate::parse_duration_secs)]
+    /// If this session expires, keep its locks from others for this many seconds, 0 to 60.
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = crate::args::lock_delay, allow_negative_numbers = true)]
     lock_delay: Duration,
     /// After SIGTERM on a lost lock, wait this many seconds before SIGKILL.
-    #[arg(long, default_value = "10", value_parser = crate::parse_duration_secs)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::args::wait, allow_negative_numbers = true)]
     grace: Duration,
     /// The command and its arguments.
     #[arg(last = true, required = true)]

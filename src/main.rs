@@ -1,6 +1,7 @@
 //! `raftlock`: run a node or a local dev cluster, run a command under a
 //! lock, and look at the cluster and its locks.
 
+mod args;
 mod cluster;
 mod guarded;
 mod lock;
@@ -79,14 +80,9 @@ fn init_logging(default: &str) {
         .init();
 }
 
+/// A duration in seconds, up to a year (for `cluster`'s flags).
 fn parse_duration_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{text:?} seconds is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    args::wait(text)
 }
 
 fn main() {

@@ -1,7 +1,8 @@
 //! `raftlock lock NAME -- CMD` as a user runs it, with real processes
 //! against a loopback cluster: the command never outlives the lock holder
 //! (SIGKILL included), signals reach the command's whole process group and
-//! its status becomes ours.
+//! its status becomes ours, and bad arguments are refused before any
+//! network call.
 
 mod support;
 
@@ -295,4 +296,41 @@ async fn a_command_that_cannot_run_exits_as_a_shell_would() {
         assert_eq!(out.status.code(), Some(code), "{program}");
     }
     assert!(cluster.client().get_lock("runs").await.unwrap().is_none());
+}
+
+/// Bad durations are usage errors (exit 2) in the flag's unit, before any
+/// network call: the endpoint here answers nothing.
+#[test]
+fn bad_durations_are_refused_at_once_in_seconds() {
+    for (args, message) in [
+        (&["--ttl", "0"][..], "must be 1 to 3600 seconds"),
+        (&["--ttl", "-1"][..], "must be 1 to 3600 seconds"),
+        (&["--ttl", "3601"][..], "must be 1 to 3600 seconds"),
+        (&["--lock-delay", "61"][..], "must be 0 to 60 seconds"),
+        (&["--timeout", "-1"][..], "must be 0 to 31536000 seconds"),
+        (&["--grace", "soon"][..], "not a number of seconds"),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(support::BIN)
+            .args(["lock", "--endpoints", "127.0.0.1:9", "x"])
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(
+            !err.contains("'-- "),
+            "{args:?}: clap's tip is wrong here: {err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{args:?}");
+    }
+    let help = Command::new(support::BIN)
+        .args(["lock", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("1 to 3600"), "{help}");
+    assert!(help.contains("0 to 60"), "{help}");
 }
