@@ -334,3 +334,29 @@ fn bad_durations_are_refused_at_once_in_seconds() {
     assert!(help.contains("1 to 3600"), "{help}");
     assert!(help.contains("0 to 60"), "{help}");
 }
+
+/// `--endpoints` belongs to the client commands, not to the nodes.
+#[test]
+fn endpoints_is_a_client_commands_flag() {
+    let help = |args: &[&str]| {
+        let out = Command::new(support::BIN).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for command in ["server", "dev"] {
+        assert!(
+            !help(&[command, "--help"]).contains("--endpoints"),
+            "{command}"
+        );
+    }
+    for command in ["lock", "status", "locks", "cluster"] {
+        assert!(
+            help(&[command, "--help"]).contains("--endpoints"),
+            "{command}"
+        );
+    }
+    let out = Command::new(support::BIN)
+        .args(["--endpoints", "127.0.0.1:9", "server", "--id", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
