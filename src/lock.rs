@@ -216,6 +216,8 @@ fn exit_code(status: std::io::Result<i32>) -> i32 {
 
 async fn stop_child(child: &mut Guarded, grace: Duration) {
     child.signal(libc::SIGTERM);
+    // A stopped command (Ctrl-Z outlasted the TTL) would only see it when continued.
+    child.signal(libc::SIGCONT);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         child.signal(libc::SIGKILL);
         let _ = child.wait().await;

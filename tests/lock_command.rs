@@ -197,6 +197,53 @@ async fn signals_reach_the_commands_group_and_its_status_is_ours() {
     }
 }
 
+/// A lock lost while the command is stopped (Ctrl-Z outlasting the TTL)
+/// still stops the command now, not after `--grace`: SIGTERM to a stopped
+/// process waits until it is continued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_command_is_stopped_for_good_when_the_lock_is_lost() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let endpoints = cluster.endpoints().join(",");
+    let shell = cluster.dir().join("shell");
+    let script = format!("echo $$ > {}; sleep 60", shell.display());
+    let mut holder = lock_command(
+        &endpoints,
+        "stopped",
+        &["--ttl", "2", "--grace", "30"],
+        &script,
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let shell_pid = read_pid(&shell, Duration::from_secs(20));
+    let stat = std::fs::read_to_string(format!("/proc/{shell_pid}/stat")).unwrap();
+    let pgid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the command's group and on our cluster's nodes.
+    unsafe {
+        libc::kill(-pgid, libc::SIGSTOP);
+    }
+    // The cluster stops answering: the session is lost after the TTL.
+    for id in 1..=3 {
+        cluster.signal(id, libc::SIGSTOP);
+    }
+    let status = wait_exit(&mut holder, Duration::from_secs(10));
+    for id in 1..=3 {
+        cluster.signal(id, libc::SIGCONT);
+    }
+    let status = status.expect("the stopped command was left for --grace");
+    assert_eq!(status.code(), Some(76));
+    assert!(!alive(shell_pid));
+}
+
 /// While waiting, a signal leaves the queue and nothing runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_while_waiting_leaves_the_queue() {
