@@ -13,8 +13,8 @@
 //! the command go to the group, never to the guard, which ignores them and
 //! exits with the command's status (128+N if it died of signal N).
 //!
-//! If we are the terminal's foreground group, the command's group gets
-//! the terminal (it can read it; Ctrl-C and Ctrl-\ reach it directly, as
+//! If our stdin is a terminal whose foreground group is ours, the
+//! command's group gets the terminal (it can read it; Ctrl-C and Ctrl-\ reach it directly, as
 //! they would without us), and Ctrl-Z stops our group too, so the shell's
 //! job control works as usual.
 //!
@@ -22,9 +22,8 @@
 //! `setpgid`, a daemon). Between fork and exec only async-signal-safe
 //! calls are made (no allocation, no locks).
 
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use tokio::process::{Child, Command};
@@ -53,8 +52,8 @@ pub struct Guarded {
     child: Child,
     /// The group's id: the guard's pid.
     pgid: i32,
-    /// The terminal we handed to the group, to take back when it is done.
-    terminal: Option<File>,
+    /// The terminal (our stdin) we handed to the group, to take back when it is done.
+    terminal: Option<RawFd>,
 }
 
 impl Guarded {
@@ -63,12 +62,11 @@ impl Guarded {
         // SAFETY: getpid and getpgrp have no preconditions.
         let (parent, parent_pgid) = unsafe { (libc::getpid(), libc::getpgrp()) };
         let terminal = foreground_terminal();
-        let tty = terminal.as_ref().map(|t| t.as_raw_fd());
         command.process_group(0).kill_on_drop(false);
         // SAFETY: the closure runs in the forked child and makes only
         // async-signal-safe calls (see `become_guard`).
         unsafe {
-            command.pre_exec(move || become_guard(parent, parent_pgid, tty));
+            command.pre_exec(move || become_guard(parent, parent_pgid, terminal));
         }
         // This runs on the thread that drives `block_on` (the main thread),
         // which lives as long as we do: PR_SET_PDEATHSIG fires when the
@@ -93,10 +91,10 @@ impl Guarded {
     /// We were continued (`fg` or `bg` after Ctrl-Z): continue the command,
     /// giving it the terminal back if we are in the foreground again.
     pub fn resume(&self) {
-        if let Some(tty) = &self.terminal {
-            // SAFETY: plain syscalls on a descriptor we own.
-            if unsafe { libc::tcgetpgrp(tty.as_raw_fd()) == libc::getpgrp() } {
-                set_foreground(tty.as_raw_fd(), self.pgid);
+        if let Some(tty) = self.terminal {
+            // SAFETY: plain syscalls on our stdin.
+            if unsafe { libc::tcgetpgrp(tty) == libc::getpgrp() } {
+                set_foreground(tty, self.pgid);
             }
         }
         self.signal(libc::SIGCONT);
@@ -114,9 +112,9 @@ impl Guarded {
 
     fn take_back_terminal(&mut self) {
         if let Some(tty) = self.terminal.take() {
-            // SAFETY: plain syscalls on a descriptor we own.
-            if unsafe { libc::tcgetpgrp(tty.as_raw_fd()) } == self.pgid {
-                set_foreground(tty.as_raw_fd(), unsafe { libc::getpgrp() });
+            // SAFETY: plain syscalls on our stdin.
+            if unsafe { libc::tcgetpgrp(tty) } == self.pgid {
+                set_foreground(tty, unsafe { libc::getpgrp() });
             }
         }
     }
@@ -128,16 +126,15 @@ impl Drop for Guarded {
     }
 }
 
-/// Our controlling terminal, if our process group is in its foreground.
-fn foreground_terminal() -> Option<File> {
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .ok()?;
-    // SAFETY: plain syscalls on a descriptor we own.
-    let ours = unsafe { libc::tcgetpgrp(tty.as_raw_fd()) == libc::getpgrp() };
-    ours.then_some(tty)
+/// Our stdin, if it is a terminal and our process group is in its
+/// foreground. Not any controlling terminal: `cmd &` in a script shares
+/// the script's group but has stdin on /dev/null, and must not take the
+/// terminal (and the script's Ctrl-C) from it.
+fn foreground_terminal() -> Option<RawFd> {
+    let stdin = libc::STDIN_FILENO;
+    // SAFETY: plain syscalls on our stdin.
+    let ours = unsafe { libc::isatty(stdin) == 1 && libc::tcgetpgrp(stdin) == libc::getpgrp() };
+    ours.then_some(stdin)
 }
 
 /// tcsetpgrp from a background group: SIGTTOU must not stop us meanwhile.
@@ -206,7 +203,7 @@ fn become_guard(parent: i32, parent_pgid: i32, tty: Option<RawFd>) -> io::Result
         }
         // Our copy of spawn's exec-error pipe would keep `raftlock lock`
         // waiting for the command's exec until the command ends.
-        close_descriptors_but(tty);
+        close_descriptors_above_stderr();
         let mut ignore: libc::sigaction = std::mem::zeroed();
         ignore.sa_sigaction = libc::SIG_IGN;
         for sig in GUARD_IGNORES {
@@ -250,23 +247,16 @@ unsafe fn guard(command: i32, parent_pgid: i32, tty: Option<RawFd>) -> i32 {
     }
 }
 
-/// Closes every descriptor above stderr except `keep`.
+/// Closes every descriptor above stderr (the terminal, if any, is stdin).
 ///
 /// # Safety
 /// Called only in the guard process, which needs no other descriptor.
-unsafe fn close_descriptors_but(keep: Option<RawFd>) {
-    let close_range = |first: RawFd, last: RawFd| -> bool {
-        first > last || libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) == 0
-    };
-    let done = match keep {
-        Some(keep) => close_range(3, keep - 1) && close_range(keep + 1, RawFd::MAX),
-        None => close_range(3, RawFd::MAX),
-    };
-    if !done {
+unsafe fn close_descriptors_above_stderr() {
+    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0) != 0 {
         // Kernels before 5.9: the pipe is close-on-exec and among the first.
         for fd in 3..4096 {
             let flags = libc::fcntl(fd, libc::F_GETFD);
-            if Some(fd) != keep && flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+            if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
                 libc::close(fd);
             }
         }
