@@ -169,8 +169,10 @@ async fn signals_reach_the_commands_group_and_its_status_is_ours() {
         (libc::SIGQUIT, "QUIT"),
     ] {
         let started = dir.join(format!("started-{name}"));
+        // `started` is written by the shell's child, so the signal cannot
+        // come between the shell's check for it and the fork of `sleep`.
         let script = format!(
-            "trap 'echo trapped; exit 3' {name}; touch {started}; sleep 60",
+            "trap 'echo trapped; exit 3' {name}; sh -c 'touch {started}; exec sleep 60'",
             started = started.display()
         );
         let mut holder = lock_command(&endpoints, "signalled", &[], &script)
