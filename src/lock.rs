@@ -5,9 +5,10 @@ use std::time::Duration;
 use clap::Args;
 use raftlock_client::{Client, Error, SessionOptions, Wait};
 use tokio::process::Command;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::exit;
+use crate::guarded::Guarded;
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -15,33 +16,47 @@ Exit status: the command's own (128+N if it died of signal N), or
   75  the lock was not acquired in time (or at once, with --no-wait); nothing ran
   76  the lock was lost while the command ran; it was sent SIGTERM, then SIGKILL
   69  the cluster could not be reached, or another error
+  2   bad arguments (see above); nothing ran
+  126 the command could not be run (e.g. not executable); 127: not found
+
+Signals to raftlock lock while the command runs: SIGINT, SIGTERM, SIGHUP
+and SIGQUIT go to the command's process group; the lock is kept until the
+command exits, and its status is ours. SIGKILL kills the command's process
+group at once. While waiting for the lock, any of those four leaves the
+queue and exits 128+N with nothing run. A signal ignored when raftlock
+lock starts (nohup, & in a script) stays ignored.
 
 The command sees RAFTLOCK_NAME (the lock) and RAFTLOCK_TOKEN (the fencing
 token: pass it to anything that can refuse writes with an older token).")]
 pub struct LockArgs {
     /// The lock's name (any text up to 512 bytes; ':' is fine).
     name: String,
-    /// Session TTL in seconds: if this process dies, the lock is freed this long after.
-    #[arg(long, default_value = "10", value_parser = crate::parse_duration_secs)]
+    /// Session TTL in seconds, 1 to 3600: if this process dies, the lock is freed this long after.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::args::ttl, allow_negative_numbers = true)]
     ttl: Duration,
     /// Give up if the lock is not free within this many seconds.
-    #[arg(long, value_parser = crate::parse_duration_secs, conflicts_with = "no_wait")]
+    #[arg(long, value_name = "SECS", value_parser = crate::args::wait, allow_negative_numbers = true, conflicts_with = "no_wait")]
     timeout: Option<Duration>,
     /// Do not wait: fail at once if the lock is held.
     #[arg(long)]
     no_wait: bool,
-    /// If this session expires, keep its locks from others for this many seconds.
-    #[arg(long, default_value = "0", value_parser = crate::parse_duration_secs)]
+    /// If this session expires, keep its locks from others for this many seconds, 0 to 60.
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = crate::args::lock_delay, allow_negative_numbers = true)]
     lock_delay: Duration,
     /// After SIGTERM on a lost lock, wait this many seconds before SIGKILL.
-    #[arg(long, default_value = "10", value_parser = crate::parse_duration_secs)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::args::wait, allow_negative_numbers = true)]
     grace: Duration,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
+/// The signals we pass on to the command; see `after_help`.
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
 pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
+    // Before any network call: a signal now must not kill us mid-queue.
+    let mut signals = Signals::new();
     let client = match Client::new(endpoints.iter().cloned()) {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -51,12 +66,17 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
         lock_delay: args.lock_delay,
         ..SessionOptions::default()
     };
-    let session = match client.open_session(options).await {
+    let opened = tokio::select! {
+        opened = client.open_session(options) => opened,
+        sig = signals.recv() => {
+            eprintln!("raftlock: interrupted while connecting; nothing ran");
+            return 128 + sig;
+        }
+    };
+    let session = match opened {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let wait = match (args.no_wait, args.timeout) {
         (true, _) => Wait::No,
         (false, Some(t)) => Wait::For(t),
@@ -66,8 +86,7 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
     // lock nobody will use until the session expires.
     let waited = tokio::select! {
         waited = session.lock(&args.name, wait) => Ok(waited),
-        _ = interrupt.recv() => Err(128 + libc::SIGINT),
-        _ = terminate.recv() => Err(128 + libc::SIGTERM),
+        sig = signals.recv() => Err(128 + sig),
     };
     let grant = match waited {
         Ok(Ok(grant)) => grant,
@@ -90,17 +109,23 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
     };
     tracing::info!(name = %grant.name, token = grant.token, "lock acquired");
 
-    let mut child = match Command::new(&args.command[0])
+    let mut command = Command::new(&args.command[0]);
+    command
         .args(&args.command[1..])
         .env("RAFTLOCK_NAME", &args.name)
-        .env("RAFTLOCK_TOKEN", grant.token.to_string())
-        .spawn()
-    {
+        .env("RAFTLOCK_TOKEN", grant.token.to_string());
+    // SIGCONT: we were stopped with the command (Ctrl-Z) and continued.
+    let mut continued = signal(SignalKind::from_raw(libc::SIGCONT)).expect("SIGCONT handler");
+    let mut child = match Guarded::spawn(command) {
         Ok(child) => child,
         Err(e) => {
             let _ = session.close().await;
             eprintln!("raftlock: cannot run {:?}: {e}", args.command[0]);
-            return 127;
+            // As a shell reports it: 127 not found, 126 found but not runnable.
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            };
         }
     };
 
@@ -112,9 +137,9 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
                 stop_child(&mut child, args.grace).await;
                 break exit::LOCK_LOST;
             }
-            // Pass Ctrl-C / SIGTERM on and keep the lock until the command exits.
-            _ = interrupt.recv() => forward(&child, libc::SIGINT),
-            _ = terminate.recv() => forward(&child, libc::SIGTERM),
+            // Pass it on and keep the lock until the command exits.
+            sig = signals.recv() => child.signal(sig),
+            _ = continued.recv() => child.resume(),
         }
     };
     if code != exit::LOCK_LOST {
@@ -128,34 +153,73 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
     code
 }
 
+/// The signals we act on, minus those ignored when we started: nohup's
+/// SIGHUP, or SIGINT for `cmd &` in a script, stay ignored (for the
+/// command too, which inherits the disposition).
+struct Signals {
+    /// One per [`FORWARDED`] signal, `None` if it was ignored.
+    watched: [Option<Signal>; 4],
+}
+
+impl Signals {
+    fn new() -> Signals {
+        let watch = |sig: libc::c_int| {
+            (!ignored(sig)).then(|| signal(SignalKind::from_raw(sig)).expect("signal handler"))
+        };
+        Signals {
+            watched: FORWARDED.map(watch),
+        }
+    }
+
+    /// The next watched signal to arrive.
+    async fn recv(&mut self) -> libc::c_int {
+        let [int, term, hup, quit] = &mut self.watched;
+        tokio::select! {
+            _ = next(int) => FORWARDED[0],
+            _ = next(term) => FORWARDED[1],
+            _ = next(hup) => FORWARDED[2],
+            _ = next(quit) => FORWARDED[3],
+        }
+    }
+}
+
+async fn next(signal: &mut Option<Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `sig` was ignored when we started (before we install handlers).
+fn ignored(sig: libc::c_int) -> bool {
+    // SAFETY: sigaction with a null new action only reads the disposition.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 fn fail(e: &Error) -> i32 {
     eprintln!("raftlock: {e}");
     exit::UNAVAILABLE
 }
 
-fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-        Err(e) => {
-            eprintln!("raftlock: waiting for the command: {e}");
-            exit::UNAVAILABLE
-        }
-    }
+fn exit_code(status: std::io::Result<i32>) -> i32 {
+    status.unwrap_or_else(|e| {
+        eprintln!("raftlock: waiting for the command: {e}");
+        exit::UNAVAILABLE
+    })
 }
 
-fn forward(child: &tokio::process::Child, sig: i32) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe {
-            libc::kill(pid as i32, sig);
-        }
-    }
-}
-
-async fn stop_child(child: &mut tokio::process::Child, grace: Duration) {
-    forward(child, libc::SIGTERM);
+async fn stop_child(child: &mut Guarded, grace: Duration) {
+    child.signal(libc::SIGTERM);
+    // A stopped command (Ctrl-Z outlasted the TTL) would only see it when continued.
+    child.signal(libc::SIGCONT);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.kill().await;
+        child.signal(libc::SIGKILL);
+        let _ = child.wait().await;
     }
 }

@@ -1,14 +1,16 @@
 //! `raftlock`: run a node or a local dev cluster, run a command under a
 //! lock, and look at the cluster and its locks.
 
+mod args;
 mod cluster;
+mod guarded;
 mod lock;
 mod serve;
 mod show;
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Subcommand};
 
 /// Exit codes of `raftlock lock` besides the command's own (see README).
 pub mod exit {
@@ -22,19 +24,28 @@ pub mod exit {
 
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7899,127.0.0.1:7900,127.0.0.1:7901";
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "raftlock",
     version,
     about = "A replicated lock service with fencing tokens"
 )]
 struct Cli {
-    /// Cluster nodes to talk to (any of them will do; the leader is found).
-    #[arg(long, global = true, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
-    endpoints: Vec<String>,
+    /// Also accepted before a client command (`raftlock --endpoints A lock ...`).
+    #[arg(long, hide = true, value_delimiter = ',')]
+    endpoints: Option<Vec<String>>,
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where client commands find the cluster; `server` and `dev` have their
+/// own addresses and do not take it.
+#[derive(Args)]
+struct Endpoints {
+    /// Cluster nodes to talk to (any of them will do; the leader is found).
+    #[arg(long, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    endpoints: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -44,18 +55,31 @@ enum Command {
     /// Run a local cluster in the foreground (ports 7899, 7900, ...).
     Dev(serve::DevArgs),
     /// Run a command while holding a lock.
-    Lock(lock::LockArgs),
+    Lock {
+        #[command(flatten)]
+        at: Endpoints,
+        #[command(flatten)]
+        args: lock::LockArgs,
+    },
     /// Show each member's role, term and progress, and the leader.
     Status {
+        #[command(flatten)]
+        at: Endpoints,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Change the cluster's membership.
-    #[command(subcommand)]
-    Cluster(cluster::ClusterCommand),
+    Cluster {
+        #[command(flatten)]
+        at: Endpoints,
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Show the lock table: holder, session, fencing token, waiters.
     Locks {
+        #[command(flatten)]
+        at: Endpoints,
         /// Only locks whose name starts with this.
         #[arg(default_value = "")]
         prefix: String,
@@ -78,18 +102,36 @@ fn init_logging(default: &str) {
         .init();
 }
 
+/// A duration in seconds, up to a year (for `cluster`'s flags).
 fn parse_duration_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{text:?} seconds is out of range"));
+    args::wait(text)
+}
+
+/// The client command's endpoints: its own `--endpoints`, else one given
+/// before the command, else `RAFTLOCK_ENDPOINTS`, else the default.
+fn endpoints(matches: &ArgMatches, before: &Option<Vec<String>>, at: Endpoints) -> Vec<String> {
+    let given_to_command = matches
+        .subcommand()
+        .and_then(|(_, sub)| sub.value_source("endpoints"))
+        == Some(ValueSource::CommandLine);
+    match before {
+        Some(before) if !given_to_command => before.clone(),
+        _ => at.endpoints,
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if cli.endpoints.is_some() && matches!(cli.command, Command::Server(_) | Command::Dev(_)) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--endpoints is for client commands; `server` and `dev` take --listen and --peers",
+            )
+            .exit();
+    }
+    let before = cli.endpoints;
     let runtime = match &cli.command {
         Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.worker_threads())
@@ -108,29 +150,62 @@ fn main() {
                 init_logging(raftlock_node::DEFAULT_LOG_FILTER);
                 serve::dev(args).await
             }
-            Command::Lock(args) => {
+            Command::Lock { at, args } => {
                 init_logging("warn");
-                lock::run(&cli.endpoints, args).await
+                lock::run(&endpoints(&matches, &before, at), args).await
             }
-            Command::Cluster(command) => {
+            Command::Cluster { at, command } => {
                 init_logging("warn");
-                cluster::run(&cli.endpoints, command).await
+                cluster::run(&endpoints(&matches, &before, at), command).await
             }
-            Command::Status { json } => {
+            Command::Status { at, json } => {
                 init_logging("warn");
-                show::status(&cli.endpoints, json).await
+                show::status(&endpoints(&matches, &before, at), json).await
             }
             Command::Locks {
+                at,
                 prefix,
                 json,
                 limit,
             } => {
                 init_logging("warn");
-                show::locks(&cli.endpoints, &prefix, limit, json).await
+                show::locks(&endpoints(&matches, &before, at), &prefix, limit, json).await
             }
         }
     });
     // Do not wait for blocking tasks (e.g. a stdin reader) on the way out.
     runtime.shutdown_timeout(Duration::from_millis(100));
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The endpoints `status` would use for these arguments.
+    fn resolved(args: &[&str]) -> Vec<String> {
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        match cli.command {
+            Command::Status { at, .. } => endpoints(&matches, &cli.endpoints, at),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn endpoints_may_come_before_or_after_the_command_and_after_wins() {
+        let before = ["raftlock", "--endpoints", "a:1,a:2", "status"];
+        assert_eq!(resolved(&before), ["a:1", "a:2"]);
+        let after = ["raftlock", "status", "--endpoints", "b:1"];
+        assert_eq!(resolved(&after), ["b:1"]);
+        let both = [
+            "raftlock",
+            "--endpoints",
+            "a:1",
+            "status",
+            "--endpoints",
+            "b:1",
+        ];
+        assert_eq!(resolved(&both), ["b:1"]);
+    }
 }

@@ -178,10 +178,20 @@ def name(request: pytest.FixtureRequest) -> str:
     return f"pytest/{request.node.name}/{time.time_ns()}"
 
 
+def default_signals() -> None:
+    """In a child, before exec: SIGINT and SIGHUP at their defaults, whatever
+    the test run inherited (``nohup``, ``scripts/test &`` and some CI runners
+    start it with them ignored, and an ignored signal stays ignored across
+    exec: Python would then never raise KeyboardInterrupt)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def run_python(code: str, env: Optional[dict] = None, **kwargs) -> subprocess.Popen:
-    """Starts ``python -c code`` with the tests directory on sys.path."""
+    """Starts ``python -c code`` with the tests directory on sys.path, with
+    default signal handling."""
     full_env = {**os.environ, "PYTHONPATH": str(HERE), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-c", code], env=full_env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, **kwargs,
+        stderr=subprocess.PIPE, text=True, preexec_fn=default_signals, **kwargs,
     )

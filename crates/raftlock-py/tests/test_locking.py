@@ -182,6 +182,30 @@ def test_bad_arguments(client, name):
         raftlock.Client([])
 
 
+def test_bad_durations_are_refused_before_any_network_call():
+    # Nothing listens on port 1: a check made by the cluster would take
+    # retry_for (30 s) to fail, and fail with another error.
+    client = raftlock.Client("127.0.0.1:1", retry_for=30.0)
+    started = time.monotonic()
+    for kwargs, message in [
+        ({"ttl": 0}, "ttl must be 1 to 3600 seconds, not 0"),
+        ({"ttl": -1}, "ttl must be 1 to 3600 seconds, not -1"),
+        ({"ttl": 3601}, "ttl must be 1 to 3600 seconds, not 3601"),
+        ({"ttl": float("nan")}, "ttl must be 1 to 3600 seconds, not nan"),
+        ({"ttl": "10"}, "ttl must be 1 to 3600 seconds, not '10'"),
+        ({"lock_delay": 61}, "lock_delay must be 0 to 60 seconds, not 61"),
+        ({"lock_delay": -0.5}, "lock_delay must be 0 to 60 seconds, not -0.5"),
+    ]:
+        with pytest.raises(raftlock.InvalidArgument) as raised:
+            client.lock("anything", **kwargs)
+        assert str(raised.value) == message
+        assert isinstance(raised.value, ValueError)
+    assert time.monotonic() - started < 1.0
+    # The limits themselves are fine.
+    client.lock("anything", ttl=1, lock_delay=60)
+    client.lock("anything", ttl=3600, lock_delay=0)
+
+
 def test_an_unreachable_cluster_raises_cluster_unavailable():
     # Nothing listens on port 1; give up after one second.
     client = raftlock.Client("127.0.0.1:1", retry_for=1.0)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import numbers
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from . import _native
-from ._errors import LockLost, LockNotAcquired, NotHeld, NotOwner
+from ._errors import InvalidArgument, LockLost, LockNotAcquired, NotHeld, NotOwner
 
 if TYPE_CHECKING:
     from ._client import Client, _Session
@@ -24,6 +25,25 @@ if TYPE_CHECKING:
 _POLL = 0.1
 #: Timeouts this long (``float("inf")`` included) mean "wait for ever".
 _FOREVER = 1e9
+
+
+#: What the cluster accepts, in seconds (raftlock_core's MIN_TTL_MS,
+#: MAX_TTL_MS and MAX_LOCK_DELAY_MS); the `raftlock lock` CLI says the same.
+_TTL_RANGE = (1, 3600)
+_LOCK_DELAY_RANGE = (0, 60)
+
+
+def _check_seconds(what: str, value: float, allowed: Tuple[int, int]) -> None:
+    """Refuses ``value`` before any network call, in the caller's unit."""
+    low, high = allowed
+    ms = None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            ms = round(float(value) * 1000)
+        except (ValueError, OverflowError):  # nan, inf
+            pass
+    if ms is None or not low * 1000 <= ms <= high * 1000:
+        raise InvalidArgument(f"{what} must be {low} to {high} seconds, not {value!r}")
 
 
 def _check_wait(blocking: bool, timeout: Optional[float]) -> None:
@@ -69,6 +89,8 @@ class Lock:
         if not isinstance(name, str):
             raise TypeError(f"lock name must be a str, not {type(name).__name__}")
         _check_wait(blocking, timeout)
+        _check_seconds("ttl", ttl, _TTL_RANGE)
+        _check_seconds("lock_delay", lock_delay, _LOCK_DELAY_RANGE)
         self.client = client
         self.name = name
         self.ttl = ttl
