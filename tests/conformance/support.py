@@ -41,9 +41,9 @@ LEADER_ADDR = "raftlock-leader-addr"
 UNREACHABLE_LEADER = "raftlock-unreachable-leader"
 
 
-def _generate_stubs() -> Tuple[object, object]:
-    """Runs protoc (from grpcio-tools) on proto/raftlock.proto into a temp
-    dir and imports the generated modules."""
+def _generate_stubs(proto: str) -> Tuple[object, object]:
+    """Runs protoc (from grpcio-tools) on ``proto/<proto>.proto`` into a
+    temp dir and imports the generated modules."""
     from grpc_tools import protoc
 
     out = Path(tempfile.mkdtemp(prefix="raftlock-stubs-"))
@@ -56,16 +56,17 @@ def _generate_stubs() -> Tuple[object, object]:
             f"-I{well_known}",
             f"--python_out={out}",
             f"--grpc_python_out={out}",
-            str(PROTO_DIR / "raftlock.proto"),
+            str(PROTO_DIR / f"{proto}.proto"),
         ]
     )
     if code != 0:
-        raise RuntimeError(f"protoc failed on {PROTO_DIR / 'raftlock.proto'} (exit {code})")
+        raise RuntimeError(f"protoc failed on {PROTO_DIR / proto}.proto (exit {code})")
     sys.path.insert(0, str(out))
-    return importlib.import_module("raftlock_pb2"), importlib.import_module("raftlock_pb2_grpc")
+    return importlib.import_module(f"{proto}_pb2"), importlib.import_module(f"{proto}_pb2_grpc")
 
 
-pb, pb_grpc = _generate_stubs()
+pb, pb_grpc = _generate_stubs("raftlock")
+raft_pb, raft_pb_grpc = _generate_stubs("raft")
 
 
 def raftlock_bin() -> Path:

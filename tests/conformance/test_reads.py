@@ -74,6 +74,9 @@ def test_list_locks_with_an_empty_prefix_lists_everything(client, name):
 def test_list_locks_of_an_unused_prefix_is_empty(client, name):
     reply = client.call("ListLocks", pb.ListLocksRequest(prefix=name))
     assert list(reply.locks) == [] and not reply.truncated
+    # A prefix longer than any name is no error either.
+    reply = client.call("ListLocks", pb.ListLocksRequest(prefix="x" * 600))
+    assert list(reply.locks) == [] and not reply.truncated
 
 
 def test_every_node_reports_its_status_and_agrees_on_the_leader(cluster):

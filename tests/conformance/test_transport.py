@@ -10,7 +10,7 @@ import secrets
 import grpc
 import pytest
 
-from support import LEADER_ADDR, LEADER_ID, expect_error, meta, pb
+from support import LEADER_ADDR, LEADER_ID, expect_error, meta, pb, raft_pb, raft_pb_grpc
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -101,3 +101,18 @@ def test_a_session_id_in_upper_case_hex_names_the_same_session(client, name):
     upper = pb.ReleaseRequest(session_id=s.id.upper(), seq=99, name=name)
     client.call("Release", upper)
     assert not client.get_lock(name).HasField("lock")
+
+
+@pytest.mark.parametrize("method", ["AppendEntries", "Vote", "InstallSnapshot"])
+@pytest.mark.parametrize("data", [b"", b"\xff" * 64, b"\x01" + b"\x00" * 7 + b"\xff" * 8],
+                         ids=["empty", "garbage", "huge-length-prefix"])
+def test_the_raft_service_on_the_same_port_refuses_bytes_that_do_not_decode(
+    cluster, method, data
+):
+    for node in cluster.nodes.values():
+        stub = raft_pb_grpc.RaftStub(node.channel)
+        request = raft_pb.RaftMessage(data=data)
+        expect_error(lambda: getattr(stub, method)(request, timeout=10),
+                     INVALID, None)
+    # And the cluster is none the worse for it.
+    cluster.wait_for_leader()
