@@ -116,3 +116,35 @@ def test_the_raft_service_on_the_same_port_refuses_bytes_that_do_not_decode(
                      INVALID, None)
     # And the cluster is none the worse for it.
     cluster.wait_for_leader()
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field (short values only)."""
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+@pytest.mark.parametrize(
+    "method, body",
+    [
+        ("Acquire", _field(1, b"0" * 32) + _field(3, b"bad\xffname")),
+        ("Acquire", _field(1, b"\xff" * 32)),
+        ("GetLock", _field(1, b"\xfe")),
+        ("Release", _field(1, b"abc")[:-1]),
+        ("OpenSession", b"\xff\xff\xff"),
+    ],
+    ids=["name-not-utf8", "session-not-utf8", "get-lock-not-utf8", "truncated", "bad-varint"],
+)
+def test_a_request_that_does_not_decode_is_an_error_and_the_node_serves_on(cluster, method, body):
+    # The doc names no code for this; any status will do, as long as it is
+    # an answer (not a hang, not a stream reset by a handler that died)
+    # and the node goes on serving.
+    for node in cluster.nodes.values():
+        raw = node.channel.unary_unary(f"/raftlock.v1.Lock/{method}")
+        with pytest.raises(grpc.RpcError) as caught:
+            raw(body, timeout=10)
+        e = caught.value
+        assert e.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED), e
+        assert "RST_STREAM" not in (e.details() or ""), e
+    for node in cluster.nodes.values():
+        assert node.status().id == node.id
+    cluster.wait_for_leader()
