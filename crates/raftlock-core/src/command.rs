@@ -75,6 +75,77 @@ impl Command {
             _ => None,
         }
     }
+
+    /// What a numbered request asks for, reduced to 64 bits: its kind and
+    /// arguments without the (session, seq) that identify it. The table
+    /// keeps it beside each remembered answer, so that a seq reused for a
+    /// different request is refused instead of being handed the first
+    /// request's answer. It is stored in snapshots and compared across
+    /// replicas and versions: the encoding below must never change.
+    pub fn request_digest(&self) -> u64 {
+        let mut digest = Fnv1a::new();
+        match self {
+            Command::CloseSession { .. } => digest.write(&[1]),
+            Command::Acquire { name, wait, .. } => {
+                digest.write(&[2, u8::from(*wait)]);
+                digest.write(name.as_bytes());
+            }
+            Command::Release { name, .. } => {
+                digest.write(&[3]);
+                digest.write(name.as_bytes());
+            }
+            Command::CancelWait { name, .. } => {
+                digest.write(&[4]);
+                digest.write(name.as_bytes());
+            }
+            Command::OpenSession { .. } | Command::ExpireSession { .. } | Command::Tick => {
+                digest.write(&[0])
+            }
+        }
+        digest.finish()
+    }
+
+    /// A short description for error messages: what a request asked.
+    pub fn describe(&self) -> String {
+        match self {
+            Command::OpenSession { .. } => "open a session".into(),
+            Command::CloseSession { .. } => "close the session".into(),
+            Command::ExpireSession { .. } => "expire a session".into(),
+            Command::Acquire { name, wait, .. } => {
+                let how = if *wait {
+                    "acquire (waiting)"
+                } else {
+                    "try-acquire"
+                };
+                format!("{how} {name:?}")
+            }
+            Command::Release { name, .. } => format!("release {name:?}"),
+            Command::CancelWait { name, .. } => format!("leave the queue of {name:?}"),
+            Command::Tick => "tick".into(),
+        }
+    }
+}
+
+/// 64-bit FNV-1a: tiny, fixed forever, and the same on every platform,
+/// which is all [`Command::request_digest`] needs (it guards against
+/// mistakes, not against an adversary: a client can only confuse itself).
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A successful result of applying a command.
@@ -133,6 +204,16 @@ pub enum LockError {
     NotHeld { name: String },
     #[error("request {seq} is older than the retry window (oldest remembered is {oldest})")]
     StaleRequest { seq: u64, oldest: u64 },
+    #[error(
+        "request number {seq} of session {session} was already used for a different request \
+         than this one ({request}); a retry must repeat its request exactly, and each new \
+         request needs a new number"
+    )]
+    SeqReused {
+        session: SessionId,
+        seq: u64,
+        request: String,
+    },
 }
 
 pub type Response = Result<Outcome, LockError>;

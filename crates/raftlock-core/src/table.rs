@@ -37,9 +37,19 @@ struct Session {
     held: BTreeSet<String>,
     waiting: BTreeSet<String>,
     /// Answers to the most recent requests, oldest first.
-    recent: VecDeque<(u64, Response)>,
+    recent: VecDeque<Remembered>,
     /// Highest seq evicted from `recent`; older retries are refused.
     evicted_through: u64,
+}
+
+/// A numbered request's first answer, and what that request asked
+/// ([`Command::request_digest`]) so a different request with the same
+/// number cannot be handed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Remembered {
+    seq: u64,
+    digest: u64,
+    response: Response,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,16 +123,17 @@ impl LockTable {
         let mut responses = Vec::with_capacity(proposal.commands.len());
         for command in &proposal.commands {
             let request = command.request_id().filter(|(_, seq)| *seq != 0);
-            let response = match request.and_then(|(session, seq)| self.remembered(session, seq)) {
-                Some(first_answer) => first_answer,
-                None => {
-                    let response = self.execute(&mut entry, command);
-                    if let Some((session, seq)) = request {
-                        self.remember(session, seq, &response);
+            let response =
+                match request.and_then(|(session, seq)| self.remembered(session, seq, command)) {
+                    Some(first_answer) => first_answer,
+                    None => {
+                        let response = self.execute(&mut entry, command);
+                        if let Some((session, seq)) = request {
+                            self.remember(session, seq, command.request_digest(), &response);
+                        }
+                        response
                     }
-                    response
-                }
-            };
+                };
             responses.push(response);
         }
         // Lock-delays that ran out are settled by whichever entry comes
@@ -134,29 +145,41 @@ impl LockTable {
         }
     }
 
-    /// A retried request's first answer, or a refusal if it is too old to know.
-    fn remembered(&self, session: SessionId, seq: u64) -> Option<Response> {
+    /// A retried request's first answer; a refusal if its number is too
+    /// old to know or was first used for a different request.
+    fn remembered(&self, session: SessionId, seq: u64, command: &Command) -> Option<Response> {
         let s = self.sessions.get(&session)?;
-        if let Some((_, answer)) = s.recent.iter().find(|(q, _)| *q == seq) {
-            return Some(answer.clone());
+        if let Some(first) = s.recent.iter().find(|r| r.seq == seq) {
+            if first.digest != command.request_digest() {
+                return Some(Err(LockError::SeqReused {
+                    session,
+                    seq,
+                    request: command.describe(),
+                }));
+            }
+            return Some(first.response.clone());
         }
         if seq <= s.evicted_through {
             return Some(Err(LockError::StaleRequest {
                 seq,
-                oldest: s.recent.front().map_or(seq, |(q, _)| *q),
+                oldest: s.recent.front().map_or(seq, |r| r.seq),
             }));
         }
         None
     }
 
-    fn remember(&mut self, session: SessionId, seq: u64, response: &Response) {
+    fn remember(&mut self, session: SessionId, seq: u64, digest: u64, response: &Response) {
         if let Some(s) = self.sessions.get_mut(&session) {
             if s.recent.len() == DEDUP_WINDOW {
-                if let Some((old, _)) = s.recent.pop_front() {
-                    s.evicted_through = s.evicted_through.max(old);
+                if let Some(old) = s.recent.pop_front() {
+                    s.evicted_through = s.evicted_through.max(old.seq);
                 }
             }
-            s.recent.push_back((seq, response.clone()));
+            s.recent.push_back(Remembered {
+                seq,
+                digest,
+                response: response.clone(),
+            });
         }
     }
 
@@ -464,6 +487,59 @@ impl LockTable {
             .unwrap_or_default()
     }
 
+    /// Checks a table that came from outside (a snapshot read from disk or
+    /// sent by a peer) for what [`LockTable::apply`] and the layers above
+    /// rely on, so that a corrupt or hostile one is refused with an error
+    /// instead of panicking later: every holder and waiter is a live
+    /// session that lists the lock, every session's settings are in range,
+    /// and no retry memory is longer than its window.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        for (id, s) in &self.sessions {
+            validate_ttl(s.ttl_ms)
+                .and_then(|()| validate_lock_delay(s.lock_delay_ms))
+                .and_then(|()| validate_label(&s.label))
+                .map_err(|e| format!("session {id}: {e}"))?;
+            if s.recent.len() > DEDUP_WINDOW {
+                return Err(format!("session {id} remembers {} answers", s.recent.len()));
+            }
+            for name in &s.held {
+                if self.holder(name).map(|(h, _)| h) != Some(*id) {
+                    return Err(format!(
+                        "session {id} lists {name:?} as held, the lock disagrees"
+                    ));
+                }
+            }
+            for name in &s.waiting {
+                let queued = self.locks.get(name).is_some_and(|l| l.waiters.contains(id));
+                if !queued {
+                    return Err(format!(
+                        "session {id} waits for {name:?}, its queue disagrees"
+                    ));
+                }
+            }
+        }
+        for (name, lock) in &self.locks {
+            validate_name(name).map_err(|e| e.to_string())?;
+            let live = |id: &SessionId| self.sessions.get(id);
+            if let Some(h) = &lock.holder {
+                if !live(&h.session).is_some_and(|s| s.held.contains(name)) {
+                    return Err(format!(
+                        "lock {name:?} is held by a session that does not list it"
+                    ));
+                }
+            }
+            let mut seen = BTreeSet::new();
+            for w in &lock.waiters {
+                let listed = live(w).is_some_and(|s| s.waiting.contains(name));
+                let holds = lock.holder.as_ref().is_some_and(|h| h.session == *w);
+                if !listed || holds || !seen.insert(*w) {
+                    return Err(format!("lock {name:?} has an impossible waiter {w}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     // ---- queries (no changes) ----
 
     /// Applied time: the greatest proposal time seen so far.
@@ -549,5 +625,62 @@ impl LockTable {
                 .collect(),
             available_at_ms: lock.available_at_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_with_holder() -> LockTable {
+        let mut t = LockTable::new();
+        let s = SessionId(1);
+        t.apply(
+            1,
+            &Proposal::single(
+                0,
+                Command::OpenSession {
+                    session: s,
+                    label: "a".into(),
+                    ttl_ms: 5_000,
+                    lock_delay_ms: 0,
+                },
+            ),
+        );
+        t.apply(
+            2,
+            &Proposal::single(
+                0,
+                Command::Acquire {
+                    session: s,
+                    seq: 1,
+                    name: "n".into(),
+                    wait: true,
+                },
+            ),
+        );
+        t
+    }
+
+    #[test]
+    fn a_corrupt_table_is_refused() {
+        let good = table_with_holder();
+        assert_eq!(good.check_consistent(), Ok(()));
+
+        let mut orphan_waiter = good.clone();
+        if let Some(lock) = orphan_waiter.locks.get_mut("n") {
+            lock.waiters.push_back(SessionId(9));
+        }
+        assert!(orphan_waiter.check_consistent().is_err());
+
+        let mut no_session = good.clone();
+        no_session.sessions.clear();
+        assert!(no_session.check_consistent().is_err());
+
+        let mut endless_ttl = good;
+        if let Some(s) = endless_ttl.sessions.get_mut(&SessionId(1)) {
+            s.ttl_ms = u64::MAX;
+        }
+        assert!(endless_ttl.check_consistent().is_err());
     }
 }

@@ -39,6 +39,14 @@ enum Op {
     Replay {
         back: usize,
     },
+    /// Send a new request under an earlier request's (session, seq): a
+    /// client whose counter went back (a bug, a restart, two threads).
+    Reuse {
+        back: usize,
+        kind: usize,
+        n: usize,
+        wait: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -51,9 +59,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => s.clone().prop_map(|s| Op::Expire { s }),
         6 => (s.clone(), n.clone(), any::<bool>()).prop_map(|(s, n, wait)| Op::Acquire { s, n, wait }),
         4 => (s.clone(), n.clone()).prop_map(|(s, n)| Op::Release { s, n }),
-        1 => (s, n).prop_map(|(s, n)| Op::Cancel { s, n }),
+        1 => (s, n.clone()).prop_map(|(s, n)| Op::Cancel { s, n }),
         1 => Just(Op::Tick),
         2 => (1usize..6).prop_map(|back| Op::Replay { back }),
+        2 => (1usize..6, 0usize..4, n, any::<bool>())
+            .prop_map(|(back, kind, n, wait)| Op::Reuse { back, kind, n, wait }),
     ]
 }
 
@@ -132,7 +142,7 @@ impl Harness {
                 name: name(n),
             },
             Op::Tick => Command::Tick,
-            Op::Replay { .. } => return None,
+            Op::Replay { .. } | Op::Reuse { .. } => return None,
         })
     }
 
@@ -142,7 +152,7 @@ impl Harness {
         let proposal = match self.command(op) {
             Some(command) => Proposal::single(self.time_ms, command),
             None => {
-                let Op::Replay { back } = *op else {
+                let (Op::Replay { back } | Op::Reuse { back, .. }) = *op else {
                     unreachable!()
                 };
                 let requests: Vec<_> = self
@@ -154,7 +164,11 @@ impl Harness {
                 if requests.len() < back {
                     return Ok(());
                 }
-                return self.replay(requests[requests.len() - back].clone());
+                let earlier = requests[requests.len() - back].clone();
+                if let Op::Reuse { kind, n, wait, .. } = *op {
+                    return self.reuse(&earlier, kind, NAMES[n], wait);
+                }
+                return self.replay(earlier);
             }
         };
         let before = self.table.clone();
@@ -213,6 +227,74 @@ impl Harness {
             );
         }
         Ok(())
+    }
+
+    /// A different request under an earlier (session, seq) must be refused
+    /// and change nothing; never answered with the earlier request's answer.
+    fn reuse(
+        &mut self,
+        earlier: &Proposal,
+        kind: usize,
+        name: &str,
+        wait: bool,
+    ) -> Result<(), TestCaseError> {
+        let (session, seq) = earlier.commands[0].request_id().unwrap();
+        let name = name.to_string();
+        let command = match kind {
+            0 => Command::Acquire {
+                session,
+                seq,
+                name,
+                wait,
+            },
+            1 => Command::Release { session, seq, name },
+            2 => Command::CancelWait { session, seq, name },
+            _ => Command::CloseSession { session, seq },
+        };
+        // The request this number was first used for (`earlier` may itself be a refused reuse).
+        let first = self
+            .history
+            .iter()
+            .map(|(_, p)| p)
+            .find(|p| p.commands[0].request_id() == Some((session, seq)))
+            .cloned()
+            .unwrap();
+        if command == first.commands[0] {
+            return self.replay(first);
+        }
+        let before = self.table.clone();
+        let proposal = Proposal::single(self.time_ms, command.clone());
+        let applied = self.table.apply(self.index, &proposal);
+        self.history.push((self.index, proposal.clone()));
+        let mut expected = before.clone();
+        let settled = expected.apply(
+            self.index,
+            &Proposal::single(proposal.time_ms, Command::Tick),
+        );
+        prop_assert_eq!(&applied.events, &settled.events);
+        prop_assert_eq!(
+            &self.table.locks("", usize::MAX),
+            &expected.locks("", usize::MAX)
+        );
+        match &applied.responses[0] {
+            Err(LockError::SeqReused {
+                session: s, seq: q, ..
+            }) => {
+                prop_assert_eq!((*s, *q), (session, seq));
+            }
+            Err(LockError::StaleRequest { .. } | LockError::UnknownSession(_)) => {}
+            other => {
+                // Only a session that is gone (or never was) forgets its numbers.
+                prop_assert!(
+                    before.session(session).is_none(),
+                    "reused seq {} for {:?} answered {:?}",
+                    seq,
+                    command,
+                    other
+                );
+            }
+        }
+        self.check_invariants()
     }
 
     fn check_step(
@@ -286,6 +368,20 @@ impl Harness {
             }
         }
 
+        // An answer that says "you hold it" is true when it is given.
+        if let (
+            Command::Acquire { session, name, .. } | Command::CancelWait { session, name, .. },
+            Ok(Outcome::Granted { token, .. }),
+        ) = (command, response)
+        {
+            prop_assert_eq!(
+                self.table.holder(name),
+                Some((*session, *token)),
+                "answered granted, but the table disagrees on {}",
+                name
+            );
+        }
+
         match (command, response) {
             (
                 Command::Release { session, name, .. },
@@ -344,6 +440,7 @@ impl Harness {
     }
 
     fn check_invariants(&self) -> Result<(), TestCaseError> {
+        prop_assert_eq!(self.table.check_consistent(), Ok(()));
         for view in self.table.locks("", usize::MAX) {
             let mut seen = std::collections::BTreeSet::new();
             for w in &view.waiters {
@@ -514,4 +611,37 @@ fn bad_input_is_refused_without_change() {
         Err(LockError::NotHeld { name: "n".into() })
     );
     assert_eq!(t.lock_count(), 0);
+}
+
+#[test]
+fn a_reused_seq_is_refused_not_answered_with_the_first_grant() {
+    let mut t = LockTable::new();
+    let s = SessionId(7);
+    t.apply(1, &at(0, open(s, 0)));
+    let first = t.apply(2, &at(0, acquire(s, 1, "A", true)));
+    let grant = Ok(Outcome::Granted {
+        token: 2,
+        reentrant: false,
+    });
+    assert_eq!(first.responses[0], grant);
+    // A different name, a different wait mode, a different call: all refused.
+    for (index, command) in [
+        (3, acquire(s, 1, "B", true)),
+        (4, acquire(s, 1, "A", false)),
+        (5, release(s, 1, "A")),
+        (6, Command::CloseSession { session: s, seq: 1 }),
+    ] {
+        let got = t.apply(index, &at(0, command));
+        assert!(
+            matches!(&got.responses[0], Err(LockError::SeqReused { session, seq: 1, .. }) if *session == s),
+            "{:?}",
+            got.responses[0]
+        );
+    }
+    assert_eq!(t.holder("B"), None);
+    assert_eq!(t.holder("A"), Some((s, 2)));
+    assert!(t.session(s).is_some());
+    // The same request again is a retry: its first answer.
+    let retry = t.apply(7, &at(0, acquire(s, 1, "A", true)));
+    assert_eq!(retry.responses[0], grant);
 }

@@ -482,6 +482,7 @@ pub fn lock_error_status(e: LockError) -> Status {
         LockError::InvalidName(_)
         | LockError::InvalidArgument(_)
         | LockError::InvalidSession(_) => (tonic::Code::InvalidArgument, "invalid-argument"),
+        LockError::SeqReused { .. } => (tonic::Code::InvalidArgument, "seq-reused"),
         LockError::UnknownSession(_) => (tonic::Code::NotFound, "session-expired"),
         LockError::SessionExists(_) => (tonic::Code::AlreadyExists, "session-exists"),
         LockError::NotHolder { .. } => (tonic::Code::PermissionDenied, "not-holder"),

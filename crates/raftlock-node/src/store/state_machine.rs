@@ -96,6 +96,49 @@ struct SnapshotData {
     table: LockTable,
 }
 
+/// Every snapshot starts with this tag. bincode has no schema, so a table
+/// laid out by another raftlock version would decode into nonsense or fail
+/// somewhere deep; the tag turns that into one clear refusal. Bump the
+/// last byte whenever the table's serialized layout changes. Snapshots of
+/// raftlock before the tag existed start with the table's clock instead.
+const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x02";
+
+impl SnapshotData {
+    fn encode(&self) -> io::Result<Vec<u8>> {
+        let mut data = SNAPSHOT_FORMAT.to_vec();
+        data.extend_from_slice(&encode(self)?);
+        Ok(data)
+    }
+
+    fn decode(data: &[u8]) -> io::Result<Self> {
+        match data.split_first_chunk::<8>() {
+            Some((tag, body)) if tag == SNAPSHOT_FORMAT => {
+                let data: SnapshotData = decode(body)?;
+                // A peer or a damaged disk may hand us any table: refuse one
+                // that would break the lock table's own assumptions later.
+                data.table.check_consistent().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("snapshot table: {e}"))
+                })?;
+                Ok(data)
+            }
+            Some((tag, _)) if tag[..7] == SNAPSHOT_FORMAT[..7] => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot format {} is not the one this raftlock reads ({}): \
+                     run the raftlock version that wrote it",
+                    tag[7], SNAPSHOT_FORMAT[7]
+                ),
+            )),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "snapshot was written by an older raftlock (no format tag): run that \
+                 version, or start this node with an empty --data-dir so it catches up \
+                 from the cluster",
+            )),
+        }
+    }
+}
+
 impl StateMachineStore {
     pub fn open(durable: Durable, shared: Shared, unsynced: Arc<Unsynced>) -> io::Result<Self> {
         let snapshots = SnapshotStore {
@@ -112,7 +155,10 @@ impl StateMachineStore {
             unsynced,
         };
         if let Some(snapshot) = sm.snapshots.read()? {
-            sm.restore(&snapshot.meta, decode(snapshot.snapshot.get_ref())?);
+            sm.restore(
+                &snapshot.meta,
+                SnapshotData::decode(snapshot.snapshot.get_ref())?,
+            );
         }
         Ok(sm)
     }
@@ -219,7 +265,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let bytes = data.len();
         let decoded = off_async_threads(move || {
             // Decode first: a corrupt snapshot must not replace a good table.
-            let decoded: SnapshotData = decode(&data)?;
+            let decoded = SnapshotData::decode(&data)?;
             snapshots.write(&stored_meta, &data)?;
             Ok(decoded)
         })
@@ -263,7 +309,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let stored_meta = meta.clone();
         let (data, kept) = off_async_threads(move || {
-            let data = encode(&SnapshotData { table })?;
+            let data = SnapshotData { table }.encode()?;
             let kept = snapshots.write(&stored_meta, &data)?;
             Ok((data, kept))
         })
@@ -291,4 +337,30 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .map_err(io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_carry_their_format_and_refuse_others() {
+        let data = SnapshotData {
+            table: LockTable::new(),
+        }
+        .encode()
+        .unwrap();
+        assert!(SnapshotData::decode(&data).is_ok());
+
+        let untagged = encode(&LockTable::new()).unwrap();
+        let err = SnapshotData::decode(&untagged).err().unwrap();
+        assert!(err.to_string().contains("older raftlock"), "{err}");
+
+        let mut other = data.clone();
+        other[7] = 1;
+        let err = SnapshotData::decode(&other).err().unwrap();
+        assert!(err.to_string().contains("snapshot format 1"), "{err}");
+
+        assert!(SnapshotData::decode(b"rls").is_err());
+    }
 }
