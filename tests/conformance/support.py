@@ -185,19 +185,18 @@ class Cluster:
             proc.wait()
             self.nodes[node_id].proc = None
 
-    def terminate(self, node_id: int) -> int:
-        """SIGTERM, a graceful stop; returns the exit status."""
+    def terminate(self, node_id: int) -> None:
+        """SIGTERM, a graceful stop."""
         proc = self.nodes[node_id].proc
         assert proc is not None
         proc.terminate()
-        code = proc.wait(timeout=30)
+        proc.wait(timeout=30)
         self.nodes[node_id].proc = None
-        return code
 
     def running(self) -> Dict[int, Node]:
         return {i: n for i, n in self.nodes.items() if n.proc is not None}
 
-    def wait_for_leader(self, within: float = 30.0, not_id: Optional[int] = None) -> Node:
+    def wait_for_leader(self, within: float = 30.0) -> Node:
         """Waits until a running node leads and every running node follows
         it in the same term; returns the leader."""
         deadline = time.monotonic() + within
@@ -209,7 +208,7 @@ class Cluster:
                     seen[node.id] = node.status(timeout=1.0)
                 except grpc.RpcError:
                     pass
-            leaders = [s for s in seen.values() if s.role == "leader" and s.id != not_id]
+            leaders = [s for s in seen.values() if s.role == "leader"]
             if len(seen) == len(self.running()) and len(leaders) == 1:
                 lead = leaders[0]
                 if all(s.has_leader and s.leader_id == lead.id and s.term == lead.term
