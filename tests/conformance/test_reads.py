@@ -97,4 +97,10 @@ def test_every_node_reports_its_status_and_agrees_on_the_leader(cluster):
         assert re.fullmatch(r"\d+\.\d+\.\d+\S*", st.version), st.version
         version = version or st.version
         assert st.version == version
+        # The proto: the leader reports what each member holds; others nothing.
+        if node is leader:
+            assert sorted(r.id for r in st.replication) == sorted(cluster.nodes)
+            assert all(r.matched_index <= st.last_log_index for r in st.replication)
+        else:
+            assert list(st.replication) == []
     assert len({node.status().term for node in cluster.nodes.values()}) == 1
