@@ -6,11 +6,21 @@ requests and malformed session ids are refused."""
 from __future__ import annotations
 
 import secrets
+import time
 
 import grpc
 import pytest
 
-from support import LEADER_ADDR, LEADER_ID, expect_error, meta, pb, raft_pb, raft_pb_grpc
+from support import (
+    LEADER_ADDR,
+    LEADER_ID,
+    UNREACHABLE_LEADER,
+    expect_error,
+    meta,
+    pb,
+    raft_pb,
+    raft_pb_grpc,
+)
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -47,6 +57,35 @@ def test_a_follower_redirects_to_the_leader_which_serves(client, name, method):
         assert e.details() == f"not the leader; the leader is node {leader.id} at {leader.addr}"
     # The named address serves the same request.
     getattr(client.cluster.node_at(leader.addr).stub, method)(request, timeout=10)
+
+
+def test_a_follower_told_a_live_leader_is_unreachable_holds_the_call_then_names_none(client):
+    leader = client.cluster.leader()
+    follower = next(client.cluster.followers())
+    request = pb.GetLockRequest(name="unreachable-leader")
+    started = time.monotonic()
+    e = expect_error(
+        lambda: follower.stub.GetLock(
+            request, timeout=10, metadata=((UNREACHABLE_LEADER, str(leader.id)),)
+        ),
+        UNAVAILABLE, "no-leader",
+    )
+    # Held for up to 800 ms waiting for another leader, which never came.
+    assert time.monotonic() - started >= 0.7
+    assert LEADER_ID not in meta(e) and LEADER_ADDR not in meta(e)
+
+
+def test_naming_another_node_unreachable_does_not_stop_the_redirect(client):
+    leader = client.cluster.leader()
+    follower, other = list(client.cluster.followers())
+    e = expect_error(
+        lambda: follower.stub.GetLock(
+            pb.GetLockRequest(name="unreachable-leader"), timeout=10,
+            metadata=((UNREACHABLE_LEADER, str(other.id)),),
+        ),
+        UNAVAILABLE, None,
+    )
+    assert meta(e).get(LEADER_ADDR) == leader.addr
 
 
 def test_a_follower_answers_status_itself(client):
