@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use raftlock_client::{Client, Error, Member};
+use raftlock_client::{parse_endpoint, Client, Error, Member};
 
 use crate::exit;
 
@@ -34,8 +34,18 @@ pub enum ClusterCommand {
 pub async fn run(endpoints: &[String], command: ClusterCommand) -> i32 {
     let client = match Client::new(endpoints.iter().cloned()) {
         Ok(c) => c,
-        Err(e) => return fail(&e),
+        Err(e) => {
+            // Only a malformed endpoint fails here: a usage error.
+            eprintln!("raftlock: {e}");
+            return 2;
+        }
     };
+    if let ClusterCommand::Add { addr, .. } = &command {
+        if let Err(message) = parse_endpoint(addr) {
+            eprintln!("raftlock cluster add: {message}");
+            return 2;
+        }
+    }
     let result = match command {
         ClusterCommand::Add { id, addr, timeout } => add(&client, id, &addr, timeout, true).await,
         ClusterCommand::Remove { id, force } => client.remove_member(id, force).await,

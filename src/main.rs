@@ -101,11 +101,11 @@ fn main() {
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => {
-                init_logging("info,openraft=error");
+                init_logging(raftlock_node::DEFAULT_LOG_FILTER);
                 serve::server(args).await
             }
             Command::Dev(args) => {
-                init_logging("info,openraft=error");
+                init_logging(raftlock_node::DEFAULT_LOG_FILTER);
                 serve::dev(args).await
             }
             Command::Lock(args) => {

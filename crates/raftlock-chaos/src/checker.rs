@@ -30,6 +30,49 @@ pub fn check_fencing(events: &[RegisterEvent]) -> Vec<String> {
     violations
 }
 
+/// Tokens only grow: a grant requested after another grant of the same
+/// lock was acknowledged carries a higher token. A cluster that forgot an
+/// acknowledged grant (a lost log, a node that came back empty and was
+/// elected) hands out tokens again from lower numbers; a resource fenced
+/// by tokens would then refuse honest writers, which is how this shows up
+/// even when the overlap itself goes unseen.
+pub fn check_tokens_grow(events: &[LockEvent]) -> Vec<String> {
+    let mut grants: BTreeMap<&str, Vec<(&LockEvent, u64)>> = BTreeMap::new();
+    for e in events {
+        if let (LockOp::Acquire, Outcome::Ok(Some(token)), Some(_)) =
+            (&e.op, &e.outcome, e.completed)
+        {
+            grants.entry(&e.lock).or_default().push((e, *token));
+        }
+    }
+    let mut violations = Vec::new();
+    for (lock, mut grants) in grants {
+        let mut by_invocation = grants.clone();
+        by_invocation.sort_by_key(|(e, _)| e.invoked);
+        grants.sort_by_key(|(e, _)| e.completed);
+        let mut acknowledged = grants.iter().peekable();
+        let mut highest: Option<(u64, &LockEvent)> = None;
+        for (e, token) in by_invocation {
+            while let Some((done, t)) = acknowledged.next_if(|(d, _)| d.completed < Some(e.invoked))
+            {
+                if highest.is_none_or(|(h, _)| *t > h) {
+                    highest = Some((*t, done));
+                }
+            }
+            if let Some((h, by)) = highest {
+                if token < h || (token == h && by.client != e.client) {
+                    violations.push(format!(
+                        "token went back on {lock:?}: client {} was granted token {token} at {:?}, \
+                         after client {} had been granted token {h} (acknowledged at {:?})",
+                        e.client, e.completed, by.client, by.completed
+                    ));
+                }
+            }
+        }
+    }
+    violations
+}
+
 /// No lost update: each accepted write is one more than the previous
 /// accepted write on its register, and the final value counts them all.
 pub fn check_updates(events: &[RegisterEvent], finals: &HashMap<String, u64>) -> Vec<String> {
@@ -142,10 +185,9 @@ pub fn availability(faults: &[FaultEvent], events: &[LockEvent]) -> BTreeMap<Str
             longest = longest.max(*g - last);
             last = *g;
         }
-        // Still nothing granted by the end of recovery: count until the next grant.
-        if from == to {
-            longest = grants.get(to).map_or(end - f.injected, |g| *g - f.injected);
-        }
+        // The gap that spans the end of recovery counts too: until the
+        // next grant, or until the end if none came.
+        longest = longest.max(grants.get(to).map_or(end - last, |g| *g - last));
         entry.0.push(longest);
         if let (Some(healed), Some(healthy)) = (f.healed, f.healthy) {
             entry.1.push(healthy.saturating_sub(healed));

@@ -47,6 +47,14 @@ struct Args {
     /// Local backend: the raftlock binary.
     #[arg(long, default_value = "target/release/raftlock")]
     binary: PathBuf,
+    /// Local backend: run every node under this power-loss shim (the
+    /// raftlock-powerloss shared object), which enables the power-cut faults.
+    #[arg(long, value_name = "SHIM")]
+    power_loss: Option<PathBuf>,
+    /// Local backend: `--snapshot-every` for the nodes (small values make
+    /// faults land during snapshot builds, installs and log purges).
+    #[arg(long)]
+    snapshot_every: Option<u64>,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -90,7 +98,19 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
             .collect::<anyhow::Result<_>>()?
     };
     let mut nodes: Box<dyn Nodes> = match args.backend {
-        Backend::Local => Box::new(LocalCluster::start(&args.binary, args.nodes, &[])?),
+        Backend::Local => {
+            let every = args.snapshot_every.map(|n| n.to_string());
+            let extra: Vec<&str> = match &every {
+                Some(n) => vec!["--snapshot-every", n],
+                None => Vec::new(),
+            };
+            Box::new(match &args.power_loss {
+                Some(shim) => {
+                    LocalCluster::start_under_power_loss(&args.binary, args.nodes, &extra, shim)?
+                }
+                None => LocalCluster::start(&args.binary, args.nodes, &extra)?,
+            })
+        }
         Backend::Docker => Box::new(DockerCluster::attach(args.nodes)?),
     };
     let config = RunConfig {
@@ -104,6 +124,13 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
     };
     let report = run(nodes.as_mut(), config).await?;
     report.print();
+    // What the faults hit: snapshot work is where storage bugs hide.
+    if let (Some(built), Some(installed)) = (
+        nodes.count_in_logs("snapshot built"),
+        nodes.count_in_logs("snapshot installed"),
+    ) {
+        println!("  node logs: {built} snapshots built, {installed} installed from a leader");
+    }
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }

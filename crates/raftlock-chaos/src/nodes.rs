@@ -30,15 +30,32 @@ pub trait Nodes: Send {
     fn heal_partition(&mut self, id: u64) -> anyhow::Result<()> {
         bail!("node {id}: this backend cannot partition")
     }
+    fn can_cut_power(&self) -> bool {
+        false
+    }
+    /// Power cut: the node dies and keeps only what it fsynced (see
+    /// raftlock-powerloss). It stays down until [`Nodes::start`].
+    fn cut_power(&mut self, id: u64) -> anyhow::Result<()> {
+        bail!("node {id}: this backend cannot cut power")
+    }
 
     fn endpoints(&self) -> Vec<String> {
         self.ids().into_iter().map(|id| self.endpoint(id)).collect()
+    }
+
+    /// How many lines of all node logs contain `needle`, if this backend
+    /// keeps the logs.
+    fn count_in_logs(&self, _needle: &str) -> Option<usize> {
+        None
     }
 }
 
 /// `raftlock server` processes on loopback ports, each with a data
 /// directory under one temporary directory, with the production default
 /// timings unless `extra_args` say otherwise.
+///
+/// Nodes log with [`TEST_LOG_FILTER`] unless started with
+/// [`LocalCluster::start_with_log_filter`].
 pub struct LocalCluster {
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -49,7 +66,15 @@ pub struct LocalCluster {
     joiners: BTreeMap<u64, Vec<String>>,
     /// The founding members, given to every bootstrapping node as `--peers`.
     founders: Vec<u64>,
+    /// `RUST_LOG` for the nodes; `None`: the server's own default.
+    log_filter: Option<String>,
+    /// The power-loss shim every node runs under, if power cuts are wanted.
+    shim: Option<PathBuf>,
 }
+
+/// openraft's warnings help when a test fails; its per-call replication
+/// errors (dozens a second while a node is down) only bury them.
+pub const TEST_LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off";
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -60,6 +85,38 @@ fn free_port() -> anyhow::Result<u16> {
 impl LocalCluster {
     /// Starts `n` nodes of `binary` (no waiting for a leader).
     pub fn start(binary: &Path, n: u64, extra_args: &[&str]) -> anyhow::Result<LocalCluster> {
+        Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), None)
+    }
+
+    /// Like [`LocalCluster::start`], the nodes logging with `RUST_LOG` set
+    /// to `log_filter`, or with the server's default filter if `None`.
+    pub fn start_with_log_filter(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        log_filter: Option<&str>,
+    ) -> anyhow::Result<LocalCluster> {
+        Self::launch(binary, n, extra_args, log_filter, None)
+    }
+
+    /// Like [`LocalCluster::start`], every node under the power-loss shim
+    /// at `shim` (the shared object), so [`Nodes::cut_power`] works.
+    pub fn start_under_power_loss(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        shim: &Path,
+    ) -> anyhow::Result<LocalCluster> {
+        Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), Some(shim))
+    }
+
+    fn launch(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        log_filter: Option<&str>,
+        shim: Option<&Path>,
+    ) -> anyhow::Result<LocalCluster> {
         let mut addrs = BTreeMap::new();
         for id in 1..=n {
             addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
@@ -72,6 +129,8 @@ impl LocalCluster {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             joiners: BTreeMap::new(),
             founders: (1..=n).collect(),
+            log_filter: log_filter.map(str::to_string),
+            shim: shim.map(Path::to_path_buf),
         };
         for id in 1..=n {
             cluster.start(id)?;
@@ -102,7 +161,7 @@ impl LocalCluster {
     /// Makes node `id` (stopped) come back as a new, empty node that joins.
     pub fn wipe_and_rejoin(&mut self, id: u64) -> anyhow::Result<()> {
         anyhow::ensure!(!self.procs.contains_key(&id), "stop node {id} first");
-        let data = self.dir.path().join(format!("node{id}"));
+        let data = self.data_dir(id);
         if data.exists() {
             std::fs::remove_dir_all(&data)?;
         }
@@ -114,6 +173,15 @@ impl LocalCluster {
             .collect();
         self.joiners.insert(id, seeds);
         Ok(())
+    }
+
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}"))
+    }
+
+    /// Where the power-loss shim keeps node `id`'s durable image.
+    fn image_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.image"))
     }
 
     pub fn log_path(&self, id: u64) -> PathBuf {
@@ -198,14 +266,26 @@ impl Nodes for LocalCluster {
             .create(true)
             .append(true)
             .open(self.log_path(id))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        match &self.log_filter {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        if let Some(shim) = &self.shim {
+            // The shim models the data dir, so it must exist first.
+            std::fs::create_dir_all(self.data_dir(id))?;
+            command
+                .env("LD_PRELOAD", shim)
+                .env(raftlock_powerloss::ROOT_ENV, self.data_dir(id))
+                .env(raftlock_powerloss::IMAGE_ENV, self.image_dir(id));
+        }
+        let child = command
             .args(["server", "--id", &id.to_string()])
             .args(["--listen", &self.addrs[&id]])
             .args(&membership)
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node{id}")))
+            .arg(self.data_dir(id))
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -238,6 +318,30 @@ impl Nodes for LocalCluster {
 
     fn resume(&mut self, id: u64) -> anyhow::Result<()> {
         self.signal(id, libc::SIGCONT)
+    }
+
+    fn can_cut_power(&self) -> bool {
+        self.shim.is_some()
+    }
+
+    fn count_in_logs(&self, needle: &str) -> Option<usize> {
+        let count = self.addrs.keys().map(|id| {
+            let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
+            text.lines().filter(|line| line.contains(needle)).count()
+        });
+        Some(count.sum())
+    }
+
+    fn cut_power(&mut self, id: u64) -> anyhow::Result<()> {
+        anyhow::ensure!(self.shim.is_some(), "node {id} does not run under the shim");
+        self.kill(id)?;
+        let image = self.image_dir(id);
+        raftlock_powerloss::Image::new(&image)
+            .restore(&self.data_dir(id))
+            .with_context(|| format!("restoring node {id}'s durable image"))?;
+        // The next start takes what is there now as durable.
+        std::fs::remove_dir_all(&image)?;
+        Ok(())
     }
 }
 

@@ -24,6 +24,11 @@ pub enum Fault {
     KillTwo,
     RollingRestart,
     PauseHolder,
+    /// Power cuts keep only what each node fsynced (local backend under
+    /// the power-loss shim): one node, a majority at once, every node.
+    PowerCutOne,
+    PowerCutMajority,
+    PowerCutAll,
 }
 
 impl Fault {
@@ -36,6 +41,9 @@ impl Fault {
             Fault::KillTwo => "kill-two",
             Fault::RollingRestart => "rolling-restart",
             Fault::PauseHolder => "pause-holder",
+            Fault::PowerCutOne => "power-cut-one",
+            Fault::PowerCutMajority => "power-cut-majority",
+            Fault::PowerCutAll => "power-cut-all",
         }
     }
 
@@ -44,7 +52,7 @@ impl Fault {
     }
 }
 
-pub const ALL: [Fault; 7] = [
+pub const ALL: [Fault; 10] = [
     Fault::KillLeader,
     Fault::PauseLeader,
     Fault::PartitionLeader,
@@ -52,6 +60,16 @@ pub const ALL: [Fault; 7] = [
     Fault::KillTwo,
     Fault::RollingRestart,
     Fault::PauseHolder,
+    Fault::PowerCutOne,
+    Fault::PowerCutMajority,
+    Fault::PowerCutAll,
+];
+
+/// The faults that cut power.
+pub const POWER_CUTS: [Fault; 3] = [
+    Fault::PowerCutOne,
+    Fault::PowerCutMajority,
+    Fault::PowerCutAll,
 ];
 
 #[derive(Clone, Debug)]
@@ -120,6 +138,7 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
         .copied()
         .filter(|f| *f != Fault::PartitionLeader || nodes.can_partition())
         .filter(|f| *f != Fault::KillTwo || nodes.ids().len() >= 5)
+        .filter(|f| !POWER_CUTS.contains(f) || nodes.can_cut_power())
         .collect();
     anyhow::ensure!(!faults.is_empty(), "no fault this backend can inject");
     let probe = Client::new(nodes.endpoints())?;
@@ -157,6 +176,7 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
             break;
         };
         let injected = history.now();
+        let term_before = leader_term(&probe, nodes, leader).await;
         let mut target = vec![leader];
         let step: anyhow::Result<()> = async {
             match fault {
@@ -202,6 +222,29 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
                             .map_err(|e| anyhow::anyhow!("after restarting node {id}: {e}"))?;
                     }
                 }
+                Fault::PowerCutOne | Fault::PowerCutMajority | Fault::PowerCutAll => {
+                    let mut ids = nodes.ids();
+                    let cut = match fault {
+                        Fault::PowerCutOne => 1,
+                        Fault::PowerCutMajority => ids.len() / 2 + 1,
+                        _ => ids.len(),
+                    };
+                    target.clear();
+                    while target.len() < cut {
+                        target.push(ids.remove(rng.gen_range(0..ids.len())));
+                    }
+                    // At a random moment: snapshots are built, installed and
+                    // the log purged all the time under --snapshot-every.
+                    let moment = rng.gen_range(0..1000);
+                    tokio::time::sleep(Duration::from_millis(moment)).await;
+                    for id in &target {
+                        nodes.cut_power(*id)?;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    for id in &target {
+                        nodes.start(*id)?;
+                    }
+                }
                 Fault::PauseHolder => {
                     target = workload
                         .pause_a_holder(&mut rng, pause)
@@ -238,6 +281,17 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
                 None
             }
         };
+        // A follower's restart must leave a healthy leader alone.
+        if fault == Fault::KillFollower && healthy.is_some() {
+            let now = leader_term(&probe, nodes, leader).await;
+            if now != term_before || now.is_none() {
+                violations.push(format!(
+                    "round {round} (kill-follower): node {leader} led in term {:?} before the \
+                     follower's restart and in term {now:?} after (None: no longer leads)",
+                    term_before
+                ));
+            }
+        }
         history.faults.lock().unwrap().push(FaultEvent {
             kind: fault.name().to_string(),
             target,
@@ -259,6 +313,7 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
     violations.extend(checker::check_fencing(&register_events));
     violations.extend(checker::check_updates(&register_events, &register.values()));
     violations.extend(checker::check_mutual_exclusion(&locks));
+    violations.extend(checker::check_tokens_grow(&locks));
     Ok(Report {
         seed: config.seed,
         rounds: fault_events.len(),
@@ -299,6 +354,15 @@ pub async fn leader(probe: &Client, nodes: &dyn Nodes) -> Option<u64> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// The term node `id` leads in, if it answers and leads.
+async fn leader_term(probe: &Client, nodes: &dyn Nodes, id: u64) -> Option<u64> {
+    let s = probe
+        .node_status(&nodes.endpoint(id), Duration::from_millis(500))
+        .await
+        .ok()?;
+    (s.role == "leader").then_some(s.term)
 }
 
 /// Healthy: every node answers, all name the same leader, which says it

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use raftlock_chaos::checker::{check_fencing, check_mutual_exclusion, check_updates};
+use raftlock_chaos::checker::{
+    check_fencing, check_mutual_exclusion, check_tokens_grow, check_updates,
+};
 use raftlock_chaos::history::{LockEvent, LockOp, Outcome, RegisterEvent};
 
 fn ms(n: u64) -> Duration {
@@ -155,4 +157,33 @@ fn a_lost_update_is_reported() {
     assert!(violations
         .iter()
         .any(|v| v.contains("2 writes were acknowledged")));
+}
+
+#[test]
+fn a_token_that_goes_back_is_reported() {
+    // Client 2 asked after client 1's grant (token 40) was acknowledged and
+    // released, and got token 12: the cluster forgot entries it acknowledged.
+    let history = vec![
+        acquired(1, 0, 10, 40),
+        released(1, 20, 30),
+        acquired(2, 40, 50, 12),
+        released(2, 60, 70),
+    ];
+    assert!(check_mutual_exclusion(&history).is_empty());
+    let violations = check_tokens_grow(&history);
+    assert_eq!(violations.len(), 1, "{violations:?}");
+
+    // Growing tokens, and a grant that overlapped the earlier one's
+    // acknowledgement (so it may legally be older), pass.
+    let good = vec![
+        acquired(1, 0, 10, 40),
+        released(1, 20, 30),
+        acquired(2, 5, 50, 38),
+        acquired(3, 60, 70, 41),
+    ];
+    assert!(
+        check_tokens_grow(&good).is_empty(),
+        "{:?}",
+        check_tokens_grow(&good)
+    );
 }

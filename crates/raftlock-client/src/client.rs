@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use raftlock_proto::{
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::endpoint::parse_endpoint;
 use crate::session::{Session, SessionOptions};
+use crate::silence::{self, Silence};
 use crate::Error;
 
 /// The lock service on a channel. Large lock listings are legitimate
@@ -61,6 +64,9 @@ struct Inner {
     /// frozen node accepts TCP connections but never answers, and every
     /// call that tries it first would lose a whole RPC timeout.
     failed_until: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Said that no endpoint answers, and nothing has answered since: the
+    /// warning comes once per outage, not once per call.
+    warned_silent: AtomicBool,
 }
 
 /// How long a failed endpoint is tried only after the others. Short: a
@@ -152,12 +158,11 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let endpoints: Vec<String> = endpoints
+        let endpoints = endpoints
             .into_iter()
-            .map(Into::into)
-            .map(|e| e.trim().trim_start_matches("http://").to_string())
-            .filter(|e| !e.is_empty())
-            .collect();
+            .map(|e| parse_endpoint(&e.into()))
+            .collect::<Result<Vec<String>, String>>()
+            .map_err(Error::InvalidArgument)?;
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("no endpoints given".into()));
         }
@@ -169,6 +174,7 @@ impl Client {
                 leader: Mutex::new(None),
                 endpoint_of: Mutex::new(HashMap::new()),
                 failed_until: Mutex::new(HashMap::new()),
+                warned_silent: AtomicBool::new(false),
             }),
         })
     }
@@ -232,6 +238,7 @@ impl Client {
         let mut backoff = Duration::from_millis(20);
         let mut redirects = 0;
         let mut last_error: String;
+        let mut silence = Silence::default();
         loop {
             let client = self.connection(&next)?;
             let left = give_up.saturating_duration_since(tokio::time::Instant::now());
@@ -241,11 +248,13 @@ impl Client {
             };
             match tokio::time::timeout(attempt.timeout, call(client, attempt)).await {
                 Ok(Ok(response)) => {
+                    self.inner.warned_silent.store(false, Ordering::Relaxed);
                     *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
                     return Ok(response.into_inner());
                 }
                 Ok(Err(status)) => {
-                    last_error = format!("{next}: {}", status.message());
+                    let reason = silence::reason(&status);
+                    last_error = format!("{next}: {reason}");
                     match classify(&status) {
                         Retry::Fail(e) => return Err(e),
                         // Follow at once, but not forever: two nodes with
@@ -271,7 +280,13 @@ impl Client {
                             redirects = 0;
                             next = self.next_endpoint(&mut rotation);
                         }
-                        Retry::Redirect(..) | Retry::Elsewhere => {
+                        Retry::Elsewhere => {
+                            self.no_answer(&mut silence, &next, &reason, give_up);
+                            self.mark_failed(&next);
+                            redirects = 0;
+                            next = self.next_endpoint(&mut rotation);
+                        }
+                        Retry::Redirect(..) => {
                             self.mark_failed(&next);
                             redirects = 0;
                             next = self.next_endpoint(&mut rotation);
@@ -279,17 +294,42 @@ impl Client {
                     }
                 }
                 Err(_) => {
-                    last_error = format!("{next}: no answer within {:?}", attempt.timeout);
+                    let reason = format!("no answer within {:?}", attempt.timeout);
+                    last_error = format!("{next}: {reason}");
+                    self.no_answer(&mut silence, &next, &reason, give_up);
                     self.mark_failed(&next);
                     redirects = 0;
                     next = self.next_endpoint(&mut rotation);
                 }
             }
             if tokio::time::Instant::now() + backoff > give_up {
+                if silence.is_total(&self.inner.endpoints) {
+                    last_error = format!("no raftlock node answered (last: {last_error})");
+                }
                 return Err(Error::Unavailable(last_error));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Notes that `endpoint` did not answer; after a full round in which
+    /// none did, says so (once until something answers again).
+    fn no_answer(
+        &self,
+        silence: &mut Silence,
+        endpoint: &str,
+        reason: &str,
+        give_up: tokio::time::Instant,
+    ) {
+        if silence.note(endpoint, &self.inner.endpoints)
+            && !self.inner.warned_silent.swap(true, Ordering::Relaxed)
+        {
+            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            tracing::warn!(
+                "{}",
+                silence::nobody_answers(&self.inner.endpoints, reason, left)
+            );
         }
     }
 
@@ -446,7 +486,10 @@ impl Client {
         req.set_timeout(timeout);
         match tokio::time::timeout(timeout, client.status(req)).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(Error::Unavailable(format!("{addr}: {}", status.message()))),
+            Ok(Err(status)) => Err(Error::Unavailable(format!(
+                "{addr}: {}",
+                silence::reason(&status)
+            ))),
             Err(_) => Err(Error::Unavailable(format!(
                 "{addr}: no answer in {timeout:?}"
             ))),

@@ -20,10 +20,13 @@
 
 mod admin;
 mod client;
+mod endpoint;
 mod error;
 mod session;
+mod silence;
 
 pub use client::{Client, ClientOptions};
+pub use endpoint::parse_endpoint;
 pub use error::Error;
 pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, StatusResponse, Waiter};
 pub use session::{Grant, Session, SessionOptions, Wait};

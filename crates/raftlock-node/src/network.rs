@@ -1,7 +1,9 @@
 //! Raft RPCs between nodes over tonic: the client side openraft calls
 //! ([`Network`]) and the server side that hands requests to the local
-//! Raft ([`RaftService`]). Payloads are bincode-encoded openraft types.
+//! Raft ([`RaftService`]), plus the pre-vote of [`crate::election`].
+//! Payloads are bincode-encoded openraft types.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -18,9 +20,11 @@ use raftlock_proto::raft::raft_server::Raft as RaftRpc;
 use raftlock_proto::raft::RaftMessage;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
+use crate::election::{self, LeaderContact, PreVoteRequest, PreVoteResponse};
+use crate::peer::{Peer, Peers};
 use crate::store::CommitGate;
 use crate::types::{NodeId, Raft, TypeConfig};
 
@@ -32,6 +36,7 @@ pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
 pub struct Network {
     retry_every: Duration,
     commit_gate: CommitGate,
+    peers: Peers,
 }
 
 impl Network {
@@ -40,11 +45,13 @@ impl Network {
     /// default (500 ms) left a restarted follower unheard for longer than
     /// its election timeout, so it rejoined by deposing the leader.
     /// `commit_gate`: from [`crate::store::open`]; holds back commit
-    /// indexes this leader has not synced yet.
-    pub fn new(retry_every: Duration, commit_gate: CommitGate) -> Self {
+    /// indexes this leader has not synced yet. `peers`: the channels,
+    /// shared with the elections' pre-votes.
+    pub fn new(retry_every: Duration, commit_gate: CommitGate, peers: Peers) -> Self {
         Network {
             retry_every,
             commit_gate,
+            peers,
         }
     }
 }
@@ -55,8 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         Connection {
             target,
-            addr: node.addr.clone(),
-            client: None,
+            peer: self.peers.get(target, &node.addr),
             retry_every: self.retry_every,
             commit_gate: self.commit_gate.clone(),
         }
@@ -65,8 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 pub struct Connection {
     target: NodeId,
-    addr: String,
-    client: Option<RaftClient<Channel>>,
+    peer: Arc<Peer>,
     retry_every: Duration,
     commit_gate: CommitGate,
 }
@@ -75,21 +80,6 @@ type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl Connection {
-    fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| Unreachable::new(&e))?
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true);
-        let client = RaftClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(MAX_RAFT_MESSAGE)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE);
-        self.client = Some(client.clone());
-        Ok(client)
-    }
-
     /// Sends one bincode-encoded request through `method` and decodes the
     /// peer's `Result`.
     async fn call<Req, Resp, E, F, Fut>(
@@ -106,24 +96,75 @@ impl Connection {
         Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, Status>>,
     {
         let data = bincode::serialize(req).map_err(|e| NetworkError::new(&e))?;
-        let client = self.client()?;
-        let mut request = Request::new(RaftMessage { data: data.into() });
-        request.set_timeout(option.hard_ttl());
-        let reply = match method(client, request).await {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => {
+        let reply = send(&self.peer, data, option.hard_ttl(), method)
+            .await
+            .map_err(|status| {
                 // A dead peer shows up as a transport error: back off from it.
-                return Err(if status.code() == tonic::Code::Unavailable {
+                if status.code() == tonic::Code::Unavailable {
                     RPCError::Unreachable(Unreachable::new(&status))
                 } else {
                     RPCError::Network(NetworkError::new(&status))
-                });
-            }
-        };
+                }
+            })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             bincode::deserialize(&reply.data).map_err(|e| NetworkError::new(&e))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
+}
+
+/// One call to `peer`, recorded in its health (see [`Peer::call`]).
+async fn send<F, Fut>(
+    peer: &Arc<Peer>,
+    data: Vec<u8>,
+    timeout: Duration,
+    method: F,
+) -> Result<RaftMessage, Status>
+where
+    F: FnOnce(RaftClient<Channel>, Request<RaftMessage>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, Status>>,
+{
+    let call = peer.call();
+    let client = match peer.client().await {
+        Ok(client) => client,
+        Err(why) => {
+            call.failed(&why);
+            return Err(Status::unavailable(why));
+        }
+    };
+    let mut request = Request::new(RaftMessage { data: data.into() });
+    request.set_timeout(timeout);
+    match method(client, request).await {
+        Ok(reply) => {
+            call.succeeded();
+            Ok(reply.into_inner())
+        }
+        Err(status) => {
+            call.failed(&describe(&status));
+            Err(status)
+        }
+    }
+}
+
+/// The innermost cause of a transport error ("Connection refused (os
+/// error 111)"), else the status message.
+fn describe(status: &Status) -> String {
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    let mut innermost = None;
+    while let Some(e) = cause {
+        innermost = Some(e.to_string());
+        cause = e.source();
+    }
+    innermost.unwrap_or_else(|| status.message().to_string())
+}
+
+/// Asks `peer` for a pre-vote (see [`crate::election`]).
+pub async fn pre_vote(peer: &Arc<Peer>, req: &PreVoteRequest) -> Result<PreVoteResponse, Status> {
+    let data = bincode::serialize(req).map_err(|e| Status::internal(e.to_string()))?;
+    let reply = send(peer, data, Duration::from_secs(1), |mut c, r| async move {
+        c.pre_vote(r).await
+    })
+    .await?;
+    decode(&reply)
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
@@ -164,14 +205,22 @@ impl RaftNetwork<TypeConfig> for Connection {
     }
 }
 
-/// Serves other nodes' Raft RPCs by handing them to the local Raft.
+/// Serves other nodes' Raft RPCs by handing them to the local Raft, and
+/// notes in `contact` each time a leader is heard from.
 pub struct RaftService {
     raft: Raft,
+    contact: LeaderContact,
+    /// openraft's leader lease (election_timeout_max), for pre-votes.
+    lease: Duration,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> Self {
-        RaftService { raft }
+    pub fn new(raft: Raft, contact: LeaderContact, lease: Duration) -> Self {
+        RaftService {
+            raft,
+            contact,
+            lease,
+        }
     }
 }
 
@@ -192,7 +241,12 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
         let req: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
-        encode(&self.raft.append_entries(req).await)
+        let result = self.raft.append_entries(req).await;
+        // Refused for a stale term, it came from a leader that is no more.
+        if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.contact.touch();
+        }
+        encode(&result)
     }
 
     async fn vote(
@@ -200,7 +254,12 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
         let req: VoteRequest<NodeId> = decode(request.get_ref())?;
-        encode(&self.raft.vote(req).await)
+        let result = self.raft.vote(req).await;
+        // As in Raft, granting a vote restarts the election timeout.
+        if matches!(&result, Ok(r) if r.vote_granted) {
+            self.contact.touch();
+        }
+        encode(&result)
     }
 
     async fn install_snapshot(
@@ -208,6 +267,24 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
-        encode(&self.raft.install_snapshot(req).await)
+        let sender = req.vote;
+        let result = self.raft.install_snapshot(req).await;
+        if matches!(&result, Ok(r) if r.vote <= sender) {
+            self.contact.touch();
+        }
+        encode(&result)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, Status> {
+        let req: PreVoteRequest = decode(request.get_ref())?;
+        encode(&election::answer(
+            &self.raft,
+            &self.contact,
+            self.lease,
+            &req,
+        ))
     }
 }

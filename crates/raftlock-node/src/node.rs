@@ -20,9 +20,11 @@ use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
 use crate::batcher::Proposer;
 use crate::config::NodeConfig;
+use crate::election::{self, LeaderContact};
 use crate::leader::{self, SessionClock};
 use crate::metrics;
 use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
+use crate::peer::Peers;
 use crate::shared::Shared;
 use crate::store;
 use crate::types::Raft;
@@ -58,15 +60,20 @@ impl Node {
             // Keep a tenth behind the snapshot, so a briefly lagging
             // follower catches up from the log rather than a snapshot.
             max_in_snapshot_log_to_keep: config.snapshot_every / 10,
+            // election::run campaigns instead, after a pre-vote.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()?;
+        let peers = Peers::default();
+        let contact = LeaderContact::default();
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
             Network::new(
                 Duration::from_millis(config.timings.heartbeat_ms),
                 commit_gate,
+                peers.clone(),
             ),
             log_store,
             state_machine,
@@ -102,9 +109,13 @@ impl Node {
                         .max_decoding_message_size(MAX_CLIENT_MESSAGE),
                 )
                 .add_service(
-                    RaftServer::new(RaftService::new(raft.clone()))
-                        .max_decoding_message_size(MAX_RAFT_MESSAGE)
-                        .max_encoding_message_size(MAX_RAFT_MESSAGE),
+                    RaftServer::new(RaftService::new(
+                        raft.clone(),
+                        contact.clone(),
+                        Duration::from_millis(config.timings.election_max_ms),
+                    ))
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE),
                 )
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = server_stop.changed().await;
@@ -119,6 +130,14 @@ impl Node {
             ));
         }
         tokio::spawn(log_leader_changes(raft.clone(), stop_rx.clone()));
+        tokio::spawn(election::run(
+            raft.clone(),
+            config.id,
+            contact,
+            peers,
+            config.timings,
+            stop_rx.clone(),
+        ));
         let leader_duties = tokio::spawn(leader::run(
             raft.clone(),
             proposer,

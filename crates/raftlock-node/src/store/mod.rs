@@ -7,6 +7,7 @@
 //! So every flush we rely on is followed by an `fdatasync` of sled's data
 //! file, done in [`Durable::sync`].
 
+mod files;
 mod log;
 mod state_machine;
 mod unsynced;
@@ -15,7 +16,7 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
@@ -29,15 +30,25 @@ use crate::types::NodeId;
 pub struct Durable {
     db: sled::Db,
     data_file: Arc<File>,
+    /// The other files and directories sled writes (see `files`).
+    files: Arc<Mutex<files::Files>>,
     /// Set by the first failed sync. Linux may drop the dirty pages and
     /// report the error to one fsync only, so a later "successful" sync
-    /// proves nothing: every sync after a failure fails too.
+    /// proves nothing: every sync after a failure fails too, in this
+    /// process through this flag and in later ones through the mark.
     failed: Arc<AtomicBool>,
+    failed_mark: Arc<files::FailedMark>,
 }
 
 impl Durable {
     pub fn open(dir: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        let failed_mark = files::FailedMark::beside(dir);
+        failed_mark.check()?;
+        files::create_dir_durably(dir)?;
+        // An earlier version may have created the directory without this.
+        if let Some(data_dir) = dir.parent() {
+            files::sync_dir(data_dir)?;
+        }
         let db = sled::Config::new()
             .path(dir)
             // Our own fsync schedule decides durability; no background flusher.
@@ -54,7 +65,9 @@ impl Durable {
         let durable = Durable {
             db,
             data_file: Arc::new(data_file),
+            files: Arc::new(Mutex::new(files::Files::new(dir))),
             failed: Arc::default(),
+            failed_mark: Arc::new(failed_mark),
         };
         // A previous process may have died between sled's write and our
         // fdatasync: make what it left in the page cache durable before
@@ -73,13 +86,17 @@ impl Durable {
         if self.failed.load(Ordering::SeqCst) {
             return Err(io::Error::other("an earlier sync of this database failed"));
         }
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         let result = self
             .db
             .flush()
             .map_err(sled_to_io)
-            .and_then(|_| self.data_file.sync_data());
-        if result.is_err() {
+            .and_then(|_| files.sync_before_db())
+            .and_then(|()| self.data_file.sync_data())
+            .and_then(|()| files.sync_after_db());
+        if let Err(e) = &result {
             self.failed.store(true, Ordering::SeqCst);
+            self.failed_mark.set(e);
         }
         result
     }

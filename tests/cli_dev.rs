@@ -1,0 +1,337 @@
+//! `raftlock dev` and `raftlock server` with real processes: a data
+//! directory another process uses is refused before anything starts, and
+//! a node killed under `dev` is restarted by `dev` and stopped with it;
+//! a malformed `--join` address is refused before the node starts.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use raftlock_client::Client;
+use support::{serial, BIN};
+
+/// `count` consecutive free loopback ports (dev puts node N on port + N - 1).
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..100 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 65_000 {
+            continue;
+        }
+        let all_free =
+            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+/// Stdout lines of `child`, as they come.
+fn lines_of(child: &mut Child) -> Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}
+
+/// Reads lines until one satisfies `want`; panics with what came instead.
+fn expect_line(lines: &Receiver<String>, within: Duration, want: impl Fn(&str) -> bool) -> String {
+    let until = Instant::now() + within;
+    let mut seen = Vec::new();
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if want(&line) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no such line within {within:?}; got:\n{}", seen.join("\n"));
+}
+
+/// Stops what a test started even when it fails half-way: SIGINT first
+/// (so `dev` stops its nodes), then SIGKILL to the process and the nodes
+/// it was seen to start.
+struct Reaper {
+    child: Child,
+    pids: Vec<u32>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // SAFETY: signals to processes this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in &self.pids {
+            // SAFETY: as above; a pid already gone is harmless.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether `pid` still runs (a zombie waiting for its reaper does not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A one-node `raftlock server` on `dir`, once its data is open.
+async fn server_on(dir: &std::path::Path) -> Reaper {
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args(["server", "--id", "1", "--listen", &addr])
+        .arg(format!("--peers=1={addr}"))
+        .arg(format!("--data-dir={}", dir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Client::new([addr.clone()]).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while client
+        .node_status(&addr, Duration::from_millis(300))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < until, "the server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Reaper {
+        child,
+        pids: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_and_server_refuse_a_data_dir_in_use_and_name_the_process() {
+    let _serial = serial().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let holder = server_on(&data.path().join("node1")).await;
+    let base = free_ports(3);
+
+    let mut dev = Reaper {
+        child: Command::new(BIN)
+            .args(["dev", "--port", &base.to_string()])
+            .arg(format!("--data-dir={}", data.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > until {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status.is_none() {
+        // SAFETY: SIGINT to our own child, so it stops the nodes it started.
+        unsafe { libc::kill(dev.child.id() as i32, libc::SIGINT) };
+    }
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut dev.child.stdout.take().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_string(&mut dev.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("dev kept running:\n{stdout}\n{stderr}"));
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    let want = format!(
+        "another raftlock process is using {} (pid {})",
+        data.path().join("node1").display(),
+        holder.child.id()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(!stdout.contains("node 2"), "started nodes anyway: {stdout}");
+
+    // The same check in `raftlock server`, instead of sled's WouldBlock.
+    let out = Command::new(BIN)
+        .args(["server", "--id", "1", "--listen", "127.0.0.1:0"])
+        .arg(format!(
+            "--data-dir={}",
+            data.path().join("node1").display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&want), "{stderr}");
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_restarts_a_killed_node_and_ctrl_c_stops_every_node() {
+    let _serial = serial().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let base = free_ports(3);
+    let mut dev = Reaper {
+        child: Command::new(BIN)
+            .args(["dev", "--port", &base.to_string()])
+            .arg(format!("--data-dir={}", data.path().display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    };
+    let lines = lines_of(&mut dev.child);
+    let mut pids = Vec::new();
+    for id in 1..=3 {
+        let line = expect_line(&lines, Duration::from_secs(10), |l| {
+            l.trim_start().starts_with(&format!("node {id} "))
+        });
+        let pid = line.split_whitespace().last().unwrap().parse::<u32>();
+        let pid = pid.unwrap_or_else(|_| panic!("no pid at the end of {line:?}"));
+        pids.push(pid);
+        dev.pids.push(pid);
+    }
+
+    // SAFETY: SIGKILL to a node dev started (a grandchild of this test).
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    expect_line(&lines, Duration::from_secs(10), |l| {
+        l.starts_with("node 1 exited (signal 9)") && l.contains("restart 1")
+    });
+    let mut stdin = dev.child.stdin.take().unwrap();
+    writeln!(stdin, "restart 1").unwrap();
+    let line = expect_line(&lines, Duration::from_secs(10), |l| {
+        l.starts_with("node 1 restarted, pid ")
+    });
+    let restarted: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_ne!(restarted, pids[0]);
+    dev.pids.push(restarted);
+
+    let endpoint = format!("127.0.0.1:{base}");
+    let client = Client::new([endpoint.clone()]).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client
+            .node_status(&endpoint, Duration::from_millis(300))
+            .await
+        {
+            Ok(status) if status.has_leader => break,
+            _ => assert!(Instant::now() < until, "node 1 did not rejoin"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // SAFETY: SIGINT to our own child, as Ctrl-C would send it.
+    unsafe { libc::kill(dev.child.id() as i32, libc::SIGINT) };
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "dev did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    for pid in [restarted, pids[1], pids[2]] {
+        assert!(!alive(pid), "node pid {pid} outlived dev");
+    }
+}
+
+#[test]
+fn server_refuses_a_malformed_join_address_at_once() {
+    let data = tempfile::TempDir::new().unwrap();
+    let mut server = Reaper {
+        child: Command::new(BIN)
+            .args(["server", "--id", "4", "--listen", "127.0.0.1:0"])
+            .args(["--join", "127.0.0.1:7899,node2"])
+            .arg(format!("--data-dir={}", data.path().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match server.child.try_wait().unwrap() {
+            Some(status) => break status,
+            None if Instant::now() > until => panic!("the server started anyway"),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"node2\" has no port"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_do_not_outlive_a_killed_dev() {
+    let _serial = serial().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let base = free_ports(3);
+    let mut dev = Reaper {
+        child: Command::new(BIN)
+            .args(["dev", "--port", &base.to_string()])
+            .arg(format!("--data-dir={}", data.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    };
+    let lines = lines_of(&mut dev.child);
+    for id in 1..=3 {
+        let line = expect_line(&lines, Duration::from_secs(10), |l| {
+            l.trim_start().starts_with(&format!("node {id} "))
+        });
+        let pid = line.split_whitespace().last().unwrap().parse::<u32>();
+        dev.pids
+            .push(pid.unwrap_or_else(|_| panic!("no pid at the end of {line:?}")));
+    }
+
+    // Once the cluster is quiet (a node logging into the closed pipe to a
+    // dead dev may die of that alone), kill dev with no chance to clean up:
+    // the nodes must notice on their own.
+    let endpoint = format!("127.0.0.1:{base}");
+    let client = Client::new([endpoint.clone()]).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !client
+        .node_status(&endpoint, Duration::from_millis(300))
+        .await
+        .is_ok_and(|s| s.has_leader)
+    {
+        assert!(Instant::now() < until, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while dev.pids.iter().any(|pid| alive(*pid)) {
+        assert!(Instant::now() < until, "nodes outlived a killed dev");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

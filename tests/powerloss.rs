@@ -1,0 +1,183 @@
+//! Power cuts: a node runs under the power-loss shim (crates/raftlock-powerloss),
+//! is SIGKILLed and has its data dir put back to what its fsyncs made
+//! durable, as a reboot after a power cut would; it must then start
+//! cleanly and still hold every lock it acknowledged, with the same tokens.
+//! A kill -9 alone cannot test this: the page cache keeps unsynced writes.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use raftlock_client::{Client, ClientOptions, SessionOptions, Wait};
+use raftlock_powerloss::{build_shim, Image, IMAGE_ENV, ROOT_ENV};
+
+/// One single-node cluster whose data dir lives under the shim.
+struct PoweredNode {
+    dir: tempfile::TempDir,
+    shim: PathBuf,
+    addr: String,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl PoweredNode {
+    fn start(extra: &[&str]) -> PoweredNode {
+        let target = Path::new(support::BIN).ancestors().nth(2).unwrap();
+        let shim = build_shim(&target.join("powerloss-shim")).expect("build the shim");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let mut node = PoweredNode {
+            dir,
+            shim,
+            addr: format!("127.0.0.1:{port}"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        node.boot();
+        node
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn image(&self) -> PathBuf {
+        self.dir.path().join("image")
+    }
+
+    fn boot(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("node.log"))
+            .unwrap();
+        let child = Command::new(support::BIN)
+            .args(["server", "--id", "1", "--listen", &self.addr])
+            .args(["--peers", &format!("1={}", self.addr)])
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(&self.extra)
+            .env("LD_PRELOAD", &self.shim)
+            .env(ROOT_ENV, self.data())
+            .env(IMAGE_ENV, self.image())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then only what was fsynced is left; then boot again.
+    fn cut_power_and_reboot(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        Image::new(self.image()).restore(&self.data()).unwrap();
+        std::fs::remove_dir_all(self.image()).unwrap();
+        self.boot();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    fn client(&self) -> Client {
+        let options = ClientOptions {
+            retry_for: Duration::from_secs(20),
+            ..ClientOptions::default()
+        };
+        Client::with_options([self.addr.clone()], options).unwrap()
+    }
+
+    async fn locks(&self) -> BTreeMap<String, u64> {
+        let (locks, truncated) = match self.client().list_locks("", 100_000).await {
+            Ok(reply) => reply,
+            Err(e) => panic!("after the power cut: {e}\n{}", self.log()),
+        };
+        assert!(!truncated);
+        locks
+            .into_iter()
+            .filter_map(|l| Some((l.name, l.holder?.fencing_token)))
+            .collect()
+    }
+}
+
+impl Drop for PoweredNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Takes `count` locks named `prefix-N` in one long-lived session, releases
+/// every third, and returns what should be held: name -> token.
+async fn hold_locks(node: &PoweredNode, prefix: &str, count: usize) -> BTreeMap<String, u64> {
+    let options = SessionOptions {
+        ttl: Duration::from_secs(3600),
+        ..SessionOptions::default()
+    };
+    let session = node.client().open_session(options).await.unwrap();
+    let mut held = BTreeMap::new();
+    for i in 0..count {
+        let grant = session
+            .lock(&format!("{prefix}-{i:05}"), Wait::No)
+            .await
+            .unwrap();
+        held.insert(grant.name, grant.token);
+    }
+    for i in (0..count).step_by(3) {
+        let name = format!("{prefix}-{i:05}");
+        session.release(&name).await.unwrap();
+        held.remove(&name);
+    }
+    // The session is not closed: its locks stay held through the cut.
+    std::mem::forget(session);
+    held
+}
+
+#[tokio::test]
+async fn acknowledged_locks_survive_a_power_cut() {
+    let _serial = support::serial().await;
+    let mut node = PoweredNode::start(&[]);
+    let held = hold_locks(&node, "results.h5", 30).await;
+    node.cut_power_and_reboot();
+    assert_eq!(node.locks().await, held, "\n{}", node.log());
+
+    // And a second time, on top of what the first reboot recovered.
+    let more = hold_locks(&node, "second", 10).await;
+    node.cut_power_and_reboot();
+    let mut expected = held;
+    expected.extend(more);
+    assert_eq!(node.locks().await, expected, "\n{}", node.log());
+}
+
+#[tokio::test]
+async fn pages_in_sled_blob_files_survive_a_power_cut() {
+    let _serial = support::serial().await;
+    // Long names and frequent snapshots make sled pages larger than its
+    // blob threshold, which sled writes to files of their own.
+    let mut node = PoweredNode::start(&["--snapshot-every", "200"]);
+    let prefix = "x".repeat(400);
+    let held = hold_locks(&node, &prefix, 1500).await;
+    let blobs = std::fs::read_dir(node.data().join("sled/blobs"))
+        .unwrap()
+        .count();
+    assert!(
+        blobs > 0,
+        "the workload made no blob files: it tests nothing"
+    );
+    node.cut_power_and_reboot();
+    assert_eq!(node.locks().await, held, "\n{}", node.log());
+}
