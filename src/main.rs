@@ -32,7 +32,7 @@ const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7899,127.0.0.1:7900,127.0.0.1:7901";
 )]
 struct Cli {
     /// Also accepted before a client command (`raftlock --endpoints A lock ...`).
-    #[arg(long, hide = true, value_delimiter = ',')]
+    #[arg(long, hide = true, value_delimiter = ',', value_parser = raftlock_client::parse_endpoint)]
     endpoints: Option<Vec<String>>,
 
     #[command(subcommand)]
@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Args)]
 struct Endpoints {
     /// Cluster nodes to talk to (any of them will do; the leader is found).
-    #[arg(long, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    #[arg(long, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',', value_parser = raftlock_client::parse_endpoint)]
     endpoints: Vec<String>,
 }
 
@@ -99,6 +99,10 @@ fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed stderr (`| head`, a killed `dev`) must not take a node
+        // down: tracing would report the failed write with eprintln!,
+        // which panics when stderr is gone.
+        .log_internal_errors(false)
         .init();
 }
 

@@ -42,7 +42,11 @@ impl Error {
             (Code::NotFound, "session-expired") => Error::SessionLost(message),
             (Code::FailedPrecondition, "not-held") => Error::NotHeld(message),
             (Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted, _) => {
-                Error::InvalidArgument(message)
+                // The server's text may already say so; our Display adds it.
+                let message = message
+                    .strip_prefix("invalid argument: ")
+                    .unwrap_or(&message);
+                Error::InvalidArgument(message.to_string())
             }
             (Code::Unavailable, _) => Error::Unavailable(message),
             (code, _) => Error::Other(format!("{code:?}: {message}")),

@@ -42,7 +42,8 @@ impl FromStr for SessionId {
     type Err = LockError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 32 {
+        // from_str_radix alone would take a leading '+'.
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(LockError::InvalidSession(s.chars().take(64).collect()));
         }
         u128::from_str_radix(s, 16)
@@ -90,4 +91,22 @@ pub fn validate_lock_delay(delay_ms: u64) -> Result<(), LockError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_exactly_32_hex_digits() {
+        let id: SessionId = "0123456789abcdefABCDEF0123456789".parse().unwrap();
+        assert_eq!(id.to_string(), "0123456789abcdefabcdef0123456789");
+        for bad in [
+            "+123456789abcdef0123456789abcdef",
+            "",
+            "0x23456789abcdef0123456789abcdef",
+        ] {
+            assert!(bad.parse::<SessionId>().is_err(), "{bad:?}");
+        }
+    }
 }
