@@ -87,6 +87,21 @@ impl Drop for Reaper {
 }
 
 /// Whether `pid` still runs (a zombie waiting for its reaper does not).
+/// `raftlock dev` on ports from `base`, its data under `data`, stdout piped.
+fn start_dev(data: &std::path::Path, base: u16, stdin: Stdio, stderr: Stdio) -> Reaper {
+    Reaper {
+        child: Command::new(BIN)
+            .args(["dev", "--port", &base.to_string()])
+            .arg(format!("--data-dir={}", data.display()))
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+        pids: Vec::new(),
+    }
+}
+
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name in parentheses.
@@ -132,17 +147,7 @@ async fn dev_and_server_refuse_a_data_dir_in_use_and_name_the_process() {
     let holder = server_on(&data.path().join("node1")).await;
     let base = free_ports(3);
 
-    let mut dev = Reaper {
-        child: Command::new(BIN)
-            .args(["dev", "--port", &base.to_string()])
-            .arg(format!("--data-dir={}", data.path().display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        pids: Vec::new(),
-    };
+    let mut dev = start_dev(data.path(), base, Stdio::null(), Stdio::piped());
     let until = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = dev.child.try_wait().unwrap() {
@@ -191,17 +196,7 @@ async fn dev_restarts_a_killed_node_and_ctrl_c_stops_every_node() {
     let _serial = serial().await;
     let data = tempfile::TempDir::new().unwrap();
     let base = free_ports(3);
-    let mut dev = Reaper {
-        child: Command::new(BIN)
-            .args(["dev", "--port", &base.to_string()])
-            .arg(format!("--data-dir={}", data.path().display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        pids: Vec::new(),
-    };
+    let mut dev = start_dev(data.path(), base, Stdio::piped(), Stdio::null());
     let lines = lines_of(&mut dev.child);
     let mut pids = Vec::new();
     for id in 1..=3 {
@@ -291,17 +286,7 @@ async fn nodes_do_not_outlive_a_killed_dev() {
     let _serial = serial().await;
     let data = tempfile::TempDir::new().unwrap();
     let base = free_ports(3);
-    let mut dev = Reaper {
-        child: Command::new(BIN)
-            .args(["dev", "--port", &base.to_string()])
-            .arg(format!("--data-dir={}", data.path().display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        pids: Vec::new(),
-    };
+    let mut dev = start_dev(data.path(), base, Stdio::null(), Stdio::null());
     let lines = lines_of(&mut dev.child);
     for id in 1..=3 {
         let line = expect_line(&lines, Duration::from_secs(10), |l| {

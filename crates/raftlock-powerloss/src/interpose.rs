@@ -265,46 +265,25 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
     tracked_write(fd, None, || real!(c"write", WriteFn)(fd, buf, n))
 }
 
+/// A write at an explicit offset: `pwrite`-like (buffer, length) or
+/// `pwritev`-like (iovecs, count), under each name glibc exports.
 macro_rules! positioned_write {
-    ($name:ident, $sym:literal) => {
+    ($name:ident, $sym:literal, $buf:ty, $len:ty, $real:ty) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            buf: *const c_void,
-            n: size_t,
-            at: off64_t,
-        ) -> ssize_t {
-            tracked_write(fd, Some(at as u64), || {
-                real!($sym, PwriteFn)(fd, buf, n, at)
-            })
+        pub unsafe extern "C" fn $name(fd: c_int, buf: $buf, n: $len, at: off64_t) -> ssize_t {
+            tracked_write(fd, Some(at as u64), || real!($sym, $real)(fd, buf, n, at))
         }
     };
 }
-positioned_write!(pwrite, c"pwrite64");
-positioned_write!(pwrite64, c"pwrite64");
+positioned_write!(pwrite, c"pwrite64", *const c_void, size_t, PwriteFn);
+positioned_write!(pwrite64, c"pwrite64", *const c_void, size_t, PwriteFn);
+positioned_write!(pwritev, c"pwritev64", *const iovec, c_int, PwritevFn);
+positioned_write!(pwritev64, c"pwritev64", *const iovec, c_int, PwritevFn);
 
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
     tracked_write(fd, None, || real!(c"writev", WritevFn)(fd, iov, count))
 }
-
-macro_rules! positioned_writev {
-    ($name:ident, $sym:literal) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(
-            fd: c_int,
-            iov: *const iovec,
-            count: c_int,
-            at: off64_t,
-        ) -> ssize_t {
-            tracked_write(fd, Some(at as u64), || {
-                real!($sym, PwritevFn)(fd, iov, count, at)
-            })
-        }
-    };
-}
-positioned_writev!(pwritev, c"pwritev64");
-positioned_writev!(pwritev64, c"pwritev64");
 
 macro_rules! positioned_writev2 {
     ($name:ident, $sym:literal) => {

@@ -49,8 +49,9 @@ impl Disk {
         }
     }
 
-    /// Runs the operations under the shim, then cuts the power.
-    fn run_and_cut(&self, ops: &[&str]) {
+    /// Runs the operations under the shim; the process ends normally, as
+    /// after a crash the page cache keeps what it wrote.
+    fn run(&self, ops: &[&str]) {
         let status = Command::new(probe())
             .args(ops)
             .env("LD_PRELOAD", shim())
@@ -60,7 +61,16 @@ impl Disk {
             .status()
             .unwrap();
         assert!(status.success(), "probe failed: {status}");
+    }
+
+    fn cut(&self) {
         Image::new(&self.image).restore(&self.root).unwrap();
+    }
+
+    /// Runs the operations under the shim, then cuts the power.
+    fn run_and_cut(&self, ops: &[&str]) {
+        self.run(ops);
+        self.cut();
     }
 
     fn read(&self, name: &str) -> Option<String> {
@@ -186,19 +196,8 @@ fn a_crash_keeps_the_page_cache_for_the_next_process_to_sync() {
     // cache still holds the write. Second process: syncs, then the power
     // goes. The write must survive, since the second fsync covered it.
     let disk = Disk::new(&[("f", "old")]);
-    let run = |ops_text: &str| {
-        let status = Command::new(probe())
-            .args(ops(ops_text))
-            .env("LD_PRELOAD", shim())
-            .env("PROBE_ROOT", &disk.root)
-            .env(ROOT_ENV, &disk.root)
-            .env(IMAGE_ENV, &disk.image)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    run("pwrite f 0 new");
-    run("fsync f");
-    Image::new(&disk.image).restore(&disk.root).unwrap();
+    disk.run(&ops("pwrite f 0 new"));
+    disk.run(&ops("fsync f"));
+    disk.cut();
     assert_eq!(disk.read("f").as_deref(), Some("new"));
 }
