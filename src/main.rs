@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Args)]
 struct Endpoints {
     /// Cluster nodes to talk to (any of them will do; the leader is found).
-    #[arg(long, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',', value_parser = raftlock_client::parse_endpoint)]
+    #[arg(long, global = true, env = "RAFTLOCK_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',', value_parser = raftlock_client::parse_endpoint)]
     endpoints: Vec<String>,
 }
 
