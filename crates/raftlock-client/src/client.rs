@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
-use raftlock_proto::{
-    ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER, UNREACHABLE_LEADER_HEADER,
-};
+use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER, UNREACHABLE_LEADER_HEADER};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -87,13 +85,6 @@ enum Retry {
     Fail(Error),
 }
 
-fn error_kind(status: &Status) -> Option<&str> {
-    status
-        .metadata()
-        .get(ERROR_KIND_HEADER)
-        .and_then(|v| v.to_str().ok())
-}
-
 /// One try of a call: its timeout, and what the request should tell the
 /// node it goes to.
 #[derive(Clone, Copy, Debug)]
@@ -118,7 +109,9 @@ impl Attempt {
 
 fn classify(status: &Status) -> Retry {
     match status.code() {
-        Code::Unavailable if error_kind(status) == Some("no-leader") => Retry::NoLeaderYet,
+        Code::Unavailable if ErrorKind::of(status) == Some(ErrorKind::NoLeader) => {
+            Retry::NoLeaderYet
+        }
         Code::Unavailable => match status
             .metadata()
             .get(LEADER_ADDR_HEADER)

@@ -1,6 +1,6 @@
 //! Client errors, one variant per thing a caller may want to handle.
 
-use raftlock_proto::ERROR_KIND_HEADER;
+use raftlock_proto::ErrorKind;
 use tonic::{Code, Status};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,16 +31,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn from_status(status: &Status) -> Error {
-        let kind = status
-            .metadata()
-            .get(ERROR_KIND_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         let message = status.message().to_string();
-        match (status.code(), kind) {
+        match (status.code(), ErrorKind::of(status)) {
             (Code::PermissionDenied, _) => Error::NotHolder(message),
-            (Code::NotFound, "session-expired") => Error::SessionLost(message),
-            (Code::FailedPrecondition, "not-held") => Error::NotHeld(message),
+            (Code::NotFound, Some(ErrorKind::SessionExpired)) => Error::SessionLost(message),
+            (Code::FailedPrecondition, Some(ErrorKind::NotHeld)) => Error::NotHeld(message),
             (Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted, _) => {
                 // The server's text may already say so; our Display adds it.
                 let message = message

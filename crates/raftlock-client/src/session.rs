@@ -6,15 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raftlock_proto::v1::*;
+use raftlock_proto::MAX_POLL;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::lock_service;
 use crate::{Client, Error};
-
-/// Longest single long-poll the server grants (it stays queued after).
-const SERVER_MAX_POLL: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
@@ -245,16 +243,16 @@ impl Session {
             // Acquire is idempotent in the table (a holder gets its grant
             // back, a waiter keeps its place), so each attempt takes a fresh
             // request number and never hits the retry window's edge.
-            let call =
-                self.inner
-                    .client
-                    .call(give_up, rpc_timeout + SERVER_MAX_POLL, |c, mut attempt| {
-                        let req = request(self.next_seq());
-                        let poll = Duration::from_millis(req.wait_ms).min(SERVER_MAX_POLL);
-                        attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
-                        let req = attempt.request(req);
-                        async move { lock_service(c).acquire(req).await }
-                    });
+            let call = self
+                .inner
+                .client
+                .call(give_up, rpc_timeout + MAX_POLL, |c, mut attempt| {
+                    let req = request(self.next_seq());
+                    let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
+                    attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
+                    let req = attempt.request(req);
+                    async move { lock_service(c).acquire(req).await }
+                });
             let reply = tokio::select! {
                 reply = call => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),

@@ -14,7 +14,7 @@ use raftlock_core::{
 };
 use raftlock_proto::v1::lock_server::Lock;
 use raftlock_proto::v1::*;
-use raftlock_proto::{ERROR_KIND_HEADER, UNREACHABLE_LEADER_HEADER};
+use raftlock_proto::{ErrorKind, MAX_POLL, UNREACHABLE_LEADER_HEADER};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
@@ -26,9 +26,6 @@ use crate::propose::{leader_other_than, NotServed};
 use crate::shared::Shared;
 use crate::types::{NodeId, Raft};
 
-/// Longest single long-poll; a client waiting longer calls again (it stays
-/// queued), so a dead connection is noticed within this time.
-pub const MAX_POLL: Duration = Duration::from_secs(15);
 /// Largest client request accepted, in bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const DEFAULT_LIST_LIMIT: usize = 10_000;
@@ -478,23 +475,19 @@ fn lock_info(view: LockView) -> LockInfo {
 
 /// Maps a refusal to its gRPC code, tagging the kind for clients.
 pub fn lock_error_status(e: LockError) -> Status {
+    use tonic::Code;
     let (code, kind) = match &e {
         LockError::InvalidName(_)
         | LockError::InvalidArgument(_)
-        | LockError::InvalidSession(_) => (tonic::Code::InvalidArgument, "invalid-argument"),
-        LockError::SeqReused { .. } => (tonic::Code::InvalidArgument, "seq-reused"),
-        LockError::UnknownSession(_) => (tonic::Code::NotFound, "session-expired"),
-        LockError::SessionExists(_) => (tonic::Code::AlreadyExists, "session-exists"),
-        LockError::NotHolder { .. } => (tonic::Code::PermissionDenied, "not-holder"),
-        LockError::NotHeld { .. } => (tonic::Code::FailedPrecondition, "not-held"),
-        LockError::StaleRequest { .. } => (tonic::Code::FailedPrecondition, "stale-request"),
+        | LockError::InvalidSession(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
+        LockError::SeqReused { .. } => (Code::InvalidArgument, ErrorKind::SeqReused),
+        LockError::UnknownSession(_) => (Code::NotFound, ErrorKind::SessionExpired),
+        LockError::SessionExists(_) => (Code::AlreadyExists, ErrorKind::SessionExists),
+        LockError::NotHolder { .. } => (Code::PermissionDenied, ErrorKind::NotHolder),
+        LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
+        LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
     };
-    let mut status = Status::new(code, e.to_string());
-    status.metadata_mut().insert(
-        ERROR_KIND_HEADER,
-        tonic::metadata::MetadataValue::from_static(kind),
-    );
-    status
+    kind.status(code, e.to_string())
 }
 
 fn unexpected(outcome: Outcome) -> Status {

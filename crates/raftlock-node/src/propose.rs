@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::error::RaftError;
 use openraft::BasicNode;
 use raftlock_core::{Proposal, Response};
-use raftlock_proto::{ERROR_KIND_HEADER, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
-use tonic::metadata::MetadataValue;
+use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use tonic::Status;
 
 use crate::types::{NodeId, Raft};
@@ -147,15 +146,10 @@ impl From<NotServed> for Status {
                 }
                 status
             }
-            NotServed::NotLeader(None) => {
-                let mut status = Status::unavailable(
-                    "not the leader, and no leader is known yet (election in progress?)",
-                );
-                status
-                    .metadata_mut()
-                    .insert(ERROR_KIND_HEADER, MetadataValue::from_static("no-leader"));
-                status
-            }
+            NotServed::NotLeader(None) => ErrorKind::NoLeader.status(
+                tonic::Code::Unavailable,
+                "not the leader, and no leader is known yet (election in progress?)",
+            ),
             NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
         }
     }

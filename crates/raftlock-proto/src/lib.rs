@@ -18,3 +18,79 @@ pub const LEADER_ADDR_HEADER: &str = "raftlock-leader-addr";
 pub const UNREACHABLE_LEADER_HEADER: &str = "raftlock-unreachable-leader";
 /// Metadata key naming the kind of refusal, for clients that map errors.
 pub const ERROR_KIND_HEADER: &str = "raftlock-error";
+
+/// Longest a queued `Acquire` long-polls before it answers "still queued"
+/// (the caller then calls again with the wait that remains).
+pub const MAX_POLL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The values of the [`ERROR_KIND_HEADER`] metadata: what kind of refusal
+/// a status is, so clients need not parse messages. Both sides use this
+/// one list; docs/protocol.md has the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    SeqReused,
+    SessionExpired,
+    SessionExists,
+    NotHolder,
+    NotHeld,
+    StaleRequest,
+    NoLeader,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::SeqReused,
+        ErrorKind::SessionExpired,
+        ErrorKind::SessionExists,
+        ErrorKind::NotHolder,
+        ErrorKind::NotHeld,
+        ErrorKind::StaleRequest,
+        ErrorKind::NoLeader,
+    ];
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid-argument",
+            ErrorKind::SeqReused => "seq-reused",
+            ErrorKind::SessionExpired => "session-expired",
+            ErrorKind::SessionExists => "session-exists",
+            ErrorKind::NotHolder => "not-holder",
+            ErrorKind::NotHeld => "not-held",
+            ErrorKind::StaleRequest => "stale-request",
+            ErrorKind::NoLeader => "no-leader",
+        }
+    }
+
+    /// The kind a status carries, if any this version knows.
+    pub fn of(status: &tonic::Status) -> Option<ErrorKind> {
+        let value = status.metadata().get(ERROR_KIND_HEADER)?.to_str().ok()?;
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+
+    /// A status with this kind in its metadata.
+    pub fn status(self, code: tonic::Code, message: impl Into<String>) -> tonic::Status {
+        let mut status = tonic::Status::new(code, message);
+        status.metadata_mut().insert(
+            ERROR_KIND_HEADER,
+            tonic::metadata::MetadataValue::from_static(self.as_str()),
+        );
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_a_status() {
+        for kind in ErrorKind::ALL {
+            let status = kind.status(tonic::Code::Unavailable, "x");
+            assert_eq!(ErrorKind::of(&status), Some(kind));
+        }
+        assert_eq!(ErrorKind::of(&tonic::Status::internal("x")), None);
+    }
+}
