@@ -76,10 +76,23 @@ pub struct LocalCluster {
 /// errors (dozens a second while a node is down) only bury them.
 pub const TEST_LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off";
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `count` loopback ports free right now, all different: the listeners
+/// are held until every port is chosen (the kernel may hand out a port
+/// again once its listener is gone, and two nodes on one port make one of
+/// them talk Raft to itself).
+fn free_ports(count: usize, taken: &[String]) -> anyhow::Result<Vec<u16>> {
+    let mut listeners = Vec::new();
+    while listeners.len() < count {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if !taken.iter().any(|a| a.ends_with(&format!(":{port}"))) {
+            listeners.push(listener);
+        }
+    }
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 impl LocalCluster {
@@ -117,10 +130,11 @@ impl LocalCluster {
         log_filter: Option<&str>,
         shim: Option<&Path>,
     ) -> anyhow::Result<LocalCluster> {
-        let mut addrs = BTreeMap::new();
-        for id in 1..=n {
-            addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
-        }
+        let ports = free_ports(n as usize, &[])?;
+        let addrs: BTreeMap<u64, String> = (1..=n)
+            .zip(ports)
+            .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+            .collect();
         let mut cluster = LocalCluster {
             binary: binary.to_path_buf(),
             dir: tempfile::TempDir::new()?,
@@ -152,7 +166,8 @@ impl LocalCluster {
         } else {
             Vec::new()
         };
-        let addr = format!("127.0.0.1:{}", free_port()?);
+        let taken: Vec<String> = self.addrs.values().cloned().collect();
+        let addr = format!("127.0.0.1:{}", free_ports(1, &taken)?[0]);
         self.addrs.insert(id, addr.clone());
         self.joiners.insert(id, seeds);
         Ok(addr)
