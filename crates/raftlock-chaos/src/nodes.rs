@@ -232,6 +232,13 @@ impl LocalCluster {
         for id in self.addrs.keys() {
             let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
+            // A panic's backtrace fills any tail: name the panic itself first.
+            for (at, line) in all.iter().enumerate() {
+                if line.contains("panicked at") {
+                    let message = all.get(at + 1).unwrap_or(&"");
+                    out.push_str(&format!("--- node {id} {line}\n    {message}\n"));
+                }
+            }
             out.push_str(&format!("--- node {id} log (last {lines} lines) ---\n"));
             for line in &all[all.len().saturating_sub(lines)..] {
                 out.push_str(line);
