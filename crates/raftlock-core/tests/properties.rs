@@ -202,19 +202,7 @@ impl Harness {
         if matches!(first_answer, Some(Err(LockError::UnknownSession(_)))) {
             return Ok(());
         }
-        let applied = self.table.apply(self.index, &proposal);
-        self.history.push((self.index, proposal.clone()));
-        // All a replay may do is settle lock-delays that ran out, as any entry does.
-        let mut expected = before.clone();
-        let settled = expected.apply(
-            self.index,
-            &Proposal::single(proposal.time_ms, Command::Tick),
-        );
-        prop_assert_eq!(
-            &applied.events,
-            &settled.events,
-            "a replay produced events of its own"
-        );
+        let (applied, expected) = self.apply_without_effect(&before, &proposal)?;
         if before.session(session).is_some() {
             // Within the dedup window the first answer comes back unchanged.
             let response = applied.responses[0].clone();
@@ -227,6 +215,29 @@ impl Harness {
             );
         }
         Ok(())
+    }
+
+    /// Applies a request that may only settle lock-delays that ran out, as
+    /// any entry does; checks it produced no events of its own and returns
+    /// its answer and the table it should leave.
+    fn apply_without_effect(
+        &mut self,
+        before: &LockTable,
+        proposal: &Proposal,
+    ) -> Result<(raftlock_core::Applied, LockTable), TestCaseError> {
+        let applied = self.table.apply(self.index, proposal);
+        self.history.push((self.index, proposal.clone()));
+        let mut expected = before.clone();
+        let settled = expected.apply(
+            self.index,
+            &Proposal::single(proposal.time_ms, Command::Tick),
+        );
+        prop_assert_eq!(
+            &applied.events,
+            &settled.events,
+            "a request answered from memory produced events of its own"
+        );
+        Ok((applied, expected))
     }
 
     /// A different request under an earlier (session, seq) must be refused
@@ -264,14 +275,7 @@ impl Harness {
         }
         let before = self.table.clone();
         let proposal = Proposal::single(self.time_ms, command.clone());
-        let applied = self.table.apply(self.index, &proposal);
-        self.history.push((self.index, proposal.clone()));
-        let mut expected = before.clone();
-        let settled = expected.apply(
-            self.index,
-            &Proposal::single(proposal.time_ms, Command::Tick),
-        );
-        prop_assert_eq!(&applied.events, &settled.events);
+        let (applied, expected) = self.apply_without_effect(&before, &proposal)?;
         prop_assert_eq!(
             &self.table.locks("", usize::MAX),
             &expected.locks("", usize::MAX)
