@@ -79,10 +79,10 @@ async fn leader_survives(rounds: usize, hurt: impl AsyncFn(&mut Cluster, u64)) {
         wait_following(&cluster, follower, leader).await;
         let s = cluster.status(leader).await.expect("leader answers");
         assert!(
-            s.role == "leader" && s.term == term,
+            s.role() == raftlock_client::Role::Leader && s.term == term,
             "round {round}: node {follower} rejoined and node {leader} is now {} in term {} \
              (was leader in term {term})\n{}",
-            s.role,
+            s.role().label(),
             s.term,
             cluster.logs()
         );

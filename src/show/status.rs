@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use raftlock_client::{Client, Error, StatusResponse};
+use raftlock_client::{Client, Error, Role, StatusResponse};
 use serde::Serialize;
 
 use crate::exit;
@@ -93,7 +93,7 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
     let members: BTreeMap<u64, (String, bool)> = seen
         .values()
         .map(|s| &s.status)
-        .max_by_key(|s| (s.role == "leader", s.term, s.last_applied))
+        .max_by_key(|s| (s.role() == Role::Leader, s.term, s.last_applied))
         .map(|s| {
             s.members
                 .iter()
@@ -163,7 +163,7 @@ fn assemble(
         .max();
     let leader_confirmed = leader.is_some_and(|(term, id)| {
         seen.get(&id)
-            .is_some_and(|s| s.status.role == "leader" && s.status.term == term)
+            .is_some_and(|s| s.status.role() == Role::Leader && s.status.term == term)
     });
     let leader_last = leader
         .filter(|_| leader_confirmed)
@@ -229,7 +229,7 @@ fn answered(
         addr: addr.unwrap_or_else(|| s.addr.clone()),
         endpoint: Some(seen.endpoint.clone()),
         reachable: true,
-        role: s.role.clone(),
+        role: s.role().label().into(),
         term: Some(s.term),
         last_applied: Some(s.last_applied),
         lag: leader_last.map(|last| last.saturating_sub(s.last_applied)),
@@ -353,7 +353,7 @@ mod tests {
         }
     }
 
-    fn answer(id: u64, role: &str, term: u64, leader: Option<u64>) -> Seen {
+    fn answer(id: u64, role: Role, term: u64, leader: Option<u64>) -> Seen {
         Seen {
             status: StatusResponse {
                 id,
@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn a_follower_alone_names_its_leader_without_confirming_it() {
         // Only node 2 answers (the others' addresses do not resolve here).
-        let seen = BTreeMap::from([(2, answer(2, "follower", 15, Some(3)))]);
+        let seen = BTreeMap::from([(2, answer(2, Role::Follower, 15, Some(3)))]);
         let errors = BTreeMap::from([(1, "dns error".to_string()), (3, "dns error".to_string())]);
         let report = assemble(&seen, &members(), &errors, &BTreeMap::new());
         assert_eq!(report.leader, Some(3));
@@ -402,9 +402,9 @@ mod tests {
     fn the_newest_term_names_the_leader() {
         // Node 1 still thinks it leads term 4; nodes 2 and 3 moved on.
         let seen = BTreeMap::from([
-            (1, answer(1, "leader", 4, Some(1))),
-            (2, answer(2, "follower", 5, Some(3))),
-            (3, answer(3, "leader", 5, Some(3))),
+            (1, answer(1, Role::Leader, 4, Some(1))),
+            (2, answer(2, Role::Follower, 5, Some(3))),
+            (3, answer(3, Role::Leader, 5, Some(3))),
         ]);
         let report = assemble(&seen, &members(), &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(report.leader, Some(3));
@@ -416,8 +416,8 @@ mod tests {
     #[test]
     fn a_dead_endpoint_that_is_no_member_address_is_listed() {
         let seen = BTreeMap::from([
-            (2, answer(2, "follower", 5, Some(3))),
-            (3, answer(3, "leader", 5, Some(3))),
+            (2, answer(2, Role::Follower, 5, Some(3))),
+            (3, answer(3, Role::Leader, 5, Some(3))),
         ]);
         let failed = BTreeMap::from([("127.0.0.1:7899".to_string(), "refused".to_string())]);
         let errors = BTreeMap::from([(1, "dns error".to_string())]);

@@ -208,7 +208,7 @@ class Cluster:
                     seen[node.id] = node.status(timeout=1.0)
                 except grpc.RpcError:
                     pass
-            leaders = [s for s in seen.values() if s.role == "leader"]
+            leaders = [s for s in seen.values() if s.role == pb.ROLE_LEADER]
             if len(seen) == len(self.running()) and len(leaders) == 1:
                 lead = leaders[0]
                 if all(s.has_leader and s.leader_id == lead.id and s.term == lead.term

@@ -142,4 +142,4 @@ def test_a_node_without_a_leader_holds_the_call_then_answers_no_leader(own_clust
         assert LEADER_ID not in meta(e) and LEADER_ADDR not in meta(e)
         assert e.details() == "not the leader, and no leader is known yet (election in progress?)"
     # Status is still answered, locally.
-    assert alone.status().role in ("candidate", "follower")
+    assert alone.status().role in (pb.ROLE_CANDIDATE, pb.ROLE_FOLLOWER)

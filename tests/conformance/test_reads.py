@@ -86,7 +86,7 @@ def test_every_node_reports_its_status_and_agrees_on_the_leader(cluster):
         st = node.status()
         assert st.id == node.id
         assert st.addr == node.addr
-        assert st.role == ("leader" if node is leader else "follower")
+        assert st.role == (pb.ROLE_LEADER if node is leader else pb.ROLE_FOLLOWER)
         assert st.has_leader and st.leader_id == leader.id and st.leader_addr == leader.addr
         assert sorted((m.id, m.addr, m.voter) for m in st.members) == sorted(
             (n.id, n.addr, True) for n in cluster.nodes.values()

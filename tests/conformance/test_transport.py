@@ -91,7 +91,7 @@ def test_naming_another_node_unreachable_does_not_stop_the_redirect(client):
 def test_a_follower_answers_status_itself(client):
     for follower in client.cluster.followers():
         st = follower.stub.Status(pb.StatusRequest(), timeout=10)
-        assert st.id == follower.id and st.role == "follower"
+        assert st.id == follower.id and st.role == pb.ROLE_FOLLOWER
 
 
 def test_a_request_over_64_kib_is_out_of_range(client):

@@ -122,7 +122,9 @@ impl Cluster {
             let mut followers_agree = true;
             for id in self.nodes.running() {
                 match self.status(id).await {
-                    Some(s) if s.role == "leader" => leaders.push((s.id, s.term)),
+                    Some(s) if s.role() == raftlock_client::Role::Leader => {
+                        leaders.push((s.id, s.term))
+                    }
                     Some(s) if s.has_leader && self.nodes.is_running(s.leader_id) => {}
                     _ => followers_agree = false,
                 }

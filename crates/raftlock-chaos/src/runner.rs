@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftlock_client::Client;
+use raftlock_client::Role;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -343,7 +344,7 @@ pub async fn leader(probe: &Client, nodes: &dyn Nodes) -> Option<u64> {
                 .node_status(&nodes.endpoint(id), Duration::from_millis(500))
                 .await
             {
-                if s.role == "leader" {
+                if s.role() == Role::Leader {
                     leaders.push(s.id);
                 }
             }
@@ -362,7 +363,7 @@ async fn leader_term(probe: &Client, nodes: &dyn Nodes, id: u64) -> Option<u64> 
         .node_status(&nodes.endpoint(id), Duration::from_millis(500))
         .await
         .ok()?;
-    (s.role == "leader").then_some(s.term)
+    (s.role() == Role::Leader).then_some(s.term)
 }
 
 /// Healthy: every node answers, all name the same leader, which says it
@@ -390,7 +391,7 @@ pub async fn wait_healthy(
         if statuses.len() == nodes.ids().len() {
             let leaders: Vec<u64> = statuses
                 .iter()
-                .filter(|s| s.role == "leader")
+                .filter(|s| s.role() == Role::Leader)
                 .map(|s| s.id)
                 .collect();
             let agreed = statuses

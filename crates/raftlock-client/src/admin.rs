@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use raftlock_proto::v1::cluster_client::ClusterClient;
+use raftlock_proto::v1::Role;
 use raftlock_proto::v1::{
     AddLearnerRequest, Member, PromoteRequest, RemoveMemberRequest, StatusResponse,
 };
@@ -50,10 +51,10 @@ impl Client {
         let mut last = Error::Unavailable("no endpoint answered".into());
         for endpoint in self.endpoints().to_vec() {
             match self.node_status(&endpoint, timeout).await {
-                Ok(s) if s.role == "leader" => return Ok(s),
+                Ok(s) if s.role() == Role::Leader => return Ok(s),
                 Ok(s) if s.has_leader && !s.leader_addr.is_empty() => {
                     if let Ok(l) = self.node_status(&s.leader_addr, timeout).await {
-                        if l.role == "leader" {
+                        if l.role() == Role::Leader {
                             return Ok(l);
                         }
                     }

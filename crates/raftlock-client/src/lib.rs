@@ -28,5 +28,5 @@ mod silence;
 pub use client::{Client, ClientOptions};
 pub use endpoint::parse_endpoint;
 pub use error::Error;
-pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, StatusResponse, Waiter};
+pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, Role, StatusResponse, Waiter};
 pub use session::{Grant, Session, SessionOptions, Wait};

@@ -397,13 +397,6 @@ impl Lock for LockService {
                 .map(|m| m.addr.clone())
                 .unwrap_or_default()
         };
-        let role = match metrics.state {
-            openraft::ServerState::Leader => "leader",
-            openraft::ServerState::Follower if voters.contains(&self.id) => "follower",
-            openraft::ServerState::Follower | openraft::ServerState::Learner => "learner",
-            openraft::ServerState::Candidate => "candidate",
-            openraft::ServerState::Shutdown => "shutdown",
-        };
         let (sessions, locks) = {
             let table = self.shared.table();
             (table.session_count() as u64, table.lock_count() as u64)
@@ -411,7 +404,7 @@ impl Lock for LockService {
         Ok(Response::new(StatusResponse {
             id: self.id,
             addr: addr_of(self.id),
-            role: role.into(),
+            role: crate::metrics::role_of(&metrics).into(),
             term: metrics.current_term,
             last_applied: metrics.last_applied.map_or(0, |l| l.index),
             last_log_index: metrics.last_log_index.unwrap_or(0),

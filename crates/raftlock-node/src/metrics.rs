@@ -7,11 +7,31 @@ use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use openraft::ServerState;
+use openraft::{BasicNode, RaftMetrics, ServerState};
+use raftlock_proto::v1::Role;
 use tokio::sync::watch;
 
 use crate::shared::Shared;
-use crate::types::Raft;
+use crate::types::{NodeId, Raft};
+
+/// The role a node reports (Status, `raftlock_role`): a follower that is not
+/// a voter is a learner, whatever openraft calls it.
+pub fn role_of(m: &RaftMetrics<NodeId, BasicNode>) -> Role {
+    match m.state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower
+            if m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == m.id) =>
+        {
+            Role::Follower
+        }
+        ServerState::Follower | ServerState::Learner => Role::Learner,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
 
 /// Serves `/metrics` on `addr`. One exporter per process.
 pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
@@ -86,13 +106,13 @@ pub async fn sample(raft: Raft, shared: Shared, mut stop: watch::Receiver<bool>)
         } else {
             0.0
         });
-        for (role, state) in [
-            ("leader", ServerState::Leader),
-            ("follower", ServerState::Follower),
-            ("candidate", ServerState::Candidate),
-            ("learner", ServerState::Learner),
-        ] {
-            gauge!("raftlock_role", "role" => role).set(if m.state == state { 1.0 } else { 0.0 });
+        let current = role_of(&m);
+        for role in [Role::Leader, Role::Follower, Role::Candidate, Role::Learner] {
+            gauge!("raftlock_role", "role" => role.label()).set(if role == current {
+                1.0
+            } else {
+                0.0
+            });
         }
         let last = m.last_log_index.unwrap_or(0);
         gauge!("raftlock_last_log_index").set(last as f64);

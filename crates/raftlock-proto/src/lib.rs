@@ -81,6 +81,21 @@ impl ErrorKind {
     }
 }
 
+impl v1::Role {
+    /// The lowercase word people read: `leader`, `follower`, `candidate`,
+    /// `learner`, `shutdown` (or `unknown` for a value this version lacks).
+    pub fn label(self) -> &'static str {
+        match self {
+            v1::Role::Leader => "leader",
+            v1::Role::Follower => "follower",
+            v1::Role::Candidate => "candidate",
+            v1::Role::Learner => "learner",
+            v1::Role::Shutdown => "shutdown",
+            v1::Role::Unspecified => "unknown",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,8 +165,8 @@ impl PyClient {
             .map_err(to_py)?;
         let dict = PyDict::new(py);
         dict.set_item("id", status.id)?;
+        dict.set_item("role", status.role().label())?;
         dict.set_item("addr", status.addr)?;
-        dict.set_item("role", status.role)?;
         dict.set_item("term", status.term)?;
         dict.set_item("last_applied", status.last_applied)?;
         dict.set_item("leader_id", status.has_leader.then_some(status.leader_id))?;
