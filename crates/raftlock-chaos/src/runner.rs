@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::checker::{self, Availability};
-use crate::history::{FaultEvent, History};
+use crate::history::{At, FaultEvent, History};
 use crate::nodes::Nodes;
 use crate::register::FencedRegister;
 use crate::workload::{Workload, WorkloadConfig};
@@ -132,18 +132,9 @@ impl Report {
 
 /// Runs the rounds against `nodes` and checks the history.
 pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Report> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
-    let faults: Vec<Fault> = config
-        .faults
-        .iter()
-        .copied()
-        .filter(|f| *f != Fault::PartitionLeader || nodes.can_partition())
-        .filter(|f| *f != Fault::KillTwo || nodes.ids().len() >= 5)
-        .filter(|f| !POWER_CUTS.contains(f) || nodes.can_cut_power())
-        .collect();
+    let faults = usable_faults(&config.faults, &*nodes);
     anyhow::ensure!(!faults.is_empty(), "no fault this backend can inject");
     let probe = Client::new(nodes.endpoints())?;
-    let mut violations = Vec::new();
     wait_healthy(&probe, nodes, Duration::from_secs(60))
         .await
         .map_err(|e| anyhow::anyhow!("cluster not healthy before the run: {e}"))?;
@@ -161,153 +152,248 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
         history.clone(),
         register.clone(),
     );
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let pause = config.ttl + Duration::from_millis(1500);
+    let mut run = Rounds {
+        nodes,
+        probe,
+        rng: rand::rngs::StdRng::seed_from_u64(config.seed),
+        history: history.clone(),
+        workload: &workload,
+        pause: config.ttl + PAUSE_PAST_TTL,
+        config: &config,
+        violations: Vec::new(),
+        counts: BTreeMap::new(),
+    };
     for round in 1..=config.rounds {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let fault = faults[rng.gen_range(0..faults.len())];
-        let leader = leader(&probe, nodes).await;
-        let followers: Vec<u64> = nodes
-            .ids()
-            .into_iter()
-            .filter(|id| Some(*id) != leader)
-            .collect();
-        let Some(leader) = leader else {
-            violations.push(format!("round {round}: no leader before the fault"));
+        tokio::time::sleep(BETWEEN_ROUNDS).await;
+        let fault = faults[run.rng.gen_range(0..faults.len())];
+        if !run.round(round, fault).await {
             break;
-        };
-        let injected = history.now();
-        let term_before = leader_term(&probe, nodes, leader).await;
-        let mut target = vec![leader];
-        let step: anyhow::Result<()> = async {
-            match fault {
-                Fault::KillLeader => {
-                    nodes.kill(leader)?;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    nodes.start(leader)?;
-                }
-                Fault::PauseLeader => {
-                    nodes.pause(leader)?;
-                    tokio::time::sleep(pause).await;
-                    nodes.resume(leader)?;
-                }
-                Fault::PartitionLeader => {
-                    nodes.partition(leader)?;
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    nodes.heal_partition(leader)?;
-                }
-                Fault::KillFollower => {
-                    target = vec![followers[rng.gen_range(0..followers.len())]];
-                    nodes.kill(target[0])?;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    nodes.start(target[0])?;
-                }
-                Fault::KillTwo => {
-                    let mut ids = nodes.ids();
-                    let a = ids.remove(rng.gen_range(0..ids.len()));
-                    let b = ids.remove(rng.gen_range(0..ids.len()));
-                    target = vec![a, b];
-                    nodes.kill(a)?;
-                    nodes.kill(b)?;
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    nodes.start(a)?;
-                    nodes.start(b)?;
-                }
-                Fault::RollingRestart => {
-                    target = nodes.ids();
-                    for id in nodes.ids() {
-                        nodes.stop(id)?;
-                        nodes.start(id)?;
-                        wait_healthy(&probe, nodes, config.recovery_bound)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("after restarting node {id}: {e}"))?;
-                    }
-                }
-                Fault::PowerCutOne | Fault::PowerCutMajority | Fault::PowerCutAll => {
-                    let mut ids = nodes.ids();
-                    let cut = match fault {
-                        Fault::PowerCutOne => 1,
-                        Fault::PowerCutMajority => ids.len() / 2 + 1,
-                        _ => ids.len(),
-                    };
-                    target.clear();
-                    while target.len() < cut {
-                        target.push(ids.remove(rng.gen_range(0..ids.len())));
-                    }
-                    // At a random moment: snapshots are built, installed and
-                    // the log purged all the time under --snapshot-every.
-                    let moment = rng.gen_range(0..1000);
-                    tokio::time::sleep(Duration::from_millis(moment)).await;
-                    for id in &target {
-                        nodes.cut_power(*id)?;
-                    }
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    for id in &target {
-                        nodes.start(*id)?;
-                    }
-                }
-                Fault::PauseHolder => {
-                    target = workload
-                        .pause_a_holder(&mut rng, pause)
-                        .map(|c| vec![c as u64])
-                        .unwrap_or_default();
-                    tokio::time::sleep(pause + Duration::from_millis(500)).await;
-                }
-            }
-            Ok(())
         }
-        .await;
-        let healed = history.now();
-        *counts.entry(fault.name().to_string()).or_default() += 1;
+    }
+    let (violations, counts) = (run.violations, run.counts);
+    // Let the last waits and releases finish before judging.
+    tokio::time::sleep(SETTLE_BEFORE_JUDGING).await;
+    tokio::task::spawn_blocking(move || workload.stop()).await?;
+    Ok(judge(config.seed, history, &register, violations, counts))
+}
+
+/// How long a paused node or holder stays paused beyond its session TTL, so
+/// its session surely expires meanwhile.
+const PAUSE_PAST_TTL: Duration = Duration::from_millis(1500);
+/// Quiet time before each fault, so every round starts from steady work.
+const BETWEEN_ROUNDS: Duration = Duration::from_secs(1);
+const SETTLE_BEFORE_JUDGING: Duration = Duration::from_millis(500);
+
+/// The configured faults this backend can inject.
+fn usable_faults(wanted: &[Fault], nodes: &dyn Nodes) -> Vec<Fault> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|f| *f != Fault::PartitionLeader || nodes.can_partition())
+        .filter(|f| *f != Fault::KillTwo || nodes.ids().len() >= 5)
+        .filter(|f| !POWER_CUTS.contains(f) || nodes.can_cut_power())
+        .collect()
+}
+
+/// The state the rounds share: the cluster, the workload and what went wrong.
+struct Rounds<'a> {
+    nodes: &'a mut dyn Nodes,
+    probe: Client,
+    rng: rand::rngs::StdRng,
+    history: Arc<History>,
+    workload: &'a Workload,
+    pause: Duration,
+    config: &'a RunConfig,
+    violations: Vec<String>,
+    counts: BTreeMap<String, usize>,
+}
+
+impl Rounds<'_> {
+    /// One round: inject `fault`, heal it, wait for health and record it.
+    /// False when the run cannot go on (no leader, or never healthy again).
+    async fn round(&mut self, round: usize, fault: Fault) -> bool {
+        let Some(leader) = leader(&self.probe, &*self.nodes).await else {
+            self.violations
+                .push(format!("round {round}: no leader before the fault"));
+            return false;
+        };
+        let injected = self.history.now();
+        let term_before = leader_term(&self.probe, &*self.nodes, leader).await;
+        let injection = self.inject(fault, leader).await;
+        let healed = self.history.now();
+        *self.counts.entry(fault.name().to_string()).or_default() += 1;
+        let target = match injection {
+            Ok(target) => target,
+            Err((target, e)) => {
+                self.violations.push(format!(
+                    "round {round} ({}): could not inject: {e:#}",
+                    fault.name()
+                ));
+                target
+            }
+        };
         println!(
             "round {round}/{}: {} {:?}",
-            config.rounds,
+            self.config.rounds,
             fault.name(),
             target
         );
-        if let Err(e) = step {
-            violations.push(format!(
-                "round {round} ({}): could not inject: {e:#}",
-                fault.name()
-            ));
-        }
-        let healthy = match wait_healthy(&probe, nodes, config.recovery_bound).await {
-            Ok(()) => Some(history.now()),
-            Err(e) => {
-                violations.push(format!(
-                    "round {round} ({}): not healthy within {:?} of healing: {e}",
-                    fault.name(),
-                    config.recovery_bound
-                ));
-                None
-            }
-        };
-        // A follower's restart must leave a healthy leader alone.
+        let healthy = self.wait_recovered(round, fault).await;
         if fault == Fault::KillFollower && healthy.is_some() {
-            let now = leader_term(&probe, nodes, leader).await;
-            if now != term_before || now.is_none() {
-                violations.push(format!(
-                    "round {round} (kill-follower): node {leader} led in term {:?} before the \
-                     follower's restart and in term {now:?} after (None: no longer leads)",
-                    term_before
-                ));
-            }
+            self.check_leader_kept(round, leader, term_before).await;
         }
-        history.faults.lock().unwrap().push(FaultEvent {
+        self.history.faults.lock().unwrap().push(FaultEvent {
             kind: fault.name().to_string(),
             target,
             injected,
             healed: Some(healed),
             healthy,
         });
-        if healthy.is_none() {
-            break;
+        healthy.is_some()
+    }
+
+    /// Injects and heals `fault`; the nodes (or client) it hit, also when
+    /// it failed part way.
+    async fn inject(
+        &mut self,
+        fault: Fault,
+        leader: u64,
+    ) -> Result<Vec<u64>, (Vec<u64>, anyhow::Error)> {
+        let mut target = vec![leader];
+        let result = self.inject_into(fault, leader, &mut target).await;
+        match result {
+            Ok(()) => Ok(target),
+            Err(e) => Err((target, e)),
         }
     }
-    // Let the last waits and releases finish before judging.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    tokio::task::spawn_blocking(move || workload.stop()).await?;
 
+    async fn inject_into(
+        &mut self,
+        fault: Fault,
+        leader: u64,
+        target: &mut Vec<u64>,
+    ) -> anyhow::Result<()> {
+        let nodes = &mut *self.nodes;
+        match fault {
+            Fault::KillLeader => {
+                nodes.kill(leader)?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                nodes.start(leader)?;
+            }
+            Fault::PauseLeader => {
+                nodes.pause(leader)?;
+                tokio::time::sleep(self.pause).await;
+                nodes.resume(leader)?;
+            }
+            Fault::PartitionLeader => {
+                nodes.partition(leader)?;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                nodes.heal_partition(leader)?;
+            }
+            Fault::KillFollower => {
+                let followers: Vec<u64> =
+                    nodes.ids().into_iter().filter(|id| *id != leader).collect();
+                *target = vec![followers[self.rng.gen_range(0..followers.len())]];
+                nodes.kill(target[0])?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                nodes.start(target[0])?;
+            }
+            Fault::KillTwo => {
+                *target = pick(&mut self.rng, nodes.ids(), 2);
+                for id in target.iter() {
+                    nodes.kill(*id)?;
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                for id in target.iter() {
+                    nodes.start(*id)?;
+                }
+            }
+            Fault::RollingRestart => {
+                *target = nodes.ids();
+                for id in nodes.ids() {
+                    nodes.stop(id)?;
+                    nodes.start(id)?;
+                    wait_healthy(&self.probe, nodes, self.config.recovery_bound)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("after restarting node {id}: {e}"))?;
+                }
+            }
+            Fault::PowerCutOne | Fault::PowerCutMajority | Fault::PowerCutAll => {
+                let all = nodes.ids().len();
+                let cut = match fault {
+                    Fault::PowerCutOne => 1,
+                    Fault::PowerCutMajority => all / 2 + 1,
+                    _ => all,
+                };
+                *target = pick(&mut self.rng, nodes.ids(), cut);
+                // At a random moment: snapshots are built, installed and
+                // the log purged all the time under --snapshot-every.
+                let moment = self.rng.gen_range(0..1000);
+                tokio::time::sleep(Duration::from_millis(moment)).await;
+                for id in target.iter() {
+                    nodes.cut_power(*id)?;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                for id in target.iter() {
+                    nodes.start(*id)?;
+                }
+            }
+            Fault::PauseHolder => {
+                *target = self
+                    .workload
+                    .pause_a_holder(&mut self.rng, self.pause)
+                    .map(|c| vec![c as u64])
+                    .unwrap_or_default();
+                tokio::time::sleep(self.pause + Duration::from_millis(500)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the cluster was fully healthy again, or None (a violation).
+    async fn wait_recovered(&mut self, round: usize, fault: Fault) -> Option<At> {
+        match wait_healthy(&self.probe, &*self.nodes, self.config.recovery_bound).await {
+            Ok(()) => Some(self.history.now()),
+            Err(e) => {
+                self.violations.push(format!(
+                    "round {round} ({}): not healthy within {:?} of healing: {e}",
+                    fault.name(),
+                    self.config.recovery_bound
+                ));
+                None
+            }
+        }
+    }
+
+    /// A follower's restart must leave a healthy leader alone.
+    async fn check_leader_kept(&mut self, round: usize, leader: u64, term_before: Option<u64>) {
+        let now = leader_term(&self.probe, &*self.nodes, leader).await;
+        if now != term_before || now.is_none() {
+            self.violations.push(format!(
+                "round {round} (kill-follower): node {leader} led in term {term_before:?} before \
+                 the follower's restart and in term {now:?} after (None: no longer leads)"
+            ));
+        }
+    }
+}
+
+/// `n` distinct ids drawn from `ids`.
+fn pick(rng: &mut impl Rng, mut ids: Vec<u64>, n: usize) -> Vec<u64> {
+    let mut picked = Vec::with_capacity(n);
+    while picked.len() < n && !ids.is_empty() {
+        picked.push(ids.remove(rng.gen_range(0..ids.len())));
+    }
+    picked
+}
+
+/// Checks the whole history and makes the report.
+fn judge(
+    seed: u64,
+    history: Arc<History>,
+    register: &FencedRegister,
+    mut violations: Vec<String>,
+    counts: BTreeMap<String, usize>,
+) -> Report {
     let locks = history.locks.lock().unwrap().clone();
     let register_events = history.register.lock().unwrap().clone();
     let fault_events = history.faults.lock().unwrap().clone();
@@ -315,8 +401,8 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
     violations.extend(checker::check_updates(&register_events, &register.values()));
     violations.extend(checker::check_mutual_exclusion(&locks));
     violations.extend(checker::check_tokens_grow(&locks));
-    Ok(Report {
-        seed: config.seed,
+    Report {
+        seed,
         rounds: fault_events.len(),
         faults: counts,
         operations: locks.len(),
@@ -331,8 +417,8 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
         stale_refused: register_events.iter().filter(|e| !e.accepted).count(),
         violations,
         availability: checker::availability(&fault_events, &locks),
-        history: Some(history.clone()),
-    })
+        history: Some(history),
+    }
 }
 
 /// The node every reachable member calls leader, if they agree.
