@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{EntryPayload, LogState, RaftLogReader, StorageIOError};
 
+use super::purge::{key, remove_indexes, Purger};
 use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
@@ -21,17 +22,15 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
-/// Old entries deleted per batch after a purge.
-const PURGE_BATCH: u64 = 1000;
 
 #[derive(Clone)]
 pub struct LogStore {
-    durable: Durable,
     log: sled::Tree,
     meta: sled::Tree,
     syncer: Arc<Syncer>,
+    purger: Arc<Purger>,
     /// First index not purged (0: nothing purged). Entries below it may
-    /// still be on disk until the background purge deletes them.
+    /// still be on disk until the purger deletes them.
     first_kept: Arc<AtomicU64>,
     own_id: NodeId,
     /// The last vote saved: tells a leader's own appends from a follower's.
@@ -41,11 +40,12 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn open(durable: Durable, own_id: NodeId, unsynced: Arc<Unsynced>) -> io::Result<Self> {
+        let log = durable.tree("log")?;
         let store = LogStore {
-            log: durable.tree("log")?,
+            purger: Arc::new(Purger::start(log.clone())?),
+            log,
             meta: durable.tree("meta")?,
-            syncer: Arc::new(Syncer::start(durable.clone(), unsynced.clone())),
-            durable,
+            syncer: Arc::new(Syncer::start(durable, unsynced.clone())),
             first_kept: Arc::new(AtomicU64::new(0)),
             own_id,
             vote: Arc::default(),
@@ -93,19 +93,6 @@ impl LogStore {
             None => Ok(None),
         }
     }
-
-    /// Removes every entry with an index in `range`.
-    fn remove_range(&self, from: u64, to_inclusive: u64) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(key(from)..=key(to_inclusive)).keys() {
-            batch.remove(key.map_err(sled_to_io)?);
-        }
-        self.log.apply_batch(batch).map_err(sled_to_io)
-    }
-}
-
-fn key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -228,7 +215,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageIOError::write_logs(&e);
-        self.remove_range(log_id.index, u64::MAX).map_err(write)?;
+        remove_indexes(&self.log, log_id.index, u64::MAX).map_err(write)?;
         // Conflicting entries must not come back after a crash.
         self.syncer.barrier().await.map_err(write)?;
         Ok(())
@@ -237,39 +224,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageIOError::write_logs(&e);
         // The purge point is what counts (openraft never reads below it);
-        // deleting thousands of old entries would hold up appends, so a
-        // background thread does it in small batches.
+        // the entries themselves go in the background (see `purge`).
         self.put_meta(LAST_PURGED, &log_id).map_err(write)?;
         self.first_kept
             .fetch_max(log_id.index + 1, Ordering::SeqCst);
-        let store = self.clone();
-        std::thread::Builder::new()
-            .name("raftlock-purge".into())
-            .spawn(move || {
-                let first = store.log.first().ok().flatten();
-                let mut from = first.map_or(0, |(k, _)| {
-                    u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]))
-                });
-                while from <= log_id.index {
-                    let to = log_id.index.min(from + PURGE_BATCH - 1);
-                    if let Err(e) = store.remove_range(from, to) {
-                        tracing::warn!(%e, "purging old log entries");
-                        return;
-                    }
-                    from = to + 1;
-                }
-            })
-            .map_err(write)?;
+        self.purger.purge_through(log_id.index);
         Ok(())
     }
 }
 
 impl LogStore {
-    /// For tests and shutdown: flushes everything now.
-    pub fn sync_now(&self) -> io::Result<()> {
-        self.durable.sync()
-    }
-
     /// For tests: no sync starts while the guard lives.
     #[doc(hidden)]
     pub fn pause_syncs(&self) -> MutexGuard<'_, ()> {

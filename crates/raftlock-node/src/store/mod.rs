@@ -9,6 +9,7 @@
 
 mod files;
 mod log;
+mod purge;
 mod state_machine;
 mod unsynced;
 

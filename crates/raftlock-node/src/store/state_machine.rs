@@ -243,7 +243,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             applied: self.applied,
             membership: self.membership.clone(),
-            table: self.shared.table().clone(),
+            table: self.shared.with_table(LockTable::clone),
             seq: self.snapshot_seq,
             snapshots: self.snapshots.clone(),
         }
