@@ -101,8 +101,7 @@ impl LockService {
 
     fn holder_of(&self, name: &str) -> Option<LockHolder> {
         self.shared
-            .table()
-            .lock(name)
+            .with_table(|t| t.lock(name))
             .and_then(|view| lock_info(view).holder)
     }
 
@@ -125,16 +124,15 @@ impl LockService {
         until: tokio::time::Instant,
     ) -> Result<Option<u64>, Status> {
         loop {
-            {
-                let table = self.shared.table();
-                if let Some((holder, token)) = table.holder(name) {
-                    if holder == session {
-                        return Ok(Some(token));
-                    }
+            let (holder, session_open) = self
+                .shared
+                .with_table(|t| (t.holder(name), t.session(session).is_some()));
+            match holder {
+                Some((holder, token)) if holder == session => return Ok(Some(token)),
+                _ if !session_open => {
+                    return Err(lock_error_status(LockError::UnknownSession(session)))
                 }
-                if table.session(session).is_none() {
-                    return Err(lock_error_status(LockError::UnknownSession(session)));
-                }
+                _ => {}
             }
             // Sleep until an event about this lock or session (or a lag,
             // after which the table is re-read).
@@ -207,9 +205,7 @@ impl Lock for LockService {
         self.leading(unreachable_leader(&request)).await?;
         let ttl_ms = self
             .shared
-            .table()
-            .session(session)
-            .map(|s| s.ttl_ms)
+            .with_table(|t| t.session(session).map(|s| s.ttl_ms))
             .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
         self.clock
             .keep_alive(session, Duration::from_millis(ttl_ms))
@@ -349,7 +345,7 @@ impl Lock for LockService {
         let name = request.into_inner().name;
         validate_name(&name).map_err(lock_error_status)?;
         self.leading(unreachable).await?;
-        let lock = self.shared.table().lock(&name).map(lock_info);
+        let lock = self.shared.with_table(|t| t.lock(&name)).map(lock_info);
         Ok(Response::new(GetLockResponse { lock }))
     }
 
@@ -365,7 +361,7 @@ impl Lock for LockService {
             n => n.min(MAX_LIST_LIMIT),
         };
         self.leading(unreachable).await?;
-        let mut views = self.shared.table().locks(&req.prefix, limit + 1);
+        let mut views = self.shared.with_table(|t| t.locks(&req.prefix, limit + 1));
         let truncated = views.len() > limit;
         views.truncate(limit);
         Ok(Response::new(ListLocksResponse {
@@ -397,10 +393,9 @@ impl Lock for LockService {
                 .map(|m| m.addr.clone())
                 .unwrap_or_default()
         };
-        let (sessions, locks) = {
-            let table = self.shared.table();
-            (table.session_count() as u64, table.lock_count() as u64)
-        };
+        let (sessions, locks) = self
+            .shared
+            .with_table(|t| (t.session_count() as u64, t.lock_count() as u64));
         Ok(Response::new(StatusResponse {
             id: self.id,
             addr: addr_of(self.id),

@@ -120,7 +120,7 @@ pub async fn run(
             continue;
         };
         clock.enter_term(term);
-        let sessions: Vec<(SessionId, u64)> = shared.table().session_ttls().collect();
+        let sessions: Vec<(SessionId, u64)> = shared.with_table(|t| t.session_ttls().collect());
         let expired = clock.expired(&sessions, Instant::now());
         // A proposal can wait through a step-down and re-election: deadlines
         // from before that are not ours to act on. Proposed all at once, so
@@ -144,7 +144,7 @@ pub async fn run(
                 }
             }
         }
-        let delay_end = shared.table().next_delay_end_ms();
+        let delay_end = shared.with_table(|t| t.next_delay_end_ms());
         if delay_end.is_some_and(|at| at <= now_ms()) {
             if let Err(e) = proposer.propose(Command::Tick).await {
                 log_not_served(e);

@@ -2,7 +2,7 @@
 //! the API and leader tasks (which read it): the lock table and the stream
 //! of events that applying entries produces.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock};
 
 use raftlock_core::{Event, LockTable};
 use tokio::sync::broadcast;
@@ -32,8 +32,11 @@ impl Shared {
         }
     }
 
-    pub fn table(&self) -> RwLockReadGuard<'_, LockTable> {
-        self.table.read().unwrap_or_else(|e| e.into_inner())
+    /// Reads the table. A closure rather than a guard, so no caller can
+    /// hold the lock across an `.await`.
+    pub fn with_table<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        f(&table)
     }
 
     pub fn with_table_mut<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {

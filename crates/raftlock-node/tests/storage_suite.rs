@@ -70,7 +70,7 @@ async fn store_survives_reopen() {
             .build_snapshot()
             .await
             .unwrap();
-        assert_eq!(shared.table().holder("a:b"), Some((session, 2)));
+        assert_eq!(shared.with_table(|t| t.holder("a:b")), Some((session, 2)));
     }
     let shared = Shared::new();
     let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
@@ -78,7 +78,7 @@ async fn store_survives_reopen() {
     assert_eq!(log.try_get_log_entries(1..3).await.unwrap(), entries);
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(2));
-    assert_eq!(shared.table().holder("a:b"), Some((session, 2)));
+    assert_eq!(shared.with_table(|t| t.holder("a:b")), Some((session, 2)));
 }
 
 /// A snapshot far over sled's blob threshold (about 128 KiB) round-trips,
@@ -125,14 +125,13 @@ async fn large_snapshots_survive_and_never_go_backwards() {
         stale_builder.build_snapshot().await.unwrap();
         let current = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.last_log_id, newer.meta.last_log_id);
-        let table = shared.table().clone();
-        table
+        shared.with_table(|t| t.clone())
     };
     let shared = Shared::new();
     let (_log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(3000));
-    assert_eq!(*shared.table(), expected);
+    assert_eq!(shared.with_table(|t| t.clone()), expected);
 }
 
 /// A leader's own entries are acknowledged before their sync (so openraft
@@ -185,13 +184,13 @@ async fn leader_entries_are_acknowledged_early_but_applied_only_once_synced() {
         !apply.is_finished(),
         "applied before the leader's copy was synced"
     );
-    assert_eq!(shared.table().session_count(), 0);
+    assert_eq!(shared.with_table(|t| t.session_count()), 0);
     drop(paused);
     let mut sm = timeout(long, apply)
         .await
         .expect("applied once synced")
         .unwrap();
-    assert_eq!(shared.table().session_count(), 1);
+    assert_eq!(shared.with_table(|t| t.session_count()), 1);
 
     // Node 2 leads term 2: node 1 is a follower and acknowledges after the sync.
     log.save_vote(&Vote::new_committed(2, 2)).await.unwrap();
@@ -217,5 +216,5 @@ async fn leader_entries_are_acknowledged_early_but_applied_only_once_synced() {
         .await
         .expect("a follower's synced entry applies at once")
         .unwrap();
-    assert_eq!(shared.table().session_count(), 2);
+    assert_eq!(shared.with_table(|t| t.session_count()), 2);
 }
