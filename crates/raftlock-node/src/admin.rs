@@ -19,6 +19,10 @@ use crate::types::{NodeId, Raft};
 
 /// Shrinking to fewer voters than this (a single node) needs --force.
 const MIN_VOTERS: usize = 2;
+/// How long the removal guard waits for a member's status answer before
+/// counting it down: a live node answers in milliseconds, and an operator
+/// waits for every member in turn.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct ClusterService {
     raft: Raft,
@@ -60,7 +64,7 @@ impl ClusterService {
                     .ok()?;
                 client.status(StatusRequest {}).await.ok()
             };
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
+            if let Ok(Some(_)) = tokio::time::timeout(PROBE_TIMEOUT, probe).await {
                 up.insert(*id);
             }
         }

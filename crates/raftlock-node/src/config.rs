@@ -50,16 +50,6 @@ impl Default for RaftTimings {
     }
 }
 
-impl NodeConfig {
-    /// The address other members use for this node.
-    pub fn advertised_addr(&self) -> String {
-        self.peers
-            .get(&self.id)
-            .cloned()
-            .unwrap_or_else(|| self.listen.to_string())
-    }
-}
-
 /// Parses `1=host:port,2=host:port,...`.
 pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut peers = BTreeMap::new();

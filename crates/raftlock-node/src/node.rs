@@ -29,9 +29,21 @@ use crate::shared::Shared;
 use crate::store;
 use crate::types::Raft;
 
+/// The log kept behind a snapshot is `snapshot_every` divided by this: a
+/// briefly lagging follower then catches up from the log rather than being
+/// sent the whole snapshot.
+const KEPT_LOG_DIVISOR: u64 = 10;
+/// Bootstrapping waits this long for each peer's TCP connect: a peer still
+/// starting refuses at once, so a longer wait only helps a slow network.
+const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// And probes again this often until a majority answers.
+const BOOTSTRAP_PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Say that bootstrapping is still waiting every this many probe rounds
+/// (a few seconds), not on every round.
+const BOOTSTRAP_LOG_EVERY: u32 = 20;
+
 pub struct Node {
     raft: Raft,
-    shared: Shared,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -57,9 +69,7 @@ impl Node {
             election_timeout_min: config.timings.election_min_ms,
             election_timeout_max: config.timings.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-            // Keep a tenth behind the snapshot, so a briefly lagging
-            // follower catches up from the log rather than a snapshot.
-            max_in_snapshot_log_to_keep: config.snapshot_every / 10,
+            max_in_snapshot_log_to_keep: config.snapshot_every / KEPT_LOG_DIVISOR,
             // election::run campaigns instead, after a pre-vote.
             enable_elect: false,
             ..Default::default()
@@ -149,7 +159,6 @@ impl Node {
 
         let node = Node {
             raft,
-            shared,
             local_addr,
             stop,
             server,
@@ -171,29 +180,27 @@ impl Node {
             return Ok(());
         }
         let majority = config.peers.len() / 2 + 1;
-        let mut waited = 0;
+        let mut rounds = 0u32;
         loop {
             let mut up = 0;
             for addr in config.peers.values() {
                 let probe = tokio::net::TcpStream::connect(addr.as_str());
-                if let Ok(Ok(_)) =
-                    tokio::time::timeout(std::time::Duration::from_millis(200), probe).await
-                {
+                if let Ok(Ok(_)) = tokio::time::timeout(BOOTSTRAP_PROBE_TIMEOUT, probe).await {
                     up += 1;
                 }
             }
             if up >= majority {
                 break;
             }
-            if waited % 20 == 0 {
+            if rounds.is_multiple_of(BOOTSTRAP_LOG_EVERY) {
                 tracing::info!(
                     up,
                     majority,
                     "waiting for a majority of peers before bootstrapping"
                 );
             }
-            waited += 1;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            rounds += 1;
+            tokio::time::sleep(BOOTSTRAP_PROBE_EVERY).await;
         }
         let members: BTreeMap<u64, BasicNode> = config
             .peers
@@ -210,10 +217,6 @@ impl Node {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
-    }
-
-    pub fn shared(&self) -> &Shared {
-        &self.shared
     }
 
     pub fn local_addr(&self) -> SocketAddr {
