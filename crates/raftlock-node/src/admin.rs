@@ -14,7 +14,7 @@ use raftlock_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::propose::{ensure_linearizable, not_served};
+use crate::raft_calls::{ensure_linearizable, not_served};
 use crate::types::{NodeId, Raft};
 
 /// Shrinking to fewer voters than this (a single node) needs --force.

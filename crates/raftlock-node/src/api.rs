@@ -18,12 +18,12 @@ use raftlock_proto::{ErrorKind, MAX_POLL, UNREACHABLE_LEADER_HEADER};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use crate::batcher::Proposer;
-use crate::leader::SessionClock;
-use crate::leadership::LeadershipCheck;
+use crate::applied_table::AppliedTable;
+use crate::batcher::Batcher;
+use crate::leader_duties::SessionClock;
 use crate::metrics::RpcTimer;
-use crate::propose::{leader_other_than, NotServed};
-use crate::shared::Shared;
+use crate::raft_calls::{leader_other_than, NotServed};
+use crate::read_barrier::ReadBarrier;
 use crate::types::{NodeId, Raft};
 
 /// Largest client request accepted, in bytes.
@@ -33,9 +33,9 @@ const MAX_LIST_LIMIT: usize = 100_000;
 
 pub struct LockService {
     raft: Raft,
-    proposer: Proposer,
-    leadership: LeadershipCheck,
-    shared: Shared,
+    batcher: Batcher,
+    read_barrier: ReadBarrier,
+    table: AppliedTable,
     clock: Arc<SessionClock>,
     id: NodeId,
     started: Instant,
@@ -47,17 +47,17 @@ pub struct LockService {
 impl LockService {
     pub fn new(
         raft: Raft,
-        proposer: Proposer,
-        shared: Shared,
+        batcher: Batcher,
+        table: AppliedTable,
         clock: Arc<SessionClock>,
         id: NodeId,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         LockService {
-            leadership: LeadershipCheck::new(raft.clone()),
+            read_barrier: ReadBarrier::new(raft.clone()),
             raft,
-            proposer,
-            shared,
+            batcher,
+            table,
             clock,
             id,
             started: Instant::now(),
@@ -65,22 +65,23 @@ impl LockService {
         }
     }
 
-    /// Proposes a command and turns a refusal into a gRPC status.
-    async fn apply(
+    /// Proposes a command (through the batcher) and turns a refusal into a
+    /// gRPC status, holding back a redirect to an unreachable leader.
+    async fn propose_or_redirect(
         &self,
         command: Command,
         unreachable: Option<NodeId>,
     ) -> Result<Outcome, Status> {
-        let proposed = self.proposer.propose(command).await;
+        let proposed = self.batcher.propose(command).await;
         self.route(proposed, unreachable)
             .await?
             .map_err(lock_error_status)
     }
 
     /// Confirms this node leads, sharing the quorum round with concurrent
-    /// calls (see [`LeadershipCheck`]).
-    async fn leading(&self, unreachable: Option<NodeId>) -> Result<(), Status> {
-        let checked = self.leadership.confirm().await;
+    /// calls (see [`ReadBarrier`]).
+    async fn confirm_leading(&self, unreachable: Option<NodeId>) -> Result<(), Status> {
+        let checked = self.read_barrier.wait().await;
         self.route(checked, unreachable).await
     }
 
@@ -100,8 +101,8 @@ impl LockService {
     }
 
     fn holder_of(&self, name: &str) -> Option<LockHolder> {
-        self.shared
-            .with_table(|t| t.lock(name))
+        self.table
+            .read(|t| t.lock(name))
             .and_then(|view| lock_info(view).holder)
     }
 
@@ -125,8 +126,8 @@ impl LockService {
     ) -> Result<Option<u64>, Status> {
         loop {
             let (holder, session_open) = self
-                .shared
-                .with_table(|t| (t.holder(name), t.session(session).is_some()));
+                .table
+                .read(|t| (t.holder(name), t.session(session).is_some()));
             match holder {
                 Some((holder, token)) if holder == session => return Ok(Some(token)),
                 _ if !session_open => {
@@ -175,7 +176,7 @@ impl Lock for LockService {
         validate_label(&req.label).map_err(lock_error_status)?;
         let session = SessionId(rand::random::<u128>());
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::OpenSession {
                     session,
                     label: req.label,
@@ -202,10 +203,10 @@ impl Lock for LockService {
         let session = parse_session(&request.get_ref().session_id)?;
         // Only the leader's clock counts; confirming leadership also makes
         // sure every session committed so far is visible here.
-        self.leading(unreachable_leader(&request)).await?;
+        self.confirm_leading(unreachable_leader(&request)).await?;
         let ttl_ms = self
-            .shared
-            .with_table(|t| t.session(session).map(|s| s.ttl_ms))
+            .table
+            .read(|t| t.session(session).map(|s| s.ttl_ms))
             .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
         self.clock
             .keep_alive(session, Duration::from_millis(ttl_ms))
@@ -222,7 +223,7 @@ impl Lock for LockService {
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::CloseSession {
                     session,
                     seq: req.seq,
@@ -251,9 +252,9 @@ impl Lock for LockService {
         let poll = wait.min(MAX_POLL);
         let until = tokio::time::Instant::now() + poll;
         // Subscribe before proposing so a grant right after cannot be missed.
-        let mut events = self.shared.subscribe();
+        let mut events = self.table.subscribe();
         let outcome = self
-            .apply(
+            .propose_or_redirect(
                 Command::Acquire {
                     session,
                     seq: req.seq,
@@ -296,7 +297,7 @@ impl Lock for LockService {
         }
         // The caller gives up: leave the queue, unless the grant won the race.
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::CancelWait {
                     session,
                     seq: 0,
@@ -321,7 +322,7 @@ impl Lock for LockService {
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_error_status)?;
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::Release {
                     session,
                     seq: req.seq,
@@ -344,8 +345,8 @@ impl Lock for LockService {
         let unreachable = unreachable_leader(&request);
         let name = request.into_inner().name;
         validate_name(&name).map_err(lock_error_status)?;
-        self.leading(unreachable).await?;
-        let lock = self.shared.with_table(|t| t.lock(&name)).map(lock_info);
+        self.confirm_leading(unreachable).await?;
+        let lock = self.table.read(|t| t.lock(&name)).map(lock_info);
         Ok(Response::new(GetLockResponse { lock }))
     }
 
@@ -360,8 +361,8 @@ impl Lock for LockService {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
         };
-        self.leading(unreachable).await?;
-        let mut views = self.shared.with_table(|t| t.locks(&req.prefix, limit + 1));
+        self.confirm_leading(unreachable).await?;
+        let mut views = self.table.read(|t| t.locks(&req.prefix, limit + 1));
         let truncated = views.len() > limit;
         views.truncate(limit);
         Ok(Response::new(ListLocksResponse {
@@ -394,8 +395,8 @@ impl Lock for LockService {
                 .unwrap_or_default()
         };
         let (sessions, locks) = self
-            .shared
-            .with_table(|t| (t.session_count() as u64, t.lock_count() as u64));
+            .table
+            .read(|t| (t.session_count() as u64, t.lock_count() as u64));
         Ok(Response::new(StatusResponse {
             id: self.id,
             addr: addr_of(self.id),

@@ -18,14 +18,14 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
-use crate::batcher::Proposer;
+use crate::applied_table::AppliedTable;
+use crate::batcher::Batcher;
 use crate::config::NodeConfig;
 use crate::election::{self, LeaderContact};
-use crate::leader::{self, SessionClock};
+use crate::leader_duties::{self, SessionClock};
 use crate::metrics;
 use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
 use crate::peer::Peers;
-use crate::shared::Shared;
 use crate::store;
 use crate::types::Raft;
 
@@ -57,10 +57,10 @@ impl Node {
         if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
             anyhow::bail!("--peers does not list this node's id {}", config.id);
         }
-        let shared = Shared::new();
+        let table = AppliedTable::new();
         let sled_dir = config.data_dir.join("sled");
         let (log_store, state_machine, commit_gate) =
-            store::open(&sled_dir, shared.clone(), config.id)
+            store::open(&sled_dir, table.clone(), config.id)
                 .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
 
         let raft_config = Config {
@@ -97,11 +97,11 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let clock = Arc::new(SessionClock::default());
 
-        let proposer = Proposer::start(raft.clone());
+        let batcher = Batcher::start(raft.clone());
         let api = LockService::new(
             raft.clone(),
-            proposer.clone(),
-            shared.clone(),
+            batcher.clone(),
+            table.clone(),
             clock.clone(),
             config.id,
             stop_rx.clone(),
@@ -135,7 +135,7 @@ impl Node {
             metrics::install(addr).with_context(|| format!("serving metrics on {addr}"))?;
             tokio::spawn(metrics::sample(
                 raft.clone(),
-                shared.clone(),
+                table.clone(),
                 stop_rx.clone(),
             ));
         }
@@ -148,10 +148,10 @@ impl Node {
             config.timings,
             stop_rx.clone(),
         ));
-        let leader_duties = tokio::spawn(leader::run(
+        let leader_duties = tokio::spawn(leader_duties::run(
             raft.clone(),
-            proposer,
-            shared.clone(),
+            batcher,
+            table.clone(),
             clock,
             config.id,
             stop_rx,

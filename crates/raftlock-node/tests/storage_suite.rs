@@ -1,9 +1,10 @@
 //! openraft's own storage test suite, run against the sled store.
 
 use openraft::testing::{StoreBuilder, Suite};
-use raftlock_node::shared::Shared;
-use raftlock_node::store::{self, LogStore, StateMachineStore};
-use raftlock_node::types::{StorageError, TypeConfig};
+use raftlock_node::test_hooks::{
+    open_store, AppliedTable, LogStore, StateMachineStore, StorageError,
+};
+use raftlock_node::TypeConfig;
 use tempfile::TempDir;
 
 struct SledBuilder;
@@ -11,7 +12,7 @@ struct SledBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = TempDir::new().expect("temp dir");
-        let (log, sm, _) = store::open(dir.path(), Shared::new(), 1).expect("open sled store");
+        let (log, sm, _) = open_store(dir.path(), AppliedTable::new(), 1).expect("open sled store");
         Ok((dir, log, sm))
     }
 }
@@ -58,8 +59,8 @@ async fn store_survives_reopen() {
         ),
     ];
     {
-        let shared = Shared::new();
-        let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
+        let table = AppliedTable::new();
+        let (mut log, mut sm, _) = open_store(dir.path(), table.clone(), 1).unwrap();
         log.save_vote(&Vote::new(1, 1)).await.unwrap();
         openraft::storage::RaftLogStorageExt::blocking_append(&mut log, entries.clone())
             .await
@@ -70,15 +71,15 @@ async fn store_survives_reopen() {
             .build_snapshot()
             .await
             .unwrap();
-        assert_eq!(shared.with_table(|t| t.holder("a:b")), Some((session, 2)));
+        assert_eq!(table.read(|t| t.holder("a:b")), Some((session, 2)));
     }
-    let shared = Shared::new();
-    let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
+    let table = AppliedTable::new();
+    let (mut log, mut sm, _) = open_store(dir.path(), table.clone(), 1).unwrap();
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
     assert_eq!(log.try_get_log_entries(1..3).await.unwrap(), entries);
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(2));
-    assert_eq!(shared.with_table(|t| t.holder("a:b")), Some((session, 2)));
+    assert_eq!(table.read(|t| t.holder("a:b")), Some((session, 2)));
 }
 
 /// A snapshot far over sled's blob threshold (about 128 KiB) round-trips,
@@ -106,8 +107,8 @@ async fn large_snapshots_survive_and_never_go_backwards() {
         })
         .collect();
     let expected = {
-        let shared = Shared::new();
-        let (_log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
+        let table = AppliedTable::new();
+        let (_log, mut sm, _) = open_store(dir.path(), table.clone(), 1).unwrap();
         sm.apply(entries[..10].to_vec()).await.unwrap();
         let mut stale_builder = sm.get_snapshot_builder().await;
         sm.apply(entries[10..].to_vec()).await.unwrap();
@@ -125,13 +126,13 @@ async fn large_snapshots_survive_and_never_go_backwards() {
         stale_builder.build_snapshot().await.unwrap();
         let current = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.last_log_id, newer.meta.last_log_id);
-        shared.with_table(|t| t.clone())
+        table.read(|t| t.clone())
     };
-    let shared = Shared::new();
-    let (_log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
+    let table = AppliedTable::new();
+    let (_log, mut sm, _) = open_store(dir.path(), table.clone(), 1).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(3000));
-    assert_eq!(shared.with_table(|t| t.clone()), expected);
+    assert_eq!(table.read(|t| t.clone()), expected);
 }
 
 /// A leader's own entries are acknowledged before their sync (so openraft
@@ -161,8 +162,8 @@ async fn leader_entries_are_acknowledged_early_but_applied_only_once_synced() {
         )),
     };
     let dir = TempDir::new().unwrap();
-    let shared = Shared::new();
-    let (mut log, mut sm, _) = store::open(dir.path(), shared.clone(), 1).unwrap();
+    let table = AppliedTable::new();
+    let (mut log, mut sm, _) = open_store(dir.path(), table.clone(), 1).unwrap();
     let short = Duration::from_millis(300);
     let long = Duration::from_secs(10);
 
@@ -184,13 +185,13 @@ async fn leader_entries_are_acknowledged_early_but_applied_only_once_synced() {
         !apply.is_finished(),
         "applied before the leader's copy was synced"
     );
-    assert_eq!(shared.with_table(|t| t.session_count()), 0);
+    assert_eq!(table.read(|t| t.session_count()), 0);
     drop(paused);
     let mut sm = timeout(long, apply)
         .await
         .expect("applied once synced")
         .unwrap();
-    assert_eq!(shared.with_table(|t| t.session_count()), 1);
+    assert_eq!(table.read(|t| t.session_count()), 1);
 
     // Node 2 leads term 2: node 1 is a follower and acknowledges after the sync.
     log.save_vote(&Vote::new_committed(2, 2)).await.unwrap();
@@ -216,5 +217,5 @@ async fn leader_entries_are_acknowledged_early_but_applied_only_once_synced() {
         .await
         .expect("a follower's synced entry applies at once")
         .unwrap();
-    assert_eq!(shared.with_table(|t| t.session_count()), 2);
+    assert_eq!(table.read(|t| t.session_count()), 2);
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{EntryPayload, LogState, RaftLogReader, StorageIOError};
@@ -235,8 +235,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 impl LogStore {
     /// For tests: no sync starts while the guard lives.
-    #[doc(hidden)]
-    pub fn pause_syncs(&self) -> MutexGuard<'_, ()> {
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn pause_syncs(&self) -> std::sync::MutexGuard<'_, ()> {
         self.syncer.paused.lock().expect("sync pause lock")
     }
 }
@@ -246,6 +246,8 @@ impl LogStore {
 struct Syncer {
     jobs: Option<mpsc::Sender<SyncJob>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Held by tests to hold syncs back (see `pause_syncs`).
+    #[cfg(any(test, feature = "test-hooks"))]
     paused: Arc<Mutex<()>>,
 }
 
@@ -320,6 +322,7 @@ impl Syncer {
         Syncer {
             jobs: Some(tx),
             thread: Some(thread),
+            #[cfg(any(test, feature = "test-hooks"))]
             paused,
         }
     }

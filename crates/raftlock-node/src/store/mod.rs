@@ -23,7 +23,7 @@ pub use log::LogStore;
 pub use state_machine::StateMachineStore;
 pub use unsynced::CommitGate;
 
-use crate::shared::Shared;
+use crate::applied_table::AppliedTable;
 use crate::types::NodeId;
 
 /// The sled database plus a handle on its data file for fdatasync.
@@ -107,13 +107,13 @@ impl Durable {
 /// the gate the network must pass outgoing commit indexes through.
 pub fn open(
     dir: &Path,
-    shared: Shared,
+    table: AppliedTable,
     own_id: NodeId,
 ) -> io::Result<(LogStore, StateMachineStore, CommitGate)> {
     let durable = Durable::open(dir)?;
     let unsynced = Arc::new(unsynced::Unsynced::default());
     let log = LogStore::open(durable.clone(), own_id, unsynced.clone())?;
-    let sm = StateMachineStore::open(durable, shared, unsynced.clone())?;
+    let sm = StateMachineStore::open(durable, table, unsynced.clone())?;
     Ok((log, sm, CommitGate::new(unsynced)))
 }
 

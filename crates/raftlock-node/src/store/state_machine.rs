@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
+use crate::applied_table::AppliedTable;
 use crate::metrics;
-use crate::shared::Shared;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -28,7 +28,7 @@ const SNAPSHOT_META: &[u8] = b"meta";
 const CHUNK: usize = 64 * 1024;
 
 pub struct StateMachineStore {
-    shared: Shared,
+    table: AppliedTable,
     applied: Option<LogId>,
     membership: StoredMembership,
     snapshots: SnapshotStore,
@@ -140,14 +140,18 @@ impl SnapshotData {
 }
 
 impl StateMachineStore {
-    pub fn open(durable: Durable, shared: Shared, unsynced: Arc<Unsynced>) -> io::Result<Self> {
+    pub fn open(
+        durable: Durable,
+        table: AppliedTable,
+        unsynced: Arc<Unsynced>,
+    ) -> io::Result<Self> {
         let snapshots = SnapshotStore {
             tree: durable.tree("snapshot")?,
             durable,
             write_lock: Arc::new(Mutex::new(())),
         };
         let mut sm = StateMachineStore {
-            shared,
+            table,
             applied: None,
             membership: StoredMembership::default(),
             snapshots,
@@ -164,7 +168,7 @@ impl StateMachineStore {
     }
 
     fn restore(&mut self, meta: &SnapshotMeta, SnapshotData { table }: SnapshotData) {
-        self.shared.with_table_mut(|t| *t = table);
+        self.table.update(|t| *t = table);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
     }
@@ -213,7 +217,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         let mut events = Vec::new();
         let mut counts = metrics::Applied::default();
-        self.shared.with_table_mut(|table| {
+        self.table.update(|table| {
             for entry in entries {
                 self.applied = Some(entry.log_id);
                 let response = match entry.payload {
@@ -234,7 +238,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
         });
         metrics::applied(&counts);
-        self.shared.publish(events);
+        self.table.publish(events);
         Ok(responses)
     }
 
@@ -243,7 +247,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             applied: self.applied,
             membership: self.membership.clone(),
-            table: self.shared.with_table(LockTable::clone),
+            table: self.table.read(LockTable::clone),
             seq: self.snapshot_seq,
             snapshots: self.snapshots.clone(),
         }

@@ -81,7 +81,7 @@ impl Unsynced {
 }
 
 /// Lowers the commit index a leader sends to followers to the highest one
-/// already durable on the leader. Shared by all of the leader's connections.
+/// already durable on the leader. AppliedTable by all of the leader's connections.
 #[derive(Clone)]
 pub struct CommitGate {
     unsynced: Arc<Unsynced>,

@@ -1,6 +1,6 @@
-//! State shared between the state machine (which writes it on apply) and
-//! the API and leader tasks (which read it): the lock table and the stream
-//! of events that applying entries produces.
+//! The applied lock table, shared between the state machine (which writes
+//! it on apply) and the API and leader tasks (which read it), and the
+//! stream of events that applying entries produces.
 
 use std::sync::{Arc, RwLock};
 
@@ -11,22 +11,24 @@ use tokio::sync::broadcast;
 /// that lags re-reads the table instead.
 const EVENT_BACKLOG: usize = 4096;
 
+/// The lock table as of the last applied entry, and its events; cheap to
+/// clone (every clone is the same table).
 #[derive(Clone)]
-pub struct Shared {
+pub struct AppliedTable {
     table: Arc<RwLock<LockTable>>,
     events: broadcast::Sender<Event>,
 }
 
-impl Default for Shared {
+impl Default for AppliedTable {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Shared {
+impl AppliedTable {
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
-        Shared {
+        AppliedTable {
             table: Arc::new(RwLock::new(LockTable::new())),
             events,
         }
@@ -34,12 +36,14 @@ impl Shared {
 
     /// Reads the table. A closure rather than a guard, so no caller can
     /// hold the lock across an `.await`.
-    pub fn with_table<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
+    pub fn read<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         f(&table)
     }
 
-    pub fn with_table_mut<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {
+    /// Changes the table: only the state machine does, when it applies
+    /// entries or restores a snapshot.
+    pub fn update<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         f(&mut table)
     }

@@ -1,9 +1,11 @@
-//! Getting entries into the replicated log (see [`crate::batcher`] for how
-//! commands are grouped into them), and the leader checks for reads, with
-//! errors that tell a client where the leader is.
+//! The calls into Raft that only the leader serves: appending an entry
+//! ([`write`]; [`crate::batcher`] groups commands into entries) and
+//! confirming leadership for a read ([`ensure_linearizable`]). Both ride
+//! out an election in progress, and fail with [`NotServed`], which names
+//! the leader when one is known.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::RaftError;
 use openraft::BasicNode;
@@ -20,14 +22,6 @@ pub enum NotServed {
     NotLeader(Option<(NodeId, String)>),
     /// No quorum, shutting down, or another Raft failure.
     Unavailable(String),
-}
-
-/// Wall-clock milliseconds since the epoch, stamped into each proposal.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// How long a node without a leader holds a call, waiting for an election
