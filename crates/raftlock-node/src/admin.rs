@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, Membership};
 use raftlock_proto::v1::cluster_server::Cluster;
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::{
@@ -24,6 +24,47 @@ const MIN_VOTERS: usize = 2;
 /// waits for every member in turn.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Why a membership change was refused (see `status` for the codes).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MembershipRefused {
+    #[error("need a non-zero id and a HOST:PORT address")]
+    BadLearner,
+    #[error("node {id} is already a member at {addr}; remove it first")]
+    MemberElsewhere { id: NodeId, addr: String },
+    #[error("node {0} is not a member; add it first")]
+    PromoteUnknown(NodeId),
+    #[error("node {0} is not a member")]
+    NotAMember(NodeId),
+    #[error(
+        "removing node {id} leaves {remaining} voter(s): a single node is no longer a replicated \
+         cluster (use --force if you mean it)"
+    )]
+    TooFewVoters { id: NodeId, remaining: usize },
+    #[error(
+        "only nodes {up:?} answer: without a working majority of both the old voters \
+         {voters:?} and the new ones {remaining:?} the change could never commit \
+         (use --force if you mean it)"
+    )]
+    NoWorkingMajority {
+        up: BTreeSet<NodeId>,
+        voters: BTreeSet<NodeId>,
+        remaining: BTreeSet<NodeId>,
+    },
+}
+
+/// Every member of `membership`, as the Cluster and Lock services report them.
+pub(crate) fn members_of(membership: &Membership<NodeId, BasicNode>) -> Vec<Member> {
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: voters.contains(id),
+        })
+        .collect()
+}
+
 pub struct ClusterService {
     raft: Raft,
     id: NodeId,
@@ -35,18 +76,10 @@ impl ClusterService {
     }
 
     fn members(&self) -> MembershipResponse {
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         MembershipResponse {
-            members: membership
-                .nodes()
-                .map(|(id, node)| Member {
-                    id: *id,
-                    addr: node.addr.clone(),
-                    voter: voters.contains(id),
-                })
-                .collect(),
+            members: members_of(metrics.membership_config.membership()),
         }
     }
 
@@ -72,10 +105,6 @@ impl ClusterService {
     }
 }
 
-fn invalid(msg: String) -> Status {
-    Status::failed_precondition(msg)
-}
-
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn add_learner(
@@ -84,17 +113,16 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
         if req.id == 0 || req.addr.rsplit_once(':').is_none() {
-            return Err(Status::invalid_argument(
-                "need a non-zero id and a HOST:PORT address",
-            ));
+            return Err(MembershipRefused::BadLearner.into());
         }
         let known = self.members();
         if let Some(m) = known.members.iter().find(|m| m.id == req.id) {
             if m.addr != req.addr {
-                return Err(invalid(format!(
-                    "node {} is already a member at {}; remove it first",
-                    m.id, m.addr
-                )));
+                return Err(MembershipRefused::MemberElsewhere {
+                    id: m.id,
+                    addr: m.addr.clone(),
+                }
+                .into());
             }
             return Ok(Response::new(known));
         }
@@ -114,7 +142,7 @@ impl Cluster for ClusterService {
         ensure_linearizable(&self.raft).await?;
         let known = self.members();
         match known.members.iter().find(|m| m.id == id) {
-            None => return Err(invalid(format!("node {id} is not a member; add it first"))),
+            None => return Err(MembershipRefused::PromoteUnknown(id).into()),
             Some(m) if m.voter => return Ok(Response::new(known)),
             Some(_) => {}
         }
@@ -138,10 +166,7 @@ impl Cluster for ClusterService {
         let nodes: BTreeMap<NodeId, BasicNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
         if !nodes.contains_key(&req.id) {
-            return Err(Status::not_found(format!(
-                "node {} is not a member",
-                req.id
-            )));
+            return Err(MembershipRefused::NotAMember(req.id).into());
         }
         if !req.force && voters.contains(&req.id) {
             let remaining: BTreeSet<NodeId> =
@@ -151,20 +176,20 @@ impl Cluster for ClusterService {
                 set.iter().filter(|v| up.contains(v)).count() * 2 > set.len()
             };
             if remaining.len() < MIN_VOTERS {
-                return Err(invalid(format!(
-                    "removing node {} leaves {} voter(s): a single node is no longer a replicated \
-                     cluster (use --force if you mean it)",
-                    req.id,
-                    remaining.len()
-                )));
+                return Err(MembershipRefused::TooFewVoters {
+                    id: req.id,
+                    remaining: remaining.len(),
+                }
+                .into());
             }
             // Joint consensus needs a working majority of both configurations.
             if !majority(&voters) || !majority(&remaining) {
-                return Err(invalid(format!(
-                    "only nodes {up:?} answer: without a working majority of both the old voters \
-                     {voters:?} and the new ones {remaining:?} the change could never commit \
-                     (use --force if you mean it)"
-                )));
+                return Err(MembershipRefused::NoWorkingMajority {
+                    up,
+                    voters,
+                    remaining,
+                }
+                .into());
             }
         }
         tracing::info!(

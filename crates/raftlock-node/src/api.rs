@@ -1,7 +1,7 @@
 //! The client-facing gRPC service (`raftlock.v1.Lock`).
 //!
 //! Writes go through the Raft log; a follower answers UNAVAILABLE naming
-//! the leader (see [`crate::propose`]). A waiting Acquire is a long-poll:
+//! the leader (see [`crate::status`]). A waiting Acquire is a long-poll:
 //! the handler listens for the grant event that applying someone else's
 //! release or expiry produces, so no client ever polls the table.
 
@@ -14,16 +14,18 @@ use raftlock_core::{
 };
 use raftlock_proto::v1::lock_server::Lock;
 use raftlock_proto::v1::*;
-use raftlock_proto::{ErrorKind, MAX_POLL, UNREACHABLE_LEADER_HEADER};
+use raftlock_proto::{MAX_POLL, UNREACHABLE_LEADER_HEADER};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
+use crate::admin::members_of;
 use crate::applied_table::AppliedTable;
 use crate::batcher::Batcher;
 use crate::leader_duties::SessionClock;
 use crate::metrics::RpcTimer;
 use crate::raft_calls::{leader_other_than, NotServed};
 use crate::read_barrier::ReadBarrier;
+use crate::status::{lock_refused, shutting_down, unexpected};
 use crate::types::{NodeId, Raft};
 
 /// Largest client request accepted, in bytes.
@@ -75,7 +77,7 @@ impl LockService {
         let proposed = self.batcher.propose(command).await;
         self.route(proposed, unreachable)
             .await?
-            .map_err(lock_error_status)
+            .map_err(lock_refused)
     }
 
     /// Confirms this node leads, sharing the quorum round with concurrent
@@ -130,9 +132,7 @@ impl LockService {
                 .read(|t| (t.holder(name), t.session(session).is_some()));
             match holder {
                 Some((holder, token)) if holder == session => return Ok(Some(token)),
-                _ if !session_open => {
-                    return Err(lock_error_status(LockError::UnknownSession(session)))
-                }
+                _ if !session_open => return Err(lock_refused(LockError::UnknownSession(session))),
                 _ => {}
             }
             // Sleep until an event about this lock or session (or a lag,
@@ -141,13 +141,11 @@ impl LockService {
             loop {
                 let event = tokio::select! {
                     event = tokio::time::timeout_at(until, events.recv()) => event,
-                    _ = stop.changed() => return Err(Status::unavailable("node is shutting down")),
+                    _ = stop.changed() => return Err(shutting_down()),
                 };
                 match event {
                     Err(_) => return Ok(None),
-                    Ok(Err(RecvError::Closed)) => {
-                        return Err(Status::unavailable("node is shutting down"))
-                    }
+                    Ok(Err(RecvError::Closed)) => return Err(shutting_down()),
                     Ok(Err(RecvError::Lagged(_))) => break,
                     Ok(Ok(Event::Granted {
                         session: s,
@@ -171,9 +169,9 @@ impl Lock for LockService {
         let _timer = RpcTimer::start("open_session");
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
-        validate_ttl(req.ttl_ms).map_err(lock_error_status)?;
-        validate_lock_delay(req.lock_delay_ms).map_err(lock_error_status)?;
-        validate_label(&req.label).map_err(lock_error_status)?;
+        validate_ttl(req.ttl_ms).map_err(lock_refused)?;
+        validate_lock_delay(req.lock_delay_ms).map_err(lock_refused)?;
+        validate_label(&req.label).map_err(lock_refused)?;
         let session = SessionId(rand::random::<u128>());
         match self
             .propose_or_redirect(
@@ -207,10 +205,10 @@ impl Lock for LockService {
         let ttl_ms = self
             .table
             .read(|t| t.session(session).map(|s| s.ttl_ms))
-            .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
+            .ok_or_else(|| lock_refused(LockError::UnknownSession(session)))?;
         self.clock
             .keep_alive(session, Duration::from_millis(ttl_ms))
-            .map_err(|_| lock_error_status(LockError::UnknownSession(session)))?;
+            .map_err(|_| lock_refused(LockError::UnknownSession(session)))?;
         Ok(Response::new(KeepAliveResponse { ttl_ms }))
     }
 
@@ -247,7 +245,7 @@ impl Lock for LockService {
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
-        validate_name(&req.name).map_err(lock_error_status)?;
+        validate_name(&req.name).map_err(lock_refused)?;
         let wait = Duration::from_millis(req.wait_ms);
         let poll = wait.min(MAX_POLL);
         let until = tokio::time::Instant::now() + poll;
@@ -320,7 +318,7 @@ impl Lock for LockService {
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
-        validate_name(&req.name).map_err(lock_error_status)?;
+        validate_name(&req.name).map_err(lock_refused)?;
         match self
             .propose_or_redirect(
                 Command::Release {
@@ -344,7 +342,7 @@ impl Lock for LockService {
         let _timer = RpcTimer::start("get_lock");
         let unreachable = unreachable_leader(&request);
         let name = request.into_inner().name;
-        validate_name(&name).map_err(lock_error_status)?;
+        validate_name(&name).map_err(lock_refused)?;
         self.confirm_leading(unreachable).await?;
         let lock = self.table.read(|t| t.lock(&name)).map(lock_info);
         Ok(Response::new(GetLockResponse { lock }))
@@ -377,16 +375,7 @@ impl Lock for LockService {
     ) -> Result<Response<StatusResponse>, Status> {
         let _timer = RpcTimer::start("status");
         let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members: Vec<Member> = membership
-            .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                addr: node.addr.clone(),
-                voter: voters.contains(id),
-            })
-            .collect();
+        let members = members_of(metrics.membership_config.membership());
         let addr_of = |id: NodeId| {
             members
                 .iter()
@@ -438,7 +427,7 @@ fn unreachable_leader<T>(request: &Request<T>) -> Option<NodeId> {
 }
 
 fn parse_session(text: &str) -> Result<SessionId, Status> {
-    text.parse().map_err(lock_error_status)
+    text.parse().map_err(lock_refused)
 }
 
 fn lock_info(view: LockView) -> LockInfo {
@@ -460,25 +449,4 @@ fn lock_info(view: LockView) -> LockInfo {
             .collect(),
         available_at_ms: view.available_at_ms,
     }
-}
-
-/// Maps a refusal to its gRPC code, tagging the kind for clients.
-pub fn lock_error_status(e: LockError) -> Status {
-    use tonic::Code;
-    let (code, kind) = match &e {
-        LockError::InvalidName(_)
-        | LockError::InvalidArgument(_)
-        | LockError::InvalidSession(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
-        LockError::SeqReused { .. } => (Code::InvalidArgument, ErrorKind::SeqReused),
-        LockError::UnknownSession(_) => (Code::NotFound, ErrorKind::SessionExpired),
-        LockError::SessionExists(_) => (Code::AlreadyExists, ErrorKind::SessionExists),
-        LockError::NotHolder { .. } => (Code::PermissionDenied, ErrorKind::NotHolder),
-        LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
-        LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
-    };
-    kind.status(code, e.to_string())
-}
-
-fn unexpected(outcome: Outcome) -> Status {
-    Status::internal(format!("unexpected state machine answer {outcome:?}"))
 }

@@ -48,6 +48,7 @@ pub mod node;
 pub(crate) mod peer;
 pub(crate) mod raft_calls;
 pub(crate) mod read_barrier;
+pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod types;
 

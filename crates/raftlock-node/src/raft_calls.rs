@@ -1,5 +1,5 @@
 //! The calls into Raft that only the leader serves: appending an entry
-//! ([`write`]; [`crate::batcher`] groups commands into entries) and
+//! ([`write()`]; [`crate::batcher`] groups commands into entries) and
 //! confirming leadership for a read ([`ensure_linearizable`]). Both ride
 //! out an election in progress, and fail with [`NotServed`], which names
 //! the leader when one is known.
@@ -10,8 +10,6 @@ use std::time::Duration;
 use openraft::error::RaftError;
 use openraft::BasicNode;
 use raftlock_core::{Proposal, Response};
-use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
-use tonic::Status;
 
 use crate::types::{NodeId, Raft};
 
@@ -120,31 +118,5 @@ where
                 .zip(forward.leader_node.as_ref().map(|n| n.addr.clone())),
         ),
         None => NotServed::Unavailable(e.to_string()),
-    }
-}
-
-impl From<NotServed> for Status {
-    /// UNAVAILABLE either way, so clients retry; a redirect names the leader.
-    fn from(e: NotServed) -> Status {
-        match e {
-            NotServed::NotLeader(Some((id, addr))) => {
-                let mut status = Status::unavailable(format!(
-                    "not the leader; the leader is node {id} at {addr}"
-                ));
-                let meta = status.metadata_mut();
-                if let Ok(v) = id.to_string().parse() {
-                    meta.insert(LEADER_ID_HEADER, v);
-                }
-                if let Ok(v) = addr.parse() {
-                    meta.insert(LEADER_ADDR_HEADER, v);
-                }
-                status
-            }
-            NotServed::NotLeader(None) => ErrorKind::NoLeader.status(
-                tonic::Code::Unavailable,
-                "not the leader, and no leader is known yet (election in progress?)",
-            ),
-            NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
-        }
     }
 }
