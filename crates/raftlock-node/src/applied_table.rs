@@ -7,6 +7,8 @@ use std::sync::{Arc, RwLock};
 use raftlock_core::{Event, LockTable};
 use tokio::sync::broadcast;
 
+use crate::fail_stop;
+
 /// Room for bursts of grants before a slow waiter falls behind; a waiter
 /// that lags re-reads the table instead.
 const EVENT_BACKLOG: usize = 4096;
@@ -37,14 +39,14 @@ impl AppliedTable {
     /// Reads the table. A closure rather than a guard, so no caller can
     /// hold the lock across an `.await`.
     pub fn read<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let table = fail_stop::read(&self.table);
         f(&table)
     }
 
     /// Changes the table: only the state machine does, when it applies
     /// entries or restores a snapshot.
     pub fn update<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {
-        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let mut table = fail_stop::write(&self.table);
         f(&mut table)
     }
 

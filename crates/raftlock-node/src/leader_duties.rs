@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::applied_table::AppliedTable;
 use crate::batcher::now_ms;
 use crate::batcher::Batcher;
+use crate::fail_stop;
 use crate::raft_calls::NotServed;
 use crate::types::{NodeId, Raft};
 
@@ -57,7 +58,7 @@ impl SessionClock {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        fail_stop::lock(&self.state)
     }
 
     /// Forgets every deadline unless they were kept in `term`: a node that

@@ -41,6 +41,7 @@ pub(crate) mod applied_table;
 pub(crate) mod batcher;
 pub mod config;
 pub(crate) mod election;
+pub(crate) mod fail_stop;
 pub(crate) mod leader_duties;
 pub(crate) mod metrics;
 pub(crate) mod network;

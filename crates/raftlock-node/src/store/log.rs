@@ -17,6 +17,7 @@ use openraft::{EntryPayload, LogState, RaftLogReader, StorageIOError};
 use super::purge::{key, remove_indexes, Purger};
 use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
+use crate::fail_stop;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
@@ -54,7 +55,7 @@ impl LogStore {
         if let Some(purged) = store.get_meta::<LogId>(LAST_PURGED)? {
             store.first_kept.store(purged.index + 1, Ordering::SeqCst);
         }
-        *store.vote.lock().expect("vote lock") = store.get_meta(VOTE)?;
+        *fail_stop::lock(&store.vote) = store.get_meta(VOTE)?;
         Ok(store)
     }
 
@@ -64,7 +65,7 @@ impl LogStore {
     /// term) come after a vote for that leader was saved, so they never
     /// match; membership changes and blank entries take the plain path.
     fn own_leader_entries(&self, entries: &[Entry]) -> bool {
-        let vote = self.vote.lock().expect("vote lock");
+        let vote = fail_stop::lock(&self.vote);
         let Some(vote) = vote.as_ref().filter(|v| v.is_committed()) else {
             return false;
         };
@@ -150,7 +151,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(VOTE, vote).map_err(write)?;
         // A vote must survive a crash, or this node could vote twice in a term.
         self.syncer.barrier().await.map_err(write)?;
-        *self.vote.lock().expect("vote lock") = Some(*vote);
+        *fail_stop::lock(&self.vote) = Some(*vote);
         Ok(())
     }
 
@@ -237,7 +238,7 @@ impl LogStore {
     /// For tests: no sync starts while the guard lives.
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn pause_syncs(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.syncer.paused.lock().expect("sync pause lock")
+        fail_stop::lock(&self.syncer.paused)
     }
 }
 
@@ -282,7 +283,7 @@ impl Syncer {
                     jobs.extend(rx.try_iter());
                     let started = std::time::Instant::now();
                     let result = {
-                        let _unpaused = pause.lock().unwrap_or_else(|e| e.into_inner());
+                        let _unpaused = fail_stop::lock(&pause);
                         durable.sync()
                     };
                     crate::metrics::fsync(started.elapsed());

@@ -6,6 +6,15 @@
 //! durable across power loss on Linux (no metadata, no disk cache flush).
 //! So every flush we rely on is followed by an `fdatasync` of sled's data
 //! file, done in [`Durable::sync`].
+//!
+//! Failures here stop the node rather than being worked around: a failed
+//! sync fails every later one (see [`Durable`]), a sync failure with entries
+//! already acknowledged aborts (see `log`), and a poisoned lock aborts too
+//! ([`crate::fail_stop`], the policy for every std lock in the node): a
+//! thread that panicked while holding one may have left a vote, the record
+//! of unsynced entries or the lock table half-written, and a node that went
+//! on from there could count as durable what is not. Restarting from disk is
+//! always safe; guessing is not.
 
 mod files;
 mod log;
@@ -24,6 +33,7 @@ pub use state_machine::StateMachineStore;
 pub use unsynced::CommitGate;
 
 use crate::applied_table::AppliedTable;
+use crate::fail_stop;
 use crate::types::NodeId;
 
 /// The sled database plus a handle on its data file for fdatasync.
@@ -87,7 +97,7 @@ impl Durable {
         if self.failed.load(Ordering::SeqCst) {
             return Err(io::Error::other("an earlier sync of this database failed"));
         }
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files = fail_stop::lock(&self.files);
         let result = self
             .db
             .flush()

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
 use crate::applied_table::AppliedTable;
+use crate::fail_stop;
 use crate::metrics;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -69,7 +70,7 @@ impl SnapshotStore {
     /// newer. Returns whether it was stored. Must finish before openraft
     /// may purge the log behind it.
     fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = fail_stop::lock(&self.write_lock);
         if let Some(stored) = self.tree.get(SNAPSHOT_META).map_err(sled_to_io)? {
             let stored: SnapshotMeta = decode(&stored)?;
             if stored.last_log_id >= meta.last_log_id {

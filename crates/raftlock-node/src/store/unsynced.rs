@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::fail_stop;
 use crate::types::LogId;
 
 /// Indexes acknowledged early, each with the sequence number of its
@@ -42,7 +43,7 @@ impl Unsynced {
     /// sequence number to hand to [`Unsynced::synced`] once a sync that
     /// started after this call has finished.
     pub fn acknowledged(&self, indexes: impl IntoIterator<Item = u64>) -> u64 {
-        let mut pending = self.pending.lock().expect("unsynced lock");
+        let mut pending = fail_stop::lock(&self.pending);
         pending.next_seq += 1;
         let seq = pending.next_seq;
         for index in indexes {
@@ -53,7 +54,7 @@ impl Unsynced {
 
     /// Everything acknowledged up to `seq` is durable now.
     pub fn synced(&self, seq: u64) {
-        let mut pending = self.pending.lock().expect("unsynced lock");
+        let mut pending = fail_stop::lock(&self.pending);
         let before = pending.by_index.len();
         pending.by_index.retain(|_, s| *s > seq);
         if pending.by_index.len() != before {
@@ -64,7 +65,7 @@ impl Unsynced {
 
     /// True if no early-acknowledged entry at or below `index` awaits its sync.
     pub fn synced_through(&self, index: u64) -> bool {
-        let pending = self.pending.lock().expect("unsynced lock");
+        let pending = fail_stop::lock(&self.pending);
         pending.by_index.range(..=index).next().is_none()
     }
 
@@ -101,7 +102,7 @@ impl CommitGate {
     /// commit index lower than theirs; they learn this one on the next
     /// message).
     pub fn visible(&self, committed: Option<LogId>) -> Option<LogId> {
-        let mut last = self.last_visible.lock().expect("commit gate lock");
+        let mut last = fail_stop::lock(&self.last_visible);
         match committed {
             Some(c) if self.unsynced.synced_through(c.index) => {
                 *last = (*last).max(Some(c));
