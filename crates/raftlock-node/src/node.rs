@@ -60,7 +60,7 @@ impl Node {
         let table = AppliedTable::new();
         let sled_dir = config.data_dir.join("sled");
         let (log_store, state_machine, commit_gate) =
-            store::open(&sled_dir, table.clone(), config.id)
+            store::open(&sled_dir, table.clone(), config.id, config.early_ack)
                 .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
 
         let raft_config = Config {

@@ -2,7 +2,7 @@
 //! at once and synced (flush + fdatasync) by one background thread for
 //! every append waiting at that time. A follower's appends are acknowledged
 //! to openraft after their sync; a leader's own entries at once, with the
-//! gates in [`super::unsynced`] keeping them invisible until synced.
+//! gates in [`super::early_ack`] keeping them invisible until synced.
 
 use std::fmt::Debug;
 use std::io;
@@ -12,13 +12,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{EntryPayload, LogState, RaftLogReader, StorageIOError};
+use openraft::{LogState, RaftLogReader, StorageIOError};
 
+use super::early_ack::EarlyAck;
 use super::purge::{key, remove_indexes, Purger};
-use super::unsynced::Unsynced;
 use super::{decode, encode, sled_to_io, Durable};
 use crate::fail_stop;
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -33,47 +33,28 @@ pub struct LogStore {
     /// First index not purged (0: nothing purged). Entries below it may
     /// still be on disk until the purger deletes them.
     first_kept: Arc<AtomicU64>,
-    own_id: NodeId,
-    /// The last vote saved: tells a leader's own appends from a follower's.
-    vote: Arc<Mutex<Option<Vote>>>,
-    unsynced: Arc<Unsynced>,
+    /// Decides which appends are acknowledged before their sync.
+    early_ack: Arc<EarlyAck>,
 }
 
 impl LogStore {
-    pub fn open(durable: Durable, own_id: NodeId, unsynced: Arc<Unsynced>) -> io::Result<Self> {
+    pub fn open(durable: Durable, early_ack: Arc<EarlyAck>) -> io::Result<Self> {
         let log = durable.tree("log")?;
         let store = LogStore {
             purger: Arc::new(Purger::start(log.clone())?),
             log,
             meta: durable.tree("meta")?,
-            syncer: Arc::new(Syncer::start(durable, unsynced.clone())),
+            syncer: Arc::new(Syncer::start(durable, early_ack.clone())),
             first_kept: Arc::new(AtomicU64::new(0)),
-            own_id,
-            vote: Arc::default(),
-            unsynced,
+            early_ack,
         };
         if let Some(purged) = store.get_meta::<LogId>(LAST_PURGED)? {
             store.first_kept.store(purged.index + 1, Ordering::SeqCst);
         }
-        *fail_stop::lock(&store.vote) = store.get_meta(VOTE)?;
+        if let Some(vote) = store.get_meta(VOTE)? {
+            store.early_ack.vote_saved(vote);
+        }
         Ok(store)
-    }
-
-    /// True if `entries` are this node's own, appended as the leader of the
-    /// term it holds a committed vote for, and carry commands only. Entries
-    /// from another leader (even old ones this node wrote in an earlier
-    /// term) come after a vote for that leader was saved, so they never
-    /// match; membership changes and blank entries take the plain path.
-    fn own_leader_entries(&self, entries: &[Entry]) -> bool {
-        let vote = fail_stop::lock(&self.vote);
-        let Some(vote) = vote.as_ref().filter(|v| v.is_committed()) else {
-            return false;
-        };
-        let leader = vote.leader_id();
-        leader.node_id == self.own_id
-            && entries.iter().all(|e| {
-                e.log_id.leader_id == *leader && matches!(e.payload, EntryPayload::Normal(_))
-            })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -151,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(VOTE, vote).map_err(write)?;
         // A vote must survive a crash, or this node could vote twice in a term.
         self.syncer.barrier().await.map_err(write)?;
-        *fail_stop::lock(&self.vote) = Some(*vote);
+        self.early_ack.vote_saved(*vote);
         Ok(())
     }
 
@@ -201,15 +182,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .apply_batch(batch)
                 .map_err(|e| write(sled_to_io(e)))?;
         }
-        if self.own_leader_entries(&entries) {
-            // Replicate now, sync alongside the followers (module docs).
-            let seq = self
-                .unsynced
-                .acknowledged(entries.iter().map(|e| e.log_id.index));
-            callback.log_io_completed(Ok(()));
-            self.syncer.send(SyncJob::Acknowledged(seq));
-        } else {
-            self.syncer.send(SyncJob::Appended(callback));
+        match self.early_ack.acknowledge_early(&entries) {
+            Some(seq) => {
+                // Replicate now, sync alongside the followers (module docs).
+                callback.log_io_completed(Ok(()));
+                self.syncer.send(SyncJob::Acknowledged(seq));
+            }
+            None => self.syncer.send(SyncJob::Appended(callback)),
         }
         Ok(())
     }
@@ -255,7 +234,7 @@ struct Syncer {
 enum SyncJob {
     /// Acknowledge to openraft once synced.
     Appended(LogFlushed<TypeConfig>),
-    /// Already acknowledged: report to [`Unsynced`] once synced.
+    /// Already acknowledged: report to [`EarlyAck`] once synced.
     Acknowledged(u64),
     Barrier(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
@@ -271,7 +250,7 @@ impl Drop for Syncer {
 }
 
 impl Syncer {
-    fn start(durable: Durable, unsynced: Arc<Unsynced>) -> Self {
+    fn start(durable: Durable, early_ack: Arc<EarlyAck>) -> Self {
         let (tx, rx) = mpsc::channel::<SyncJob>();
         let paused = Arc::new(Mutex::new(()));
         let pause = paused.clone();
@@ -304,14 +283,14 @@ impl Syncer {
                     match &result {
                         Ok(()) => {
                             if let Some(seq) = acknowledged {
-                                unsynced.synced(seq);
+                                early_ack.synced(seq);
                             }
                         }
                         // openraft already counts early-acknowledged entries
                         // (this batch's among them) as on disk, and a failed
                         // sync is never retried (see `Durable`): the only
                         // safe way on is to stop.
-                        Err(e) if !unsynced.synced_through(u64::MAX) => {
+                        Err(e) if early_ack.any_pending() => {
                             tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
                             std::process::abort();
                         }

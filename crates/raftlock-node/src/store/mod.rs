@@ -16,11 +16,11 @@
 //! on from there could count as durable what is not. Restarting from disk is
 //! always safe; guessing is not.
 
+mod early_ack;
 mod files;
 mod log;
 mod purge;
 mod state_machine;
-mod unsynced;
 
 use std::fs::File;
 use std::io;
@@ -28,13 +28,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use early_ack::CommitGate;
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
-pub use unsynced::CommitGate;
 
 use crate::applied_table::AppliedTable;
 use crate::fail_stop;
 use crate::types::NodeId;
+use early_ack::EarlyAck;
 
 /// The sled database plus a handle on its data file for fdatasync.
 #[derive(Clone)]
@@ -83,7 +84,7 @@ impl Durable {
         // A previous process may have died between sled's write and our
         // fdatasync: make what it left in the page cache durable before
         // this node acts on it (a leader's entries may have been
-        // acknowledged before their sync; see `unsynced`).
+        // acknowledged before their sync; see `early_ack`).
         durable.sync()?;
         Ok(durable)
     }
@@ -115,16 +116,19 @@ impl Durable {
 
 /// Opens the log store and state machine store that live in `dir`, and
 /// the gate the network must pass outgoing commit indexes through.
+/// `early_ack`: acknowledge the leader's own entries before their sync
+/// (see `early_ack`); off, every entry waits for its sync.
 pub fn open(
     dir: &Path,
     table: AppliedTable,
     own_id: NodeId,
+    early_ack: bool,
 ) -> io::Result<(LogStore, StateMachineStore, CommitGate)> {
     let durable = Durable::open(dir)?;
-    let unsynced = Arc::new(unsynced::Unsynced::default());
-    let log = LogStore::open(durable.clone(), own_id, unsynced.clone())?;
-    let sm = StateMachineStore::open(durable, table, unsynced.clone())?;
-    Ok((log, sm, CommitGate::new(unsynced)))
+    let early_ack = Arc::new(EarlyAck::new(early_ack, own_id));
+    let log = LogStore::open(durable.clone(), early_ack.clone())?;
+    let sm = StateMachineStore::open(durable, table, early_ack.clone())?;
+    Ok((log, sm, CommitGate::new(early_ack)))
 }
 
 pub(crate) fn sled_to_io(e: sled::Error) -> io::Error {

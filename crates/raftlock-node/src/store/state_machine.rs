@@ -13,7 +13,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use raftlock_core::{Command, Event, LockTable, Outcome, Proposal, Response};
 use serde::{Deserialize, Serialize};
 
-use super::unsynced::Unsynced;
+use super::early_ack::EarlyAck;
 use super::{decode, encode, sled_to_io, Durable};
 use crate::applied_table::AppliedTable;
 use crate::fail_stop;
@@ -36,7 +36,7 @@ pub struct StateMachineStore {
     /// Tells apart snapshots built at the same log id.
     snapshot_seq: u64,
     /// A leader's entries not yet on its disk: applying waits for them.
-    unsynced: Arc<Unsynced>,
+    early_ack: Arc<EarlyAck>,
 }
 
 /// The durable current snapshot. Building one runs in its own task and can
@@ -144,7 +144,7 @@ impl StateMachineStore {
     pub fn open(
         durable: Durable,
         table: AppliedTable,
-        unsynced: Arc<Unsynced>,
+        early_ack: Arc<EarlyAck>,
     ) -> io::Result<Self> {
         let snapshots = SnapshotStore {
             tree: durable.tree("snapshot")?,
@@ -157,7 +157,7 @@ impl StateMachineStore {
             membership: StoredMembership::default(),
             snapshots,
             snapshot_seq: 0,
-            unsynced,
+            early_ack,
         };
         if let Some(snapshot) = sm.snapshots.read()? {
             sm.restore(
@@ -212,8 +212,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         if let Some(last) = entries.last() {
             // openraft may count this leader's copy before it is on disk
-            // (see `unsynced`); nothing is answered until it is.
-            self.unsynced.wait_synced_through(last.log_id.index).await;
+            // (see `early_ack`); nothing is answered until it is.
+            self.early_ack.wait_applicable(last.log_id.index).await;
         }
         let mut responses = Vec::new();
         let mut events = Vec::new();
