@@ -65,6 +65,15 @@ pub(crate) fn members_of(membership: &Membership<NodeId, BasicNode>) -> Vec<Memb
         .collect()
 }
 
+/// The change that removes member `id`.
+fn removal(id: NodeId, voters: &BTreeSet<NodeId>) -> ChangeMembers<NodeId, BasicNode> {
+    if voters.contains(&id) {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    }
+}
+
 pub struct ClusterService {
     raft: Raft,
     id: NodeId,
@@ -81,6 +90,36 @@ impl ClusterService {
         MembershipResponse {
             members: members_of(metrics.membership_config.membership()),
         }
+    }
+
+    /// The guard against removing voter `id` (without --force): at least
+    /// [`MIN_VOTERS`] must remain, and both the current voters and those
+    /// that remain need a working majority among the members answering now.
+    async fn check_voter_removal(
+        &self,
+        id: NodeId,
+        voters: BTreeSet<NodeId>,
+        nodes: &BTreeMap<NodeId, BasicNode>,
+    ) -> Result<(), MembershipRefused> {
+        let remaining: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+        let up = self.reachable(nodes).await;
+        let majority =
+            |set: &BTreeSet<NodeId>| set.iter().filter(|v| up.contains(v)).count() * 2 > set.len();
+        if remaining.len() < MIN_VOTERS {
+            return Err(MembershipRefused::TooFewVoters {
+                id,
+                remaining: remaining.len(),
+            });
+        }
+        // Joint consensus needs a working majority of both configurations.
+        if !majority(&voters) || !majority(&remaining) {
+            return Err(MembershipRefused::NoWorkingMajority {
+                up,
+                voters,
+                remaining,
+            });
+        }
+        Ok(())
     }
 
     /// Which of `nodes` answer a status call right now (this node counts).
@@ -160,8 +199,13 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
         ensure_linearizable(&self.raft).await?;
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership().clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let nodes: BTreeMap<NodeId, BasicNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
@@ -169,42 +213,17 @@ impl Cluster for ClusterService {
             return Err(MembershipRefused::NotAMember(req.id).into());
         }
         if !req.force && voters.contains(&req.id) {
-            let remaining: BTreeSet<NodeId> =
-                voters.iter().copied().filter(|v| *v != req.id).collect();
-            let up = self.reachable(&nodes).await;
-            let majority = |set: &BTreeSet<NodeId>| {
-                set.iter().filter(|v| up.contains(v)).count() * 2 > set.len()
-            };
-            if remaining.len() < MIN_VOTERS {
-                return Err(MembershipRefused::TooFewVoters {
-                    id: req.id,
-                    remaining: remaining.len(),
-                }
-                .into());
-            }
-            // Joint consensus needs a working majority of both configurations.
-            if !majority(&voters) || !majority(&remaining) {
-                return Err(MembershipRefused::NoWorkingMajority {
-                    up,
-                    voters,
-                    remaining,
-                }
-                .into());
-            }
+            self.check_voter_removal(req.id, voters.clone(), &nodes)
+                .await?;
         }
         tracing::info!(
             id = req.id,
             leader = self.id,
             "membership change: removing a member"
         );
-        let change = if voters.contains(&req.id) {
-            // retain = false: the removed voter does not stay on as a learner.
-            ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
-        };
+        // retain = false: a removed voter does not stay on as a learner.
         self.raft
-            .change_membership(change, false)
+            .change_membership(removal(req.id, &voters), false)
             .await
             .map_err(not_served)?;
         Ok(Response::new(self.members()))

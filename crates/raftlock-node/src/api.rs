@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::{BasicNode, RaftMetrics};
 use raftlock_core::{
     validate_label, validate_lock_delay, validate_name, validate_ttl, Command, Event, LockError,
     LockView, Outcome, SessionId,
@@ -115,6 +116,46 @@ impl LockService {
             holder: self.holder_of(name),
             available_at_ms,
             ..Default::default()
+        }
+    }
+
+    /// Waits for the grant of a queued Acquire until `queued.until`; then
+    /// stays in the queue or leaves it, as the request asks.
+    async fn wait_in_queue(
+        &self,
+        events: &mut tokio::sync::broadcast::Receiver<Event>,
+        req: &AcquireRequest,
+        queued: Queued,
+    ) -> Result<AcquireResponse, Status> {
+        let granted_token = self
+            .wait_for_grant(events, queued.session, &req.name, queued.until)
+            .await?;
+        if let Some(token) = granted_token {
+            return Ok(granted(token, false));
+        }
+        // A wait longer than one poll goes on in the client's next call.
+        if !req.leave_queue_on_timeout || Duration::from_millis(req.wait_ms) > MAX_POLL {
+            return Ok(self.not_acquired(&req.name, true, 0));
+        }
+        self.leave_queue(queued.session, &req.name, queued.unreachable)
+            .await
+    }
+
+    /// The caller gives up: leave the queue, unless the grant won the race.
+    async fn leave_queue(
+        &self,
+        session: SessionId,
+        name: &str,
+        unreachable: Option<NodeId>,
+    ) -> Result<AcquireResponse, Status> {
+        let command = Command::CancelWait {
+            session,
+            seq: 0,
+            name: name.to_string(),
+        };
+        match self.propose_or_redirect(command, unreachable).await? {
+            Outcome::Granted { token, .. } => Ok(granted(token, false)),
+            _ => Ok(self.not_acquired(name, false, 0)),
         }
     }
 
@@ -247,67 +288,31 @@ impl Lock for LockService {
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_refused)?;
         let wait = Duration::from_millis(req.wait_ms);
-        let poll = wait.min(MAX_POLL);
-        let until = tokio::time::Instant::now() + poll;
+        let until = tokio::time::Instant::now() + wait.min(MAX_POLL);
         // Subscribe before proposing so a grant right after cannot be missed.
         let mut events = self.table.subscribe();
-        let outcome = self
-            .propose_or_redirect(
-                Command::Acquire {
-                    session,
-                    seq: req.seq,
-                    name: req.name.clone(),
-                    wait: !wait.is_zero(),
-                },
-                unreachable,
-            )
-            .await?;
-        let granted = |token, reentrant| {
-            Ok(Response::new(AcquireResponse {
-                acquired: true,
-                fencing_token: token,
-                reentrant,
-                ..Default::default()
-            }))
+        let command = Command::Acquire {
+            session,
+            seq: req.seq,
+            name: req.name.clone(),
+            wait: !wait.is_zero(),
         };
-        match outcome {
-            Outcome::Granted { token, reentrant } => return granted(token, reentrant),
+        let answer = match self.propose_or_redirect(command, unreachable).await? {
+            Outcome::Granted { token, reentrant } => granted(token, reentrant),
             Outcome::Busy {
                 available_at_ms, ..
-            } => {
-                return Ok(Response::new(self.not_acquired(
-                    &req.name,
-                    false,
-                    available_at_ms,
-                )))
-            }
-            Outcome::Queued { .. } => {}
-            other => return Err(unexpected(other)),
-        }
-        if let Some(token) = self
-            .wait_for_grant(&mut events, session, &req.name, until)
-            .await?
-        {
-            return granted(token, false);
-        }
-        if !req.leave_queue_on_timeout || wait > MAX_POLL {
-            return Ok(Response::new(self.not_acquired(&req.name, true, 0)));
-        }
-        // The caller gives up: leave the queue, unless the grant won the race.
-        match self
-            .propose_or_redirect(
-                Command::CancelWait {
+            } => self.not_acquired(&req.name, false, available_at_ms),
+            Outcome::Queued { .. } => {
+                let queued = Queued {
                     session,
-                    seq: 0,
-                    name: req.name.clone(),
-                },
-                unreachable,
-            )
-            .await?
-        {
-            Outcome::Granted { token, .. } => granted(token, false),
-            _ => Ok(Response::new(self.not_acquired(&req.name, false, 0))),
-        }
+                    until,
+                    unreachable,
+                };
+                self.wait_in_queue(&mut events, &req, queued).await?
+            }
+            other => return Err(unexpected(other)),
+        };
+        Ok(Response::new(answer))
     }
 
     async fn release(
@@ -396,23 +401,45 @@ impl Lock for LockService {
             has_leader: metrics.current_leader.is_some(),
             leader_id: metrics.current_leader.unwrap_or(0),
             leader_addr: metrics.current_leader.map(addr_of).unwrap_or_default(),
-            members,
             snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            replication: replication_of(&metrics),
+            members,
             sessions,
             locks,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            replication: metrics
-                .replication
-                .iter()
-                .flatten()
-                .map(|(id, matched)| Replication {
-                    id: *id,
-                    matched_index: matched.map_or(0, |l| l.index),
-                })
-                .collect(),
         }))
     }
+}
+
+/// An Acquire the lock table queued: whose, how long it may wait here,
+/// and which leader the client could not reach.
+struct Queued {
+    session: SessionId,
+    until: tokio::time::Instant,
+    unreachable: Option<NodeId>,
+}
+
+fn granted(token: u64, reentrant: bool) -> AcquireResponse {
+    AcquireResponse {
+        acquired: true,
+        fencing_token: token,
+        reentrant,
+        ..Default::default()
+    }
+}
+
+/// How far each follower's log matches this leader's (empty on a follower).
+fn replication_of(metrics: &RaftMetrics<NodeId, BasicNode>) -> Vec<Replication> {
+    metrics
+        .replication
+        .iter()
+        .flatten()
+        .map(|(id, matched)| Replication {
+            id: *id,
+            matched_index: matched.map_or(0, |l| l.index),
+        })
+        .collect()
 }
 
 /// The leader id the client says it cannot reach, if it says so.

@@ -44,7 +44,7 @@ impl LogStore {
             purger: Arc::new(Purger::start(log.clone())?),
             log,
             meta: durable.tree("meta")?,
-            syncer: Arc::new(Syncer::start(durable, early_ack.clone())),
+            syncer: Arc::new(Syncer::start(durable, early_ack.clone())?),
             first_kept: Arc::new(AtomicU64::new(0)),
             early_ack,
         };
@@ -250,61 +250,21 @@ impl Drop for Syncer {
 }
 
 impl Syncer {
-    fn start(durable: Durable, early_ack: Arc<EarlyAck>) -> Self {
-        let (tx, rx) = mpsc::channel::<SyncJob>();
+    fn start(durable: Durable, early_ack: Arc<EarlyAck>) -> io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<SyncJob>();
         let paused = Arc::new(Mutex::new(()));
-        let pause = paused.clone();
-        let thread = std::thread::Builder::new()
-            .name("raftlock-fsync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    jobs.extend(rx.try_iter());
-                    let started = std::time::Instant::now();
-                    let result = {
-                        let _unpaused = fail_stop::lock(&pause);
-                        durable.sync()
-                    };
-                    crate::metrics::fsync(started.elapsed());
-                    let mut acknowledged = None;
-                    for job in jobs {
-                        let result = match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                        };
-                        match job {
-                            SyncJob::Appended(callback) => callback.log_io_completed(result),
-                            SyncJob::Acknowledged(seq) => acknowledged = acknowledged.max(Some(seq)),
-                            SyncJob::Barrier(done) => {
-                                let _ = done.send(result);
-                            }
-                        }
-                    }
-                    match &result {
-                        Ok(()) => {
-                            if let Some(seq) = acknowledged {
-                                early_ack.synced(seq);
-                            }
-                        }
-                        // openraft already counts early-acknowledged entries
-                        // (this batch's among them) as on disk, and a failed
-                        // sync is never retried (see `Durable`): the only
-                        // safe way on is to stop.
-                        Err(e) if early_ack.any_pending() => {
-                            tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
-                            std::process::abort();
-                        }
-                        Err(_) => {}
-                    }
-                }
-            })
-            .expect("spawn the fsync thread");
-        Syncer {
-            jobs: Some(tx),
+        let thread = {
+            let paused = paused.clone();
+            std::thread::Builder::new()
+                .name("raftlock-fsync".into())
+                .spawn(move || run_syncs(&durable, &early_ack, &queue, &paused))?
+        };
+        Ok(Syncer {
+            jobs: Some(jobs),
             thread: Some(thread),
             #[cfg(any(test, feature = "test-hooks"))]
             paused,
-        }
+        })
     }
 
     fn send(&self, job: SyncJob) {
@@ -324,5 +284,72 @@ impl Syncer {
         self.send(SyncJob::Barrier(tx));
         rx.await
             .unwrap_or_else(|_| Err(io::Error::other("fsync thread stopped")))
+    }
+}
+
+/// The fsync thread, until the store closes: each round syncs once for
+/// every job queued when it starts.
+fn run_syncs(
+    durable: &Durable,
+    early_ack: &EarlyAck,
+    queue: &mpsc::Receiver<SyncJob>,
+    paused: &Mutex<()>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(queue.try_iter());
+        let result = timed_sync(durable, paused);
+        let acknowledged = report(jobs, &result);
+        settle_early_acks(early_ack, acknowledged, &result);
+    }
+}
+
+fn timed_sync(durable: &Durable, paused: &Mutex<()>) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let result = {
+        let _unpaused = fail_stop::lock(paused);
+        durable.sync()
+    };
+    crate::metrics::fsync(started.elapsed());
+    result
+}
+
+/// Tells each job how the sync went; returns the last early-acknowledged
+/// append it covered.
+fn report(jobs: Vec<SyncJob>, result: &io::Result<()>) -> Option<u64> {
+    let mut acknowledged = None;
+    for job in jobs {
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        match job {
+            SyncJob::Appended(callback) => callback.log_io_completed(result),
+            SyncJob::Acknowledged(seq) => acknowledged = acknowledged.max(Some(seq)),
+            SyncJob::Barrier(done) => {
+                let _ = done.send(result);
+            }
+        }
+    }
+    acknowledged
+}
+
+/// Marks the early-acknowledged entries a sync covered as durable, or, if
+/// it failed while any are pending, stops the process.
+fn settle_early_acks(early_ack: &EarlyAck, acknowledged: Option<u64>, result: &io::Result<()>) {
+    match result {
+        Ok(()) => {
+            if let Some(seq) = acknowledged {
+                early_ack.synced(seq);
+            }
+        }
+        // openraft already counts early-acknowledged entries (this batch's
+        // among them) as on disk, and a failed sync is never retried (see
+        // `Durable`): the only safe way on is to stop.
+        Err(e) if early_ack.any_pending() => {
+            tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
+            std::process::abort();
+        }
+        Err(_) => {}
     }
 }
