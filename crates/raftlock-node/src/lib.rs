@@ -30,6 +30,7 @@
 //! - `store`: the Raft log, vote and snapshots in sled, and the early
 //!   acknowledgement of the leader's own entries.
 //! - `types`: openraft's type configuration.
+//! - `fail_stop`: what a poisoned lock does (stops the node), for every lock.
 //!
 //! Around it all:
 //! - [`config`]: what a node is started with.

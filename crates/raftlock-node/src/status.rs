@@ -2,7 +2,8 @@
 //! the message, and the metadata clients act on (the `ErrorKind` of a lock
 //! refusal, the leader a follower redirects to). The layers below return
 //! their own errors; only the services call in here, so the wire mapping
-//! lives in this one place.
+//! lives in this one place. (The Raft transport between nodes, which no
+//! client sees, reports its own few transport errors in `network`.)
 
 use raftlock_core::{LockError, Outcome};
 use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER};

@@ -1,6 +1,9 @@
 //! Durable storage in one sled database: the Raft log and vote
-//! ([`LogStore`]) and the applied lock table's snapshots
-//! ([`StateMachineStore`]).
+//! ([`LogStore`], in `log`, with old entries deleted by `purge`) and the
+//! applied lock table's snapshots ([`StateMachineStore`], in
+//! `state_machine`). `early_ack` decides which of the leader's entries are
+//! acknowledged before their fsync and keeps them invisible until it lands;
+//! `files` makes the files around sled's own durable.
 //!
 //! sled 0.34's `flush` ends in `sync_file_range`, which does not make data
 //! durable across power loss on Linux (no metadata, no disk cache flush).
