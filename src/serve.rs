@@ -98,6 +98,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         timings: args.timings.timings(),
         snapshot_every: args.timings.snapshot_every,
         metrics_listen: args.metrics_listen,
+        early_ack: true,
     };
     // A bad --join or --advertise would otherwise only show in the log of
     // a node that never joins.

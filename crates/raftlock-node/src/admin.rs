@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, Membership};
 use raftlock_proto::v1::cluster_server::Cluster;
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::{
@@ -14,11 +14,65 @@ use raftlock_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::propose::{ensure_linearizable, not_served};
+use crate::raft_calls::{ensure_linearizable, not_served};
 use crate::types::{NodeId, Raft};
 
 /// Shrinking to fewer voters than this (a single node) needs --force.
 const MIN_VOTERS: usize = 2;
+/// How long the removal guard waits for a member's status answer before
+/// counting it down: a live node answers in milliseconds, and an operator
+/// waits for every member in turn.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why a membership change was refused (see `status` for the codes).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MembershipRefused {
+    #[error("need a non-zero id and a HOST:PORT address")]
+    BadLearner,
+    #[error("node {id} is already a member at {addr}; remove it first")]
+    MemberElsewhere { id: NodeId, addr: String },
+    #[error("node {0} is not a member; add it first")]
+    PromoteUnknown(NodeId),
+    #[error("node {0} is not a member")]
+    NotAMember(NodeId),
+    #[error(
+        "removing node {id} leaves {remaining} voter(s): a single node is no longer a replicated \
+         cluster (use --force if you mean it)"
+    )]
+    TooFewVoters { id: NodeId, remaining: usize },
+    #[error(
+        "only nodes {up:?} answer: without a working majority of both the old voters \
+         {voters:?} and the new ones {remaining:?} the change could never commit \
+         (use --force if you mean it)"
+    )]
+    NoWorkingMajority {
+        up: BTreeSet<NodeId>,
+        voters: BTreeSet<NodeId>,
+        remaining: BTreeSet<NodeId>,
+    },
+}
+
+/// Every member of `membership`, as the Cluster and Lock services report them.
+pub(crate) fn members_of(membership: &Membership<NodeId, BasicNode>) -> Vec<Member> {
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: voters.contains(id),
+        })
+        .collect()
+}
+
+/// The change that removes member `id`.
+fn removal(id: NodeId, voters: &BTreeSet<NodeId>) -> ChangeMembers<NodeId, BasicNode> {
+    if voters.contains(&id) {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    }
+}
 
 pub struct ClusterService {
     raft: Raft,
@@ -31,19 +85,41 @@ impl ClusterService {
     }
 
     fn members(&self) -> MembershipResponse {
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         MembershipResponse {
-            members: membership
-                .nodes()
-                .map(|(id, node)| Member {
-                    id: *id,
-                    addr: node.addr.clone(),
-                    voter: voters.contains(id),
-                })
-                .collect(),
+            members: members_of(metrics.membership_config.membership()),
         }
+    }
+
+    /// The guard against removing voter `id` (without --force): at least
+    /// [`MIN_VOTERS`] must remain, and both the current voters and those
+    /// that remain need a working majority among the members answering now.
+    async fn check_voter_removal(
+        &self,
+        id: NodeId,
+        voters: BTreeSet<NodeId>,
+        nodes: &BTreeMap<NodeId, BasicNode>,
+    ) -> Result<(), MembershipRefused> {
+        let remaining: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+        let up = self.reachable(nodes).await;
+        let majority =
+            |set: &BTreeSet<NodeId>| set.iter().filter(|v| up.contains(v)).count() * 2 > set.len();
+        if remaining.len() < MIN_VOTERS {
+            return Err(MembershipRefused::TooFewVoters {
+                id,
+                remaining: remaining.len(),
+            });
+        }
+        // Joint consensus needs a working majority of both configurations.
+        if !majority(&voters) || !majority(&remaining) {
+            return Err(MembershipRefused::NoWorkingMajority {
+                up,
+                voters,
+                remaining,
+            });
+        }
+        Ok(())
     }
 
     /// Which of `nodes` answer a status call right now (this node counts).
@@ -60,16 +136,12 @@ impl ClusterService {
                     .ok()?;
                 client.status(StatusRequest {}).await.ok()
             };
-            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
+            if let Ok(Some(_)) = tokio::time::timeout(PROBE_TIMEOUT, probe).await {
                 up.insert(*id);
             }
         }
         up
     }
-}
-
-fn invalid(msg: String) -> Status {
-    Status::failed_precondition(msg)
 }
 
 #[tonic::async_trait]
@@ -80,17 +152,16 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
         if req.id == 0 || req.addr.rsplit_once(':').is_none() {
-            return Err(Status::invalid_argument(
-                "need a non-zero id and a HOST:PORT address",
-            ));
+            return Err(MembershipRefused::BadLearner.into());
         }
         let known = self.members();
         if let Some(m) = known.members.iter().find(|m| m.id == req.id) {
             if m.addr != req.addr {
-                return Err(invalid(format!(
-                    "node {} is already a member at {}; remove it first",
-                    m.id, m.addr
-                )));
+                return Err(MembershipRefused::MemberElsewhere {
+                    id: m.id,
+                    addr: m.addr.clone(),
+                }
+                .into());
             }
             return Ok(Response::new(known));
         }
@@ -110,7 +181,7 @@ impl Cluster for ClusterService {
         ensure_linearizable(&self.raft).await?;
         let known = self.members();
         match known.members.iter().find(|m| m.id == id) {
-            None => return Err(invalid(format!("node {id} is not a member; add it first"))),
+            None => return Err(MembershipRefused::PromoteUnknown(id).into()),
             Some(m) if m.voter => return Ok(Response::new(known)),
             Some(_) => {}
         }
@@ -128,54 +199,31 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
         ensure_linearizable(&self.raft).await?;
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership().clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let nodes: BTreeMap<NodeId, BasicNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
         if !nodes.contains_key(&req.id) {
-            return Err(Status::not_found(format!(
-                "node {} is not a member",
-                req.id
-            )));
+            return Err(MembershipRefused::NotAMember(req.id).into());
         }
         if !req.force && voters.contains(&req.id) {
-            let remaining: BTreeSet<NodeId> =
-                voters.iter().copied().filter(|v| *v != req.id).collect();
-            let up = self.reachable(&nodes).await;
-            let majority = |set: &BTreeSet<NodeId>| {
-                set.iter().filter(|v| up.contains(v)).count() * 2 > set.len()
-            };
-            if remaining.len() < MIN_VOTERS {
-                return Err(invalid(format!(
-                    "removing node {} leaves {} voter(s): a single node is no longer a replicated \
-                     cluster (use --force if you mean it)",
-                    req.id,
-                    remaining.len()
-                )));
-            }
-            // Joint consensus needs a working majority of both configurations.
-            if !majority(&voters) || !majority(&remaining) {
-                return Err(invalid(format!(
-                    "only nodes {up:?} answer: without a working majority of both the old voters \
-                     {voters:?} and the new ones {remaining:?} the change could never commit \
-                     (use --force if you mean it)"
-                )));
-            }
+            self.check_voter_removal(req.id, voters.clone(), &nodes)
+                .await?;
         }
         tracing::info!(
             id = req.id,
             leader = self.id,
             "membership change: removing a member"
         );
-        let change = if voters.contains(&req.id) {
-            // retain = false: the removed voter does not stay on as a learner.
-            ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
-        };
+        // retain = false: a removed voter does not stay on as a learner.
         self.raft
-            .change_membership(change, false)
+            .change_membership(removal(req.id, &voters), false)
             .await
             .map_err(not_served)?;
         Ok(Response::new(self.members()))

@@ -1,29 +1,32 @@
 //! The client-facing gRPC service (`raftlock.v1.Lock`).
 //!
 //! Writes go through the Raft log; a follower answers UNAVAILABLE naming
-//! the leader (see [`crate::propose`]). A waiting Acquire is a long-poll:
+//! the leader (see [`crate::status`]). A waiting Acquire is a long-poll:
 //! the handler listens for the grant event that applying someone else's
 //! release or expiry produces, so no client ever polls the table.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::{BasicNode, RaftMetrics};
 use raftlock_core::{
     validate_label, validate_lock_delay, validate_name, validate_ttl, Command, Event, LockError,
     LockView, Outcome, SessionId,
 };
 use raftlock_proto::v1::lock_server::Lock;
 use raftlock_proto::v1::*;
-use raftlock_proto::{ErrorKind, MAX_POLL, UNREACHABLE_LEADER_HEADER};
+use raftlock_proto::{MAX_POLL, UNREACHABLE_LEADER_HEADER};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use crate::batcher::Proposer;
-use crate::leader::SessionClock;
-use crate::leadership::LeadershipCheck;
+use crate::admin::members_of;
+use crate::applied_table::AppliedTable;
+use crate::batcher::Batcher;
+use crate::leader_duties::SessionClock;
 use crate::metrics::RpcTimer;
-use crate::propose::{leader_other_than, NotServed};
-use crate::shared::Shared;
+use crate::raft_calls::{leader_other_than, NotServed};
+use crate::read_barrier::ReadBarrier;
+use crate::status::{lock_refused, shutting_down, unexpected};
 use crate::types::{NodeId, Raft};
 
 /// Largest client request accepted, in bytes.
@@ -33,9 +36,9 @@ const MAX_LIST_LIMIT: usize = 100_000;
 
 pub struct LockService {
     raft: Raft,
-    proposer: Proposer,
-    leadership: LeadershipCheck,
-    shared: Shared,
+    batcher: Batcher,
+    read_barrier: ReadBarrier,
+    table: AppliedTable,
     clock: Arc<SessionClock>,
     id: NodeId,
     started: Instant,
@@ -47,17 +50,17 @@ pub struct LockService {
 impl LockService {
     pub fn new(
         raft: Raft,
-        proposer: Proposer,
-        shared: Shared,
+        batcher: Batcher,
+        table: AppliedTable,
         clock: Arc<SessionClock>,
         id: NodeId,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         LockService {
-            leadership: LeadershipCheck::new(raft.clone()),
+            read_barrier: ReadBarrier::new(raft.clone()),
             raft,
-            proposer,
-            shared,
+            batcher,
+            table,
             clock,
             id,
             started: Instant::now(),
@@ -65,22 +68,23 @@ impl LockService {
         }
     }
 
-    /// Proposes a command and turns a refusal into a gRPC status.
-    async fn apply(
+    /// Proposes a command (through the batcher) and turns a refusal into a
+    /// gRPC status, holding back a redirect to an unreachable leader.
+    async fn propose_or_redirect(
         &self,
         command: Command,
         unreachable: Option<NodeId>,
     ) -> Result<Outcome, Status> {
-        let proposed = self.proposer.propose(command).await;
+        let proposed = self.batcher.propose(command).await;
         self.route(proposed, unreachable)
             .await?
-            .map_err(lock_error_status)
+            .map_err(lock_refused)
     }
 
     /// Confirms this node leads, sharing the quorum round with concurrent
-    /// calls (see [`LeadershipCheck`]).
-    async fn leading(&self, unreachable: Option<NodeId>) -> Result<(), Status> {
-        let checked = self.leadership.confirm().await;
+    /// calls (see [`ReadBarrier`]).
+    async fn confirm_leading(&self, unreachable: Option<NodeId>) -> Result<(), Status> {
+        let checked = self.read_barrier.wait().await;
         self.route(checked, unreachable).await
     }
 
@@ -100,9 +104,8 @@ impl LockService {
     }
 
     fn holder_of(&self, name: &str) -> Option<LockHolder> {
-        self.shared
-            .table()
-            .lock(name)
+        self.table
+            .read(|t| t.lock(name))
             .and_then(|view| lock_info(view).holder)
     }
 
@@ -116,6 +119,46 @@ impl LockService {
         }
     }
 
+    /// Waits for the grant of a queued Acquire until `queued.until`; then
+    /// stays in the queue or leaves it, as the request asks.
+    async fn wait_in_queue(
+        &self,
+        events: &mut tokio::sync::broadcast::Receiver<Event>,
+        req: &AcquireRequest,
+        queued: Queued,
+    ) -> Result<AcquireResponse, Status> {
+        let granted_token = self
+            .wait_for_grant(events, queued.session, &req.name, queued.until)
+            .await?;
+        if let Some(token) = granted_token {
+            return Ok(granted(token, false));
+        }
+        // A wait longer than one poll goes on in the client's next call.
+        if !req.leave_queue_on_timeout || Duration::from_millis(req.wait_ms) > MAX_POLL {
+            return Ok(self.not_acquired(&req.name, true, 0));
+        }
+        self.leave_queue(queued.session, &req.name, queued.unreachable)
+            .await
+    }
+
+    /// The caller gives up: leave the queue, unless the grant won the race.
+    async fn leave_queue(
+        &self,
+        session: SessionId,
+        name: &str,
+        unreachable: Option<NodeId>,
+    ) -> Result<AcquireResponse, Status> {
+        let command = Command::CancelWait {
+            session,
+            seq: 0,
+            name: name.to_string(),
+        };
+        match self.propose_or_redirect(command, unreachable).await? {
+            Outcome::Granted { token, .. } => Ok(granted(token, false)),
+            _ => Ok(self.not_acquired(name, false, 0)),
+        }
+    }
+
     /// Waits until `session` is granted `name`, its session ends, or `until`.
     async fn wait_for_grant(
         &self,
@@ -125,16 +168,13 @@ impl LockService {
         until: tokio::time::Instant,
     ) -> Result<Option<u64>, Status> {
         loop {
-            {
-                let table = self.shared.table();
-                if let Some((holder, token)) = table.holder(name) {
-                    if holder == session {
-                        return Ok(Some(token));
-                    }
-                }
-                if table.session(session).is_none() {
-                    return Err(lock_error_status(LockError::UnknownSession(session)));
-                }
+            let (holder, session_open) = self
+                .table
+                .read(|t| (t.holder(name), t.session(session).is_some()));
+            match holder {
+                Some((holder, token)) if holder == session => return Ok(Some(token)),
+                _ if !session_open => return Err(lock_refused(LockError::UnknownSession(session))),
+                _ => {}
             }
             // Sleep until an event about this lock or session (or a lag,
             // after which the table is re-read).
@@ -142,13 +182,11 @@ impl LockService {
             loop {
                 let event = tokio::select! {
                     event = tokio::time::timeout_at(until, events.recv()) => event,
-                    _ = stop.changed() => return Err(Status::unavailable("node is shutting down")),
+                    _ = stop.changed() => return Err(shutting_down()),
                 };
                 match event {
                     Err(_) => return Ok(None),
-                    Ok(Err(RecvError::Closed)) => {
-                        return Err(Status::unavailable("node is shutting down"))
-                    }
+                    Ok(Err(RecvError::Closed)) => return Err(shutting_down()),
                     Ok(Err(RecvError::Lagged(_))) => break,
                     Ok(Ok(Event::Granted {
                         session: s,
@@ -172,12 +210,12 @@ impl Lock for LockService {
         let _timer = RpcTimer::start("open_session");
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
-        validate_ttl(req.ttl_ms).map_err(lock_error_status)?;
-        validate_lock_delay(req.lock_delay_ms).map_err(lock_error_status)?;
-        validate_label(&req.label).map_err(lock_error_status)?;
+        validate_ttl(req.ttl_ms).map_err(lock_refused)?;
+        validate_lock_delay(req.lock_delay_ms).map_err(lock_refused)?;
+        validate_label(&req.label).map_err(lock_refused)?;
         let session = SessionId(rand::random::<u128>());
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::OpenSession {
                     session,
                     label: req.label,
@@ -204,16 +242,14 @@ impl Lock for LockService {
         let session = parse_session(&request.get_ref().session_id)?;
         // Only the leader's clock counts; confirming leadership also makes
         // sure every session committed so far is visible here.
-        self.leading(unreachable_leader(&request)).await?;
+        self.confirm_leading(unreachable_leader(&request)).await?;
         let ttl_ms = self
-            .shared
-            .table()
-            .session(session)
-            .map(|s| s.ttl_ms)
-            .ok_or_else(|| lock_error_status(LockError::UnknownSession(session)))?;
+            .table
+            .read(|t| t.session(session).map(|s| s.ttl_ms))
+            .ok_or_else(|| lock_refused(LockError::UnknownSession(session)))?;
         self.clock
             .keep_alive(session, Duration::from_millis(ttl_ms))
-            .map_err(|_| lock_error_status(LockError::UnknownSession(session)))?;
+            .map_err(|_| lock_refused(LockError::UnknownSession(session)))?;
         Ok(Response::new(KeepAliveResponse { ttl_ms }))
     }
 
@@ -226,7 +262,7 @@ impl Lock for LockService {
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::CloseSession {
                     session,
                     seq: req.seq,
@@ -250,69 +286,33 @@ impl Lock for LockService {
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
-        validate_name(&req.name).map_err(lock_error_status)?;
+        validate_name(&req.name).map_err(lock_refused)?;
         let wait = Duration::from_millis(req.wait_ms);
-        let poll = wait.min(MAX_POLL);
-        let until = tokio::time::Instant::now() + poll;
+        let until = tokio::time::Instant::now() + wait.min(MAX_POLL);
         // Subscribe before proposing so a grant right after cannot be missed.
-        let mut events = self.shared.subscribe();
-        let outcome = self
-            .apply(
-                Command::Acquire {
-                    session,
-                    seq: req.seq,
-                    name: req.name.clone(),
-                    wait: !wait.is_zero(),
-                },
-                unreachable,
-            )
-            .await?;
-        let granted = |token, reentrant| {
-            Ok(Response::new(AcquireResponse {
-                acquired: true,
-                fencing_token: token,
-                reentrant,
-                ..Default::default()
-            }))
+        let mut events = self.table.subscribe();
+        let command = Command::Acquire {
+            session,
+            seq: req.seq,
+            name: req.name.clone(),
+            wait: !wait.is_zero(),
         };
-        match outcome {
-            Outcome::Granted { token, reentrant } => return granted(token, reentrant),
+        let answer = match self.propose_or_redirect(command, unreachable).await? {
+            Outcome::Granted { token, reentrant } => granted(token, reentrant),
             Outcome::Busy {
                 available_at_ms, ..
-            } => {
-                return Ok(Response::new(self.not_acquired(
-                    &req.name,
-                    false,
-                    available_at_ms,
-                )))
-            }
-            Outcome::Queued { .. } => {}
-            other => return Err(unexpected(other)),
-        }
-        if let Some(token) = self
-            .wait_for_grant(&mut events, session, &req.name, until)
-            .await?
-        {
-            return granted(token, false);
-        }
-        if !req.leave_queue_on_timeout || wait > MAX_POLL {
-            return Ok(Response::new(self.not_acquired(&req.name, true, 0)));
-        }
-        // The caller gives up: leave the queue, unless the grant won the race.
-        match self
-            .apply(
-                Command::CancelWait {
+            } => self.not_acquired(&req.name, false, available_at_ms),
+            Outcome::Queued { .. } => {
+                let queued = Queued {
                     session,
-                    seq: 0,
-                    name: req.name.clone(),
-                },
-                unreachable,
-            )
-            .await?
-        {
-            Outcome::Granted { token, .. } => granted(token, false),
-            _ => Ok(Response::new(self.not_acquired(&req.name, false, 0))),
-        }
+                    until,
+                    unreachable,
+                };
+                self.wait_in_queue(&mut events, &req, queued).await?
+            }
+            other => return Err(unexpected(other)),
+        };
+        Ok(Response::new(answer))
     }
 
     async fn release(
@@ -323,9 +323,9 @@ impl Lock for LockService {
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
-        validate_name(&req.name).map_err(lock_error_status)?;
+        validate_name(&req.name).map_err(lock_refused)?;
         match self
-            .apply(
+            .propose_or_redirect(
                 Command::Release {
                     session,
                     seq: req.seq,
@@ -347,9 +347,9 @@ impl Lock for LockService {
         let _timer = RpcTimer::start("get_lock");
         let unreachable = unreachable_leader(&request);
         let name = request.into_inner().name;
-        validate_name(&name).map_err(lock_error_status)?;
-        self.leading(unreachable).await?;
-        let lock = self.shared.table().lock(&name).map(lock_info);
+        validate_name(&name).map_err(lock_refused)?;
+        self.confirm_leading(unreachable).await?;
+        let lock = self.table.read(|t| t.lock(&name)).map(lock_info);
         Ok(Response::new(GetLockResponse { lock }))
     }
 
@@ -364,8 +364,8 @@ impl Lock for LockService {
             0 => DEFAULT_LIST_LIMIT,
             n => n.min(MAX_LIST_LIMIT),
         };
-        self.leading(unreachable).await?;
-        let mut views = self.shared.table().locks(&req.prefix, limit + 1);
+        self.confirm_leading(unreachable).await?;
+        let mut views = self.table.read(|t| t.locks(&req.prefix, limit + 1));
         let truncated = views.len() > limit;
         views.truncate(limit);
         Ok(Response::new(ListLocksResponse {
@@ -380,16 +380,7 @@ impl Lock for LockService {
     ) -> Result<Response<StatusResponse>, Status> {
         let _timer = RpcTimer::start("status");
         let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members: Vec<Member> = membership
-            .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                addr: node.addr.clone(),
-                voter: voters.contains(id),
-            })
-            .collect();
+        let members = members_of(metrics.membership_config.membership());
         let addr_of = |id: NodeId| {
             members
                 .iter()
@@ -397,10 +388,9 @@ impl Lock for LockService {
                 .map(|m| m.addr.clone())
                 .unwrap_or_default()
         };
-        let (sessions, locks) = {
-            let table = self.shared.table();
-            (table.session_count() as u64, table.lock_count() as u64)
-        };
+        let (sessions, locks) = self
+            .table
+            .read(|t| (t.session_count() as u64, t.lock_count() as u64));
         Ok(Response::new(StatusResponse {
             id: self.id,
             addr: addr_of(self.id),
@@ -411,23 +401,45 @@ impl Lock for LockService {
             has_leader: metrics.current_leader.is_some(),
             leader_id: metrics.current_leader.unwrap_or(0),
             leader_addr: metrics.current_leader.map(addr_of).unwrap_or_default(),
-            members,
             snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            replication: replication_of(&metrics),
+            members,
             sessions,
             locks,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            replication: metrics
-                .replication
-                .iter()
-                .flatten()
-                .map(|(id, matched)| Replication {
-                    id: *id,
-                    matched_index: matched.map_or(0, |l| l.index),
-                })
-                .collect(),
         }))
     }
+}
+
+/// An Acquire the lock table queued: whose, how long it may wait here,
+/// and which leader the client could not reach.
+struct Queued {
+    session: SessionId,
+    until: tokio::time::Instant,
+    unreachable: Option<NodeId>,
+}
+
+fn granted(token: u64, reentrant: bool) -> AcquireResponse {
+    AcquireResponse {
+        acquired: true,
+        fencing_token: token,
+        reentrant,
+        ..Default::default()
+    }
+}
+
+/// How far each follower's log matches this leader's (empty on a follower).
+fn replication_of(metrics: &RaftMetrics<NodeId, BasicNode>) -> Vec<Replication> {
+    metrics
+        .replication
+        .iter()
+        .flatten()
+        .map(|(id, matched)| Replication {
+            id: *id,
+            matched_index: matched.map_or(0, |l| l.index),
+        })
+        .collect()
 }
 
 /// The leader id the client says it cannot reach, if it says so.
@@ -442,7 +454,7 @@ fn unreachable_leader<T>(request: &Request<T>) -> Option<NodeId> {
 }
 
 fn parse_session(text: &str) -> Result<SessionId, Status> {
-    text.parse().map_err(lock_error_status)
+    text.parse().map_err(lock_refused)
 }
 
 fn lock_info(view: LockView) -> LockInfo {
@@ -464,25 +476,4 @@ fn lock_info(view: LockView) -> LockInfo {
             .collect(),
         available_at_ms: view.available_at_ms,
     }
-}
-
-/// Maps a refusal to its gRPC code, tagging the kind for clients.
-pub fn lock_error_status(e: LockError) -> Status {
-    use tonic::Code;
-    let (code, kind) = match &e {
-        LockError::InvalidName(_)
-        | LockError::InvalidArgument(_)
-        | LockError::InvalidSession(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
-        LockError::SeqReused { .. } => (Code::InvalidArgument, ErrorKind::SeqReused),
-        LockError::UnknownSession(_) => (Code::NotFound, ErrorKind::SessionExpired),
-        LockError::SessionExists(_) => (Code::AlreadyExists, ErrorKind::SessionExists),
-        LockError::NotHolder { .. } => (Code::PermissionDenied, ErrorKind::NotHolder),
-        LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
-        LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
-    };
-    kind.status(code, e.to_string())
-}
-
-fn unexpected(outcome: Outcome) -> Status {
-    Status::internal(format!("unexpected state machine answer {outcome:?}"))
 }

@@ -2,16 +2,18 @@
 //!
 //! Every entry costs an fsync on each node, whatever it holds, so a node
 //! commits entries, not commands, per fsync. The
-//! [`Proposer`] keeps one entry submitted and gathers every command that
+//! [`Batcher`] keeps one entry submitted and gathers every command that
 //! queues meanwhile into the next entry: under load one fsync on the leader
 //! and one on each follower serve many clients, and a lone client pays
 //! nothing extra (its command goes out at once). The lock table keeps
 //! tokens strictly increasing within a batch (see `raftlock_core`).
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use raftlock_core::{Command, Proposal, Response};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::propose::{now_ms, write, NotServed};
+use crate::raft_calls::{write, NotServed};
 use crate::types::Raft;
 
 /// Most commands in one entry.
@@ -23,7 +25,7 @@ const MAX_BYTES: usize = 64 * 1024;
 
 /// Hands commands to the batching task; cheap to clone.
 #[derive(Clone)]
-pub struct Proposer {
+pub struct Batcher {
     queue: mpsc::UnboundedSender<Pending>,
 }
 
@@ -32,12 +34,12 @@ struct Pending {
     reply: oneshot::Sender<Result<Response, NotServed>>,
 }
 
-impl Proposer {
-    /// Starts the batching task; it ends when every `Proposer` is dropped.
+impl Batcher {
+    /// Starts the batching task; it ends when every `Batcher` is dropped.
     pub fn start(raft: Raft) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, pending));
-        Proposer { queue }
+        Batcher { queue }
     }
 
     /// Appends `command` to the log (in an entry with whatever else is
@@ -87,8 +89,18 @@ async fn run(raft: Raft, mut pending: mpsc::UnboundedReceiver<Pending>) {
     }
 }
 
+/// Wall-clock milliseconds since the epoch, stamped into each proposal.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Upper bound on a command's encoded size, without encoding it.
 fn approx_size(command: &Command) -> usize {
+    // What every command carries besides its strings (tag, session id,
+    // seq, lengths, flags): 64 covers the largest with room to spare.
     const FIXED: usize = 64;
     FIXED
         + match command {

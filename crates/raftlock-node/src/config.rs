@@ -21,6 +21,11 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Serve Prometheus metrics over HTTP here.
     pub metrics_listen: Option<SocketAddr>,
+    /// Acknowledge the leader's own log entries to Raft before their fsync
+    /// and sync them alongside the followers' (docs/safety.md, section 1).
+    /// Normally on; off, a write waits for the leader's fsync and then the
+    /// followers', one after the other: only for comparing the two.
+    pub early_ack: bool,
 }
 
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
@@ -47,16 +52,6 @@ impl Default for RaftTimings {
             election_min_ms: 60,
             election_max_ms: 100,
         }
-    }
-}
-
-impl NodeConfig {
-    /// The address other members use for this node.
-    pub fn advertised_addr(&self) -> String {
-        self.peers
-            .get(&self.id)
-            .cloned()
-            .unwrap_or_else(|| self.listen.to_string())
     }
 }
 

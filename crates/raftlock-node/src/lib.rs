@@ -1,28 +1,58 @@
-//! A raftlock server node.
+//! A raftlock server node: the lock table of `raftlock-core` replicated by
+//! openraft, stored in sled, served over gRPC.
 //!
-//! Layers, one per module: [`store`] persists the Raft log and the lock
-//! table's snapshots in sled; [`network`] carries Raft RPCs between nodes
-//! over tonic, one channel per [`peer`]; [`election`] decides when to
-//! campaign (a pre-vote round first); [`batcher`] groups client commands into log entries;
-//! [`api`] is the client-facing gRPC service; [`leader`] runs
-//! the leader-only duties (session expiry, lock-delay ticks); [`node`] wires
-//! them together into something you can start and stop.
+//! [`Node::start`] opens a node's data and starts serving; the rest of the
+//! crate is its inside, one layer per module.
+//!
+//! # Layout
+//!
+//! Client-facing:
+//! - `api`: the `raftlock.v1.Lock` service: validation, proposals, long-poll grants.
+//! - `admin`: the `raftlock.v1.Cluster` service: membership changes, with a
+//!   guard against losing the working majority.
+//! - `status`: every refusal turned into a gRPC `Status`, in one place.
+//! - `metrics`: the Prometheus exporter, and what it exports.
+//!
+//! Between the services and Raft:
+//! - `batcher`: groups concurrent commands into one log entry.
+//! - `raft_calls`: appends and leadership confirmations, riding out
+//!   elections; `NotServed` says where the leader is.
+//! - `read_barrier`: one quorum round shared by concurrent reads and keepalives.
+//! - `leader_duties`: session deadlines, expiries and lock-delay ticks, run
+//!   while this node leads.
+//! - `applied_table`: the applied lock table and its event stream, shared by
+//!   the state machine and the services.
+//!
+//! Raft itself:
+//! - `network`: Raft RPCs between nodes, client and server side.
+//! - `peer`: one channel per peer, and the log of peers going down and up.
+//! - `election`: when to campaign, after a pre-vote round.
+//! - `store`: the Raft log, vote and snapshots in sled, and the early
+//!   acknowledgement of the leader's own entries.
+//! - `types`: openraft's type configuration.
+//! - `fail_stop`: what a poisoned lock does (stops the node), for every lock.
+//!
+//! Around it all:
+//! - [`config`]: what a node is started with.
+//! - [`node`]: starts the pieces, bootstraps a new cluster, shuts down.
 
-pub mod admin;
-pub mod api;
-pub mod batcher;
+pub(crate) mod admin;
+pub(crate) mod api;
+pub(crate) mod applied_table;
+pub(crate) mod batcher;
 pub mod config;
-pub mod election;
-pub mod leader;
-pub mod leadership;
-pub mod metrics;
-pub mod network;
+pub(crate) mod election;
+pub(crate) mod fail_stop;
+pub(crate) mod leader_duties;
+pub(crate) mod metrics;
+pub(crate) mod network;
 pub mod node;
-pub mod peer;
-pub mod propose;
-pub mod shared;
-pub mod store;
-pub mod types;
+pub(crate) mod peer;
+pub(crate) mod raft_calls;
+pub(crate) mod read_barrier;
+pub(crate) mod status;
+pub(crate) mod store;
+pub(crate) mod types;
 
 pub use config::{NodeConfig, RaftTimings};
 pub use node::Node;
@@ -30,5 +60,15 @@ pub use types::TypeConfig;
 
 /// The servers' default log filter (`RUST_LOG` replaces it). openraft logs
 /// at error level every failed call to a peer that is down, about 40 a
-/// second; [`peer`] logs the peer going down and coming back instead.
+/// second; `peer` logs the peer going down and coming back instead.
 pub const DEFAULT_LOG_FILTER: &str = "info,openraft=error,openraft::replication=off";
+
+/// The storage layer, opened without a node, for the storage tests in
+/// `tests/` (the `test-hooks` feature). Not an API.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod test_hooks {
+    pub use crate::applied_table::AppliedTable;
+    pub use crate::store::{open as open_store, LogStore, StateMachineStore};
+    pub use crate::types::StorageError;
+}

@@ -11,7 +11,7 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use raftlock_proto::v1::Role;
 use tokio::sync::watch;
 
-use crate::shared::Shared;
+use crate::applied_table::AppliedTable;
 use crate::types::{NodeId, Raft};
 
 /// The role a node reports (Status, `raftlock_role`): a follower that is not
@@ -91,9 +91,13 @@ pub fn applied(a: &Applied) {
     counter!("raftlock_sessions_opened_total").increment(a.sessions_opened);
 }
 
-/// Samples the gauges every second until `stop` changes.
-pub async fn sample(raft: Raft, shared: Shared, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// How often the gauges are sampled: a scrape every few seconds sees a
+/// fresh value, and reading Raft's metrics once a second costs nothing.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Samples the gauges every [`SAMPLE_EVERY`] until `stop` changes.
+pub async fn sample(raft: Raft, table: AppliedTable, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -123,7 +127,7 @@ pub async fn sample(raft: Raft, shared: Shared, mut stop: watch::Receiver<bool>)
             gauge!("raftlock_replication_lag_entries", "follower" => id.to_string())
                 .set(lag as f64);
         }
-        let stats = shared.table().stats();
+        let stats = table.read(|t| t.stats());
         gauge!("raftlock_sessions").set(stats.sessions as f64);
         gauge!("raftlock_locks_held").set(stats.held as f64);
         gauge!("raftlock_waiters").set(stats.waiters as f64);

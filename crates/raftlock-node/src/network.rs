@@ -30,6 +30,10 @@ use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Largest Raft message accepted: append batches and snapshot chunks.
 pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+/// The transport deadline of one pre-vote call. The election round gives up
+/// sooner (after its minimum election timeout); this only bounds a call
+/// that outlives the round, so it cannot pile up behind a dead peer.
+const PRE_VOTE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Makes one [`Connection`] per peer; openraft calls it when it needs one.
 #[derive(Clone)]
@@ -160,7 +164,7 @@ fn describe(status: &Status) -> String {
 /// Asks `peer` for a pre-vote (see [`crate::election`]).
 pub async fn pre_vote(peer: &Arc<Peer>, req: &PreVoteRequest) -> Result<PreVoteResponse, Status> {
     let data = bincode::serialize(req).map_err(|e| Status::internal(e.to_string()))?;
-    let reply = send(peer, data, Duration::from_secs(1), |mut c, r| async move {
+    let reply = send(peer, data, PRE_VOTE_TIMEOUT, |mut c, r| async move {
         c.pre_vote(r).await
     })
     .await?;

@@ -18,24 +18,48 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
-use crate::batcher::Proposer;
+use crate::applied_table::AppliedTable;
+use crate::batcher::Batcher;
 use crate::config::NodeConfig;
 use crate::election::{self, LeaderContact};
-use crate::leader::{self, SessionClock};
+use crate::leader_duties::{self, SessionClock};
 use crate::metrics;
 use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
 use crate::peer::Peers;
-use crate::shared::Shared;
 use crate::store;
-use crate::types::Raft;
+use crate::types::{NodeId, Raft};
+
+/// The log kept behind a snapshot is `snapshot_every` divided by this: a
+/// briefly lagging follower then catches up from the log rather than being
+/// sent the whole snapshot.
+const KEPT_LOG_DIVISOR: u64 = 10;
+/// Bootstrapping waits this long for each peer's TCP connect: a peer still
+/// starting refuses at once, so a longer wait only helps a slow network.
+const BOOTSTRAP_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// And probes again this often until a majority answers.
+const BOOTSTRAP_PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Say that bootstrapping is still waiting every this many probe rounds
+/// (a few seconds), not on every round.
+const BOOTSTRAP_LOG_EVERY: u32 = 20;
 
 pub struct Node {
     raft: Raft,
-    shared: Shared,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     leader_duties: JoinHandle<()>,
+}
+
+/// What the services and the background tasks share.
+struct Parts {
+    id: NodeId,
+    raft: Raft,
+    table: AppliedTable,
+    batcher: Batcher,
+    clock: Arc<SessionClock>,
+    contact: LeaderContact,
+    peers: Peers,
+    stop: watch::Receiver<bool>,
 }
 
 impl Node {
@@ -45,118 +69,34 @@ impl Node {
         if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
             anyhow::bail!("--peers does not list this node's id {}", config.id);
         }
-        let shared = Shared::new();
-        let sled_dir = config.data_dir.join("sled");
-        let (log_store, state_machine, commit_gate) =
-            store::open(&sled_dir, shared.clone(), config.id)
-                .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
-
-        let raft_config = Config {
-            cluster_name: "raftlock".into(),
-            heartbeat_interval: config.timings.heartbeat_ms,
-            election_timeout_min: config.timings.election_min_ms,
-            election_timeout_max: config.timings.election_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-            // Keep a tenth behind the snapshot, so a briefly lagging
-            // follower catches up from the log rather than a snapshot.
-            max_in_snapshot_log_to_keep: config.snapshot_every / 10,
-            // election::run campaigns instead, after a pre-vote.
-            enable_elect: false,
-            ..Default::default()
-        }
-        .validate()?;
+        let table = AppliedTable::new();
         let peers = Peers::default();
-        let contact = LeaderContact::default();
-        let raft = Raft::new(
-            config.id,
-            Arc::new(raft_config),
-            Network::new(
-                Duration::from_millis(config.timings.heartbeat_ms),
-                commit_gate,
-                peers.clone(),
-            ),
-            log_store,
-            state_machine,
-        )
-        .await?;
-
+        let raft = open_raft(&config, table.clone(), peers.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
-        let clock = Arc::new(SessionClock::default());
-
-        let proposer = Proposer::start(raft.clone());
-        let api = LockService::new(
-            raft.clone(),
-            proposer.clone(),
-            shared.clone(),
-            clock.clone(),
-            config.id,
-            stop_rx.clone(),
-        );
-        let mut server_stop = stop_rx.clone();
-        // The builder's tcp_nodelay only covers listeners tonic binds itself.
-        // Without it, Nagle holds a reply's trailers until the client's
-        // delayed ACK: +40 ms on a share of calls.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE))
-                .add_service(
-                    ClusterServer::new(ClusterService::new(raft.clone(), config.id))
-                        .max_decoding_message_size(MAX_CLIENT_MESSAGE),
-                )
-                .add_service(
-                    RaftServer::new(RaftService::new(
-                        raft.clone(),
-                        contact.clone(),
-                        Duration::from_millis(config.timings.election_max_ms),
-                    ))
-                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
-                    .max_encoding_message_size(MAX_RAFT_MESSAGE),
-                )
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = server_stop.changed().await;
-                }),
-        );
-        if let Some(addr) = config.metrics_listen {
-            metrics::install(addr).with_context(|| format!("serving metrics on {addr}"))?;
-            tokio::spawn(metrics::sample(
-                raft.clone(),
-                shared.clone(),
-                stop_rx.clone(),
-            ));
-        }
-        tokio::spawn(log_leader_changes(raft.clone(), stop_rx.clone()));
-        tokio::spawn(election::run(
-            raft.clone(),
-            config.id,
-            contact,
+        let parts = Parts {
+            id: config.id,
+            batcher: Batcher::start(raft.clone()),
+            raft: raft.clone(),
+            table,
+            clock: Arc::default(),
+            contact: LeaderContact::default(),
             peers,
-            config.timings,
-            stop_rx.clone(),
-        ));
-        let leader_duties = tokio::spawn(leader::run(
-            raft.clone(),
-            proposer,
-            shared.clone(),
-            clock,
-            config.id,
-            stop_rx,
-        ));
-
-        let node = Node {
+            stop: stop_rx,
+        };
+        let server = serve(listener, &config, &parts);
+        let leader_duties = spawn_tasks(&config, parts)?;
+        tracing::info!(id = config.id, addr = %local_addr, "node started");
+        Ok(Node {
             raft,
-            shared,
             local_addr,
             stop,
             server,
             leader_duties,
-        };
-        tracing::info!(id = config.id, addr = %local_addr, "node started");
-        Ok(node)
+        })
     }
 
     /// Exactly one node, the lowest id in `--peers`, initializes a new
@@ -171,29 +111,27 @@ impl Node {
             return Ok(());
         }
         let majority = config.peers.len() / 2 + 1;
-        let mut waited = 0;
+        let mut rounds = 0u32;
         loop {
             let mut up = 0;
             for addr in config.peers.values() {
                 let probe = tokio::net::TcpStream::connect(addr.as_str());
-                if let Ok(Ok(_)) =
-                    tokio::time::timeout(std::time::Duration::from_millis(200), probe).await
-                {
+                if let Ok(Ok(_)) = tokio::time::timeout(BOOTSTRAP_PROBE_TIMEOUT, probe).await {
                     up += 1;
                 }
             }
             if up >= majority {
                 break;
             }
-            if waited % 20 == 0 {
+            if rounds.is_multiple_of(BOOTSTRAP_LOG_EVERY) {
                 tracing::info!(
                     up,
                     majority,
                     "waiting for a majority of peers before bootstrapping"
                 );
             }
-            waited += 1;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            rounds += 1;
+            tokio::time::sleep(BOOTSTRAP_PROBE_EVERY).await;
         }
         let members: BTreeMap<u64, BasicNode> = config
             .peers
@@ -212,10 +150,6 @@ impl Node {
         &self.raft
     }
 
-    pub fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -229,6 +163,115 @@ impl Node {
         raft_result.map_err(|e| anyhow::anyhow!("raft shutdown: {e:?}"))?;
         Ok(())
     }
+}
+
+/// openraft's configuration for this node.
+fn raft_config(config: &NodeConfig) -> anyhow::Result<Config> {
+    let raft_config = Config {
+        cluster_name: "raftlock".into(),
+        heartbeat_interval: config.timings.heartbeat_ms,
+        election_timeout_min: config.timings.election_min_ms,
+        election_timeout_max: config.timings.election_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.snapshot_every / KEPT_LOG_DIVISOR,
+        // election::run campaigns instead, after a pre-vote.
+        enable_elect: false,
+        ..Default::default()
+    };
+    Ok(raft_config.validate()?)
+}
+
+/// Opens the node's storage and starts Raft on it.
+async fn open_raft(config: &NodeConfig, table: AppliedTable, peers: Peers) -> anyhow::Result<Raft> {
+    let sled_dir = config.data_dir.join("sled");
+    let (log_store, state_machine, commit_gate) =
+        store::open(&sled_dir, table, config.id, config.early_ack)
+            .with_context(|| format!("opening the data directory {}", sled_dir.display()))?;
+    let network = Network::new(
+        Duration::from_millis(config.timings.heartbeat_ms),
+        commit_gate,
+        peers,
+    );
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config(config)?),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await?;
+    Ok(raft)
+}
+
+/// Serves the client API, the membership service and the Raft transport
+/// on `listener` until `parts.stop` changes.
+fn serve(
+    listener: tokio::net::TcpListener,
+    config: &NodeConfig,
+    parts: &Parts,
+) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    let api = LockService::new(
+        parts.raft.clone(),
+        parts.batcher.clone(),
+        parts.table.clone(),
+        parts.clock.clone(),
+        parts.id,
+        parts.stop.clone(),
+    );
+    let cluster = ClusterService::new(parts.raft.clone(), parts.id);
+    let raft_rpc = RaftService::new(
+        parts.raft.clone(),
+        parts.contact.clone(),
+        Duration::from_millis(config.timings.election_max_ms),
+    );
+    let mut stop = parts.stop.clone();
+    // The builder's tcp_nodelay only covers listeners tonic binds itself.
+    // Without it, Nagle holds a reply's trailers until the client's
+    // delayed ACK: +40 ms on a share of calls.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE))
+            .add_service(ClusterServer::new(cluster).max_decoding_message_size(MAX_CLIENT_MESSAGE))
+            .add_service(
+                RaftServer::new(raft_rpc)
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE),
+            )
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.changed().await;
+            }),
+    )
+}
+
+/// Starts the background tasks: metrics, the leader-change log, elections
+/// and the leader duties (whose handle it returns, for shutdown).
+fn spawn_tasks(config: &NodeConfig, parts: Parts) -> anyhow::Result<JoinHandle<()>> {
+    if let Some(addr) = config.metrics_listen {
+        metrics::install(addr).with_context(|| format!("serving metrics on {addr}"))?;
+        tokio::spawn(metrics::sample(
+            parts.raft.clone(),
+            parts.table.clone(),
+            parts.stop.clone(),
+        ));
+    }
+    tokio::spawn(log_leader_changes(parts.raft.clone(), parts.stop.clone()));
+    tokio::spawn(election::run(
+        parts.raft.clone(),
+        parts.id,
+        parts.contact,
+        parts.peers,
+        config.timings,
+        parts.stop.clone(),
+    ));
+    Ok(tokio::spawn(leader_duties::run(
+        parts.raft,
+        parts.batcher,
+        parts.table,
+        parts.clock,
+        parts.id,
+        parts.stop,
+    )))
 }
 
 /// One log line per leader change, with the term and the reason we know.

@@ -22,6 +22,7 @@ use raftlock_proto::raft::raft_client::RaftClient;
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::fail_stop;
 use crate::network::MAX_RAFT_MESSAGE;
 use crate::types::NodeId;
 
@@ -50,7 +51,7 @@ pub struct Peers {
 impl Peers {
     /// The peer `id` at `addr` (a new record if its address changed).
     pub fn get(&self, id: NodeId, addr: &str) -> Arc<Peer> {
-        let mut peers = self.peers.lock().unwrap();
+        let mut peers = fail_stop::lock(&self.peers);
         match peers.get(&id) {
             Some(peer) if peer.addr == addr => peer.clone(),
             _ => {
@@ -104,7 +105,7 @@ impl Peer {
     /// A client for this peer, building the channel (and resolving the
     /// name) if there is none; the error says why there is none.
     pub async fn client(self: &Arc<Self>) -> Result<RaftClient<Channel>, String> {
-        if let Some(client) = &self.link.lock().unwrap().client {
+        if let Some(client) = &fail_stop::lock(&self.link).client {
             return Ok(client.clone());
         }
         let target = self.resolve().await?;
@@ -115,7 +116,7 @@ impl Peer {
         let client = RaftClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE);
-        let mut link = self.link.lock().unwrap();
+        let mut link = fail_stop::lock(&self.link);
         let client = link.client.get_or_insert(client).clone();
         link.built_at.get_or_insert_with(Instant::now);
         Ok(client)
@@ -131,7 +132,7 @@ impl Peer {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let wait = {
-            let mut link = self.link.lock().unwrap();
+            let mut link = fail_stop::lock(&self.link);
             if let Some(result) = link.looked_up.take() {
                 return result;
             }
@@ -153,7 +154,7 @@ impl Peer {
             }
         };
         let _ = tokio::time::timeout(wait, notified).await;
-        let mut link = self.link.lock().unwrap();
+        let mut link = fail_stop::lock(&self.link);
         match link.looked_up.take() {
             Some(result) => result,
             None => link
@@ -171,7 +172,7 @@ impl Peer {
             Err(e) => Err(format!("looking up {}: {e}", self.addr)),
         };
         {
-            let mut link = self.link.lock().unwrap();
+            let mut link = fail_stop::lock(&self.link);
             link.lookup_running = false;
             match &result {
                 Ok(addr) => {
@@ -195,7 +196,7 @@ impl Peer {
     }
 
     fn succeeded(&self) {
-        let mut link = self.link.lock().unwrap();
+        let mut link = fail_stop::lock(&self.link);
         let health = &mut link.health;
         if health.down {
             let down_for = health
@@ -214,7 +215,7 @@ impl Peer {
     }
 
     fn failed(&self, why: &str) {
-        let mut link = self.link.lock().unwrap();
+        let mut link = fail_stop::lock(&self.link);
         let now = Instant::now();
         let since = *link.health.failing_since.get_or_insert(now);
         link.health.failed_calls += 1;

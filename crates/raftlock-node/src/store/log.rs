@@ -2,77 +2,59 @@
 //! at once and synced (flush + fdatasync) by one background thread for
 //! every append waiting at that time. A follower's appends are acknowledged
 //! to openraft after their sync; a leader's own entries at once, with the
-//! gates in [`super::unsynced`] keeping them invisible until synced.
+//! gates in [`super::early_ack`] keeping them invisible until synced.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{EntryPayload, LogState, RaftLogReader, StorageIOError};
+use openraft::{LogState, RaftLogReader, StorageIOError};
 
-use super::unsynced::Unsynced;
+use super::early_ack::EarlyAck;
+use super::purge::{key, remove_indexes, Purger};
 use super::{decode, encode, sled_to_io, Durable};
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::fail_stop;
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
-/// Old entries deleted per batch after a purge.
-const PURGE_BATCH: u64 = 1000;
 
 #[derive(Clone)]
 pub struct LogStore {
-    durable: Durable,
     log: sled::Tree,
     meta: sled::Tree,
     syncer: Arc<Syncer>,
+    purger: Arc<Purger>,
     /// First index not purged (0: nothing purged). Entries below it may
-    /// still be on disk until the background purge deletes them.
+    /// still be on disk until the purger deletes them.
     first_kept: Arc<AtomicU64>,
-    own_id: NodeId,
-    /// The last vote saved: tells a leader's own appends from a follower's.
-    vote: Arc<Mutex<Option<Vote>>>,
-    unsynced: Arc<Unsynced>,
+    /// Decides which appends are acknowledged before their sync.
+    early_ack: Arc<EarlyAck>,
 }
 
 impl LogStore {
-    pub fn open(durable: Durable, own_id: NodeId, unsynced: Arc<Unsynced>) -> io::Result<Self> {
+    pub fn open(durable: Durable, early_ack: Arc<EarlyAck>) -> io::Result<Self> {
+        let log = durable.tree("log")?;
         let store = LogStore {
-            log: durable.tree("log")?,
+            purger: Arc::new(Purger::start(log.clone())?),
+            log,
             meta: durable.tree("meta")?,
-            syncer: Arc::new(Syncer::start(durable.clone(), unsynced.clone())),
-            durable,
+            syncer: Arc::new(Syncer::start(durable, early_ack.clone())?),
             first_kept: Arc::new(AtomicU64::new(0)),
-            own_id,
-            vote: Arc::default(),
-            unsynced,
+            early_ack,
         };
         if let Some(purged) = store.get_meta::<LogId>(LAST_PURGED)? {
             store.first_kept.store(purged.index + 1, Ordering::SeqCst);
         }
-        *store.vote.lock().expect("vote lock") = store.get_meta(VOTE)?;
+        if let Some(vote) = store.get_meta(VOTE)? {
+            store.early_ack.vote_saved(vote);
+        }
         Ok(store)
-    }
-
-    /// True if `entries` are this node's own, appended as the leader of the
-    /// term it holds a committed vote for, and carry commands only. Entries
-    /// from another leader (even old ones this node wrote in an earlier
-    /// term) come after a vote for that leader was saved, so they never
-    /// match; membership changes and blank entries take the plain path.
-    fn own_leader_entries(&self, entries: &[Entry]) -> bool {
-        let vote = self.vote.lock().expect("vote lock");
-        let Some(vote) = vote.as_ref().filter(|v| v.is_committed()) else {
-            return false;
-        };
-        let leader = vote.leader_id();
-        leader.node_id == self.own_id
-            && entries.iter().all(|e| {
-                e.log_id.leader_id == *leader && matches!(e.payload, EntryPayload::Normal(_))
-            })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
@@ -93,19 +75,6 @@ impl LogStore {
             None => Ok(None),
         }
     }
-
-    /// Removes every entry with an index in `range`.
-    fn remove_range(&self, from: u64, to_inclusive: u64) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(key(from)..=key(to_inclusive)).keys() {
-            batch.remove(key.map_err(sled_to_io)?);
-        }
-        self.log.apply_batch(batch).map_err(sled_to_io)
-    }
-}
-
-fn key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -163,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(VOTE, vote).map_err(write)?;
         // A vote must survive a crash, or this node could vote twice in a term.
         self.syncer.barrier().await.map_err(write)?;
-        *self.vote.lock().expect("vote lock") = Some(*vote);
+        self.early_ack.vote_saved(*vote);
         Ok(())
     }
 
@@ -213,22 +182,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .apply_batch(batch)
                 .map_err(|e| write(sled_to_io(e)))?;
         }
-        if self.own_leader_entries(&entries) {
-            // Replicate now, sync alongside the followers (module docs).
-            let seq = self
-                .unsynced
-                .acknowledged(entries.iter().map(|e| e.log_id.index));
-            callback.log_io_completed(Ok(()));
-            self.syncer.send(SyncJob::Acknowledged(seq));
-        } else {
-            self.syncer.send(SyncJob::Appended(callback));
+        match self.early_ack.acknowledge_early(&entries) {
+            Some(seq) => {
+                // Replicate now, sync alongside the followers (module docs).
+                callback.log_io_completed(Ok(()));
+                self.syncer.send(SyncJob::Acknowledged(seq));
+            }
+            None => self.syncer.send(SyncJob::Appended(callback)),
         }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageIOError::write_logs(&e);
-        self.remove_range(log_id.index, u64::MAX).map_err(write)?;
+        remove_indexes(&self.log, log_id.index, u64::MAX).map_err(write)?;
         // Conflicting entries must not come back after a crash.
         self.syncer.barrier().await.map_err(write)?;
         Ok(())
@@ -237,43 +204,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write = |e: io::Error| StorageIOError::write_logs(&e);
         // The purge point is what counts (openraft never reads below it);
-        // deleting thousands of old entries would hold up appends, so a
-        // background thread does it in small batches.
+        // the entries themselves go in the background (see `purge`).
         self.put_meta(LAST_PURGED, &log_id).map_err(write)?;
         self.first_kept
             .fetch_max(log_id.index + 1, Ordering::SeqCst);
-        let store = self.clone();
-        std::thread::Builder::new()
-            .name("raftlock-purge".into())
-            .spawn(move || {
-                let first = store.log.first().ok().flatten();
-                let mut from = first.map_or(0, |(k, _)| {
-                    u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]))
-                });
-                while from <= log_id.index {
-                    let to = log_id.index.min(from + PURGE_BATCH - 1);
-                    if let Err(e) = store.remove_range(from, to) {
-                        tracing::warn!(%e, "purging old log entries");
-                        return;
-                    }
-                    from = to + 1;
-                }
-            })
-            .map_err(write)?;
+        self.purger.purge_through(log_id.index);
         Ok(())
     }
 }
 
 impl LogStore {
-    /// For tests and shutdown: flushes everything now.
-    pub fn sync_now(&self) -> io::Result<()> {
-        self.durable.sync()
-    }
-
     /// For tests: no sync starts while the guard lives.
-    #[doc(hidden)]
-    pub fn pause_syncs(&self) -> MutexGuard<'_, ()> {
-        self.syncer.paused.lock().expect("sync pause lock")
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn pause_syncs(&self) -> std::sync::MutexGuard<'_, ()> {
+        fail_stop::lock(&self.syncer.paused)
     }
 }
 
@@ -282,13 +226,15 @@ impl LogStore {
 struct Syncer {
     jobs: Option<mpsc::Sender<SyncJob>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Held by tests to hold syncs back (see `pause_syncs`).
+    #[cfg(any(test, feature = "test-hooks"))]
     paused: Arc<Mutex<()>>,
 }
 
 enum SyncJob {
     /// Acknowledge to openraft once synced.
     Appended(LogFlushed<TypeConfig>),
-    /// Already acknowledged: report to [`Unsynced`] once synced.
+    /// Already acknowledged: report to [`EarlyAck`] once synced.
     Acknowledged(u64),
     Barrier(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
@@ -304,60 +250,21 @@ impl Drop for Syncer {
 }
 
 impl Syncer {
-    fn start(durable: Durable, unsynced: Arc<Unsynced>) -> Self {
-        let (tx, rx) = mpsc::channel::<SyncJob>();
+    fn start(durable: Durable, early_ack: Arc<EarlyAck>) -> io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<SyncJob>();
         let paused = Arc::new(Mutex::new(()));
-        let pause = paused.clone();
-        let thread = std::thread::Builder::new()
-            .name("raftlock-fsync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    jobs.extend(rx.try_iter());
-                    let started = std::time::Instant::now();
-                    let result = {
-                        let _unpaused = pause.lock().unwrap_or_else(|e| e.into_inner());
-                        durable.sync()
-                    };
-                    crate::metrics::fsync(started.elapsed());
-                    let mut acknowledged = None;
-                    for job in jobs {
-                        let result = match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                        };
-                        match job {
-                            SyncJob::Appended(callback) => callback.log_io_completed(result),
-                            SyncJob::Acknowledged(seq) => acknowledged = acknowledged.max(Some(seq)),
-                            SyncJob::Barrier(done) => {
-                                let _ = done.send(result);
-                            }
-                        }
-                    }
-                    match &result {
-                        Ok(()) => {
-                            if let Some(seq) = acknowledged {
-                                unsynced.synced(seq);
-                            }
-                        }
-                        // openraft already counts early-acknowledged entries
-                        // (this batch's among them) as on disk, and a failed
-                        // sync is never retried (see `Durable`): the only
-                        // safe way on is to stop.
-                        Err(e) if !unsynced.synced_through(u64::MAX) => {
-                            tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
-                            std::process::abort();
-                        }
-                        Err(_) => {}
-                    }
-                }
-            })
-            .expect("spawn the fsync thread");
-        Syncer {
-            jobs: Some(tx),
+        let thread = {
+            let paused = paused.clone();
+            std::thread::Builder::new()
+                .name("raftlock-fsync".into())
+                .spawn(move || run_syncs(&durable, &early_ack, &queue, &paused))?
+        };
+        Ok(Syncer {
+            jobs: Some(jobs),
             thread: Some(thread),
+            #[cfg(any(test, feature = "test-hooks"))]
             paused,
-        }
+        })
     }
 
     fn send(&self, job: SyncJob) {
@@ -377,5 +284,72 @@ impl Syncer {
         self.send(SyncJob::Barrier(tx));
         rx.await
             .unwrap_or_else(|_| Err(io::Error::other("fsync thread stopped")))
+    }
+}
+
+/// The fsync thread, until the store closes: each round syncs once for
+/// every job queued when it starts.
+fn run_syncs(
+    durable: &Durable,
+    early_ack: &EarlyAck,
+    queue: &mpsc::Receiver<SyncJob>,
+    paused: &Mutex<()>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(queue.try_iter());
+        let result = timed_sync(durable, paused);
+        let acknowledged = report(jobs, &result);
+        settle_early_acks(early_ack, acknowledged, &result);
+    }
+}
+
+fn timed_sync(durable: &Durable, paused: &Mutex<()>) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let result = {
+        let _unpaused = fail_stop::lock(paused);
+        durable.sync()
+    };
+    crate::metrics::fsync(started.elapsed());
+    result
+}
+
+/// Tells each job how the sync went; returns the last early-acknowledged
+/// append it covered.
+fn report(jobs: Vec<SyncJob>, result: &io::Result<()>) -> Option<u64> {
+    let mut acknowledged = None;
+    for job in jobs {
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        match job {
+            SyncJob::Appended(callback) => callback.log_io_completed(result),
+            SyncJob::Acknowledged(seq) => acknowledged = acknowledged.max(Some(seq)),
+            SyncJob::Barrier(done) => {
+                let _ = done.send(result);
+            }
+        }
+    }
+    acknowledged
+}
+
+/// Marks the early-acknowledged entries a sync covered as durable, or, if
+/// it failed while any are pending, stops the process.
+fn settle_early_acks(early_ack: &EarlyAck, acknowledged: Option<u64>, result: &io::Result<()>) {
+    match result {
+        Ok(()) => {
+            if let Some(seq) = acknowledged {
+                early_ack.synced(seq);
+            }
+        }
+        // openraft already counts early-acknowledged entries (this batch's
+        // among them) as on disk, and a failed sync is never retried (see
+        // `Durable`): the only safe way on is to stop.
+        Err(e) if early_ack.any_pending() => {
+            tracing::error!(%e, "sync failed with log entries acknowledged before it; aborting");
+            std::process::abort();
+        }
+        Err(_) => {}
     }
 }

@@ -1,16 +1,29 @@
 //! Durable storage in one sled database: the Raft log and vote
-//! ([`LogStore`]) and the applied lock table's snapshots
-//! ([`StateMachineStore`]).
+//! ([`LogStore`], in `log`, with old entries deleted by `purge`) and the
+//! applied lock table's snapshots ([`StateMachineStore`], in
+//! `state_machine`). `early_ack` decides which of the leader's entries are
+//! acknowledged before their fsync and keeps them invisible until it lands;
+//! `files` makes the files around sled's own durable.
 //!
 //! sled 0.34's `flush` ends in `sync_file_range`, which does not make data
 //! durable across power loss on Linux (no metadata, no disk cache flush).
 //! So every flush we rely on is followed by an `fdatasync` of sled's data
 //! file, done in [`Durable::sync`].
+//!
+//! Failures here stop the node rather than being worked around: a failed
+//! sync fails every later one (see [`Durable`]), a sync failure with entries
+//! already acknowledged aborts (see `log`), and a poisoned lock aborts too
+//! ([`crate::fail_stop`], the policy for every std lock in the node): a
+//! thread that panicked while holding one may have left a vote, the record
+//! of unsynced entries or the lock table half-written, and a node that went
+//! on from there could count as durable what is not. Restarting from disk is
+//! always safe; guessing is not.
 
+mod early_ack;
 mod files;
 mod log;
+mod purge;
 mod state_machine;
-mod unsynced;
 
 use std::fs::File;
 use std::io;
@@ -18,12 +31,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use early_ack::CommitGate;
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
-pub use unsynced::CommitGate;
 
-use crate::shared::Shared;
+use crate::applied_table::AppliedTable;
+use crate::fail_stop;
 use crate::types::NodeId;
+use early_ack::EarlyAck;
 
 /// The sled database plus a handle on its data file for fdatasync.
 #[derive(Clone)]
@@ -72,7 +87,7 @@ impl Durable {
         // A previous process may have died between sled's write and our
         // fdatasync: make what it left in the page cache durable before
         // this node acts on it (a leader's entries may have been
-        // acknowledged before their sync; see `unsynced`).
+        // acknowledged before their sync; see `early_ack`).
         durable.sync()?;
         Ok(durable)
     }
@@ -86,7 +101,7 @@ impl Durable {
         if self.failed.load(Ordering::SeqCst) {
             return Err(io::Error::other("an earlier sync of this database failed"));
         }
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files = fail_stop::lock(&self.files);
         let result = self
             .db
             .flush()
@@ -104,16 +119,19 @@ impl Durable {
 
 /// Opens the log store and state machine store that live in `dir`, and
 /// the gate the network must pass outgoing commit indexes through.
+/// `early_ack`: acknowledge the leader's own entries before their sync
+/// (see `early_ack`); off, every entry waits for its sync.
 pub fn open(
     dir: &Path,
-    shared: Shared,
+    table: AppliedTable,
     own_id: NodeId,
+    early_ack: bool,
 ) -> io::Result<(LogStore, StateMachineStore, CommitGate)> {
     let durable = Durable::open(dir)?;
-    let unsynced = Arc::new(unsynced::Unsynced::default());
-    let log = LogStore::open(durable.clone(), own_id, unsynced.clone())?;
-    let sm = StateMachineStore::open(durable, shared, unsynced.clone())?;
-    Ok((log, sm, CommitGate::new(unsynced)))
+    let early_ack = Arc::new(EarlyAck::new(early_ack, own_id));
+    let log = LogStore::open(durable.clone(), early_ack.clone())?;
+    let sm = StateMachineStore::open(durable, table, early_ack.clone())?;
+    Ok((log, sm, CommitGate::new(early_ack)))
 }
 
 pub(crate) fn sled_to_io(e: sled::Error) -> io::Error {

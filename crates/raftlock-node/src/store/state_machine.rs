@@ -13,10 +13,11 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use raftlock_core::{Command, Event, LockTable, Outcome, Proposal, Response};
 use serde::{Deserialize, Serialize};
 
-use super::unsynced::Unsynced;
+use super::early_ack::EarlyAck;
 use super::{decode, encode, sled_to_io, Durable};
+use crate::applied_table::AppliedTable;
+use crate::fail_stop;
 use crate::metrics;
-use crate::shared::Shared;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -28,14 +29,14 @@ const SNAPSHOT_META: &[u8] = b"meta";
 const CHUNK: usize = 64 * 1024;
 
 pub struct StateMachineStore {
-    shared: Shared,
+    table: AppliedTable,
     applied: Option<LogId>,
     membership: StoredMembership,
     snapshots: SnapshotStore,
     /// Tells apart snapshots built at the same log id.
     snapshot_seq: u64,
     /// A leader's entries not yet on its disk: applying waits for them.
-    unsynced: Arc<Unsynced>,
+    early_ack: Arc<EarlyAck>,
 }
 
 /// The durable current snapshot. Building one runs in its own task and can
@@ -69,7 +70,7 @@ impl SnapshotStore {
     /// newer. Returns whether it was stored. Must finish before openraft
     /// may purge the log behind it.
     fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = fail_stop::lock(&self.write_lock);
         if let Some(stored) = self.tree.get(SNAPSHOT_META).map_err(sled_to_io)? {
             let stored: SnapshotMeta = decode(&stored)?;
             if stored.last_log_id >= meta.last_log_id {
@@ -140,19 +141,23 @@ impl SnapshotData {
 }
 
 impl StateMachineStore {
-    pub fn open(durable: Durable, shared: Shared, unsynced: Arc<Unsynced>) -> io::Result<Self> {
+    pub fn open(
+        durable: Durable,
+        table: AppliedTable,
+        early_ack: Arc<EarlyAck>,
+    ) -> io::Result<Self> {
         let snapshots = SnapshotStore {
             tree: durable.tree("snapshot")?,
             durable,
             write_lock: Arc::new(Mutex::new(())),
         };
         let mut sm = StateMachineStore {
-            shared,
+            table,
             applied: None,
             membership: StoredMembership::default(),
             snapshots,
             snapshot_seq: 0,
-            unsynced,
+            early_ack,
         };
         if let Some(snapshot) = sm.snapshots.read()? {
             sm.restore(
@@ -164,7 +169,7 @@ impl StateMachineStore {
     }
 
     fn restore(&mut self, meta: &SnapshotMeta, SnapshotData { table }: SnapshotData) {
-        self.shared.with_table_mut(|t| *t = table);
+        self.table.update(|t| *t = table);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
     }
@@ -207,13 +212,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         if let Some(last) = entries.last() {
             // openraft may count this leader's copy before it is on disk
-            // (see `unsynced`); nothing is answered until it is.
-            self.unsynced.wait_synced_through(last.log_id.index).await;
+            // (see `early_ack`); nothing is answered until it is.
+            self.early_ack.wait_applicable(last.log_id.index).await;
         }
         let mut responses = Vec::new();
         let mut events = Vec::new();
         let mut counts = metrics::Applied::default();
-        self.shared.with_table_mut(|table| {
+        self.table.update(|table| {
             for entry in entries {
                 self.applied = Some(entry.log_id);
                 let response = match entry.payload {
@@ -234,7 +239,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
         });
         metrics::applied(&counts);
-        self.shared.publish(events);
+        self.table.publish(events);
         Ok(responses)
     }
 
@@ -243,7 +248,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             applied: self.applied,
             membership: self.membership.clone(),
-            table: self.shared.table().clone(),
+            table: self.table.read(LockTable::clone),
             seq: self.snapshot_seq,
             snapshots: self.snapshots.clone(),
         }

@@ -1,15 +1,15 @@
-//! Getting entries into the replicated log (see [`crate::batcher`] for how
-//! commands are grouped into them), and the leader checks for reads, with
-//! errors that tell a client where the leader is.
+//! The calls into Raft that only the leader serves: appending an entry
+//! ([`write()`]; [`crate::batcher`] groups commands into entries) and
+//! confirming leadership for a read ([`ensure_linearizable`]). Both ride
+//! out an election in progress, and fail with [`NotServed`], which names
+//! the leader when one is known.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::RaftError;
 use openraft::BasicNode;
 use raftlock_core::{Proposal, Response};
-use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
-use tonic::Status;
 
 use crate::types::{NodeId, Raft};
 
@@ -20,14 +20,6 @@ pub enum NotServed {
     NotLeader(Option<(NodeId, String)>),
     /// No quorum, shutting down, or another Raft failure.
     Unavailable(String),
-}
-
-/// Wall-clock milliseconds since the epoch, stamped into each proposal.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// How long a node without a leader holds a call, waiting for an election
@@ -126,31 +118,5 @@ where
                 .zip(forward.leader_node.as_ref().map(|n| n.addr.clone())),
         ),
         None => NotServed::Unavailable(e.to_string()),
-    }
-}
-
-impl From<NotServed> for Status {
-    /// UNAVAILABLE either way, so clients retry; a redirect names the leader.
-    fn from(e: NotServed) -> Status {
-        match e {
-            NotServed::NotLeader(Some((id, addr))) => {
-                let mut status = Status::unavailable(format!(
-                    "not the leader; the leader is node {id} at {addr}"
-                ));
-                let meta = status.metadata_mut();
-                if let Ok(v) = id.to_string().parse() {
-                    meta.insert(LEADER_ID_HEADER, v);
-                }
-                if let Ok(v) = addr.parse() {
-                    meta.insert(LEADER_ADDR_HEADER, v);
-                }
-                status
-            }
-            NotServed::NotLeader(None) => ErrorKind::NoLeader.status(
-                tonic::Code::Unavailable,
-                "not the leader, and no leader is known yet (election in progress?)",
-            ),
-            NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
-        }
     }
 }

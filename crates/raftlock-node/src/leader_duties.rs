@@ -14,9 +14,11 @@ use openraft::ServerState;
 use raftlock_core::{Command, SessionId};
 use tokio::sync::watch;
 
-use crate::batcher::Proposer;
-use crate::propose::{now_ms, NotServed};
-use crate::shared::Shared;
+use crate::applied_table::AppliedTable;
+use crate::batcher::now_ms;
+use crate::batcher::Batcher;
+use crate::fail_stop;
+use crate::raft_calls::NotServed;
 use crate::types::{NodeId, Raft};
 
 /// How often the leader looks for expired sessions and ended lock-delays.
@@ -56,7 +58,7 @@ impl SessionClock {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        fail_stop::lock(&self.state)
     }
 
     /// Forgets every deadline unless they were kept in `term`: a node that
@@ -102,8 +104,8 @@ impl SessionClock {
 /// ends lock-delays; otherwise keeps no deadlines.
 pub async fn run(
     raft: Raft,
-    proposer: Proposer,
-    shared: Shared,
+    batcher: Batcher,
+    table: AppliedTable,
     clock: std::sync::Arc<SessionClock>,
     id: NodeId,
     mut stop: watch::Receiver<bool>,
@@ -120,7 +122,7 @@ pub async fn run(
             continue;
         };
         clock.enter_term(term);
-        let sessions: Vec<(SessionId, u64)> = shared.table().session_ttls().collect();
+        let sessions: Vec<(SessionId, u64)> = table.read(|t| t.session_ttls().collect());
         let expired = clock.expired(&sessions, Instant::now());
         // A proposal can wait through a step-down and re-election: deadlines
         // from before that are not ours to act on. Proposed all at once, so
@@ -128,9 +130,9 @@ pub async fn run(
         if !expired.is_empty() && leading_term(&raft, id) == Some(term) {
             let mut proposals = tokio::task::JoinSet::new();
             for session in expired {
-                let proposer = proposer.clone();
+                let batcher = batcher.clone();
                 proposals.spawn(async move {
-                    let result = proposer.propose(Command::ExpireSession { session }).await;
+                    let result = batcher.propose(Command::ExpireSession { session }).await;
                     (session, result)
                 });
             }
@@ -144,9 +146,9 @@ pub async fn run(
                 }
             }
         }
-        let delay_end = shared.table().next_delay_end_ms();
+        let delay_end = table.read(|t| t.next_delay_end_ms());
         if delay_end.is_some_and(|at| at <= now_ms()) {
-            if let Err(e) = proposer.propose(Command::Tick).await {
+            if let Err(e) = batcher.propose(Command::Tick).await {
                 log_not_served(e);
             }
         }

@@ -1,4 +1,5 @@
-//! Sharing leadership confirmations among concurrent reads and keepalives.
+//! The read barrier: one leadership confirmation (a quorum round) shared
+//! by every concurrent read and keepalive.
 //!
 //! Each `ensure_linearizable` costs a heartbeat round to every follower, and
 //! openraft 0.9 gives those heartbeats the heartbeat interval as timeout. A
@@ -12,29 +13,29 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::propose::{ensure_linearizable, NotServed};
+use crate::raft_calls::{ensure_linearizable, NotServed};
 use crate::types::Raft;
 
 type Waiter = oneshot::Sender<Result<(), NotServed>>;
 
 /// Hands confirmation requests to the task that runs the rounds; cheap to
-/// clone. The same shape as [`crate::batcher::Proposer`].
+/// clone. The same shape as [`crate::batcher::Batcher`].
 #[derive(Clone)]
-pub struct LeadershipCheck {
+pub struct ReadBarrier {
     queue: mpsc::UnboundedSender<Waiter>,
 }
 
-impl LeadershipCheck {
-    /// Starts the task; it ends when every `LeadershipCheck` is dropped.
+impl ReadBarrier {
+    /// Starts the task; it ends when every `ReadBarrier` is dropped.
     pub fn new(raft: Raft) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(run_rounds(raft, waiting));
-        LeadershipCheck { queue }
+        ReadBarrier { queue }
     }
 
     /// Confirms with a quorum that this node leads and waits until what was
     /// committed before the call is applied here (see `ensure_linearizable`).
-    pub async fn confirm(&self) -> Result<(), NotServed> {
+    pub async fn wait(&self) -> Result<(), NotServed> {
         let (reply, answer) = oneshot::channel();
         let stopped = || NotServed::Unavailable("the node is shutting down".into());
         self.queue.send(reply).map_err(|_| stopped())?;

@@ -1,0 +1,63 @@
+//! The applied lock table, shared between the state machine (which writes
+//! it on apply) and the API and leader tasks (which read it), and the
+//! stream of events that applying entries produces.
+
+use std::sync::{Arc, RwLock};
+
+use raftlock_core::{Event, LockTable};
+use tokio::sync::broadcast;
+
+use crate::fail_stop;
+
+/// Room for bursts of grants before a slow waiter falls behind; a waiter
+/// that lags re-reads the table instead.
+const EVENT_BACKLOG: usize = 4096;
+
+/// The lock table as of the last applied entry, and its events; cheap to
+/// clone (every clone is the same table).
+#[derive(Clone)]
+pub struct AppliedTable {
+    table: Arc<RwLock<LockTable>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for AppliedTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AppliedTable {
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        AppliedTable {
+            table: Arc::new(RwLock::new(LockTable::new())),
+            events,
+        }
+    }
+
+    /// Reads the table. A closure rather than a guard, so no caller can
+    /// hold the lock across an `.await`.
+    pub fn read<T>(&self, f: impl FnOnce(&LockTable) -> T) -> T {
+        let table = fail_stop::read(&self.table);
+        f(&table)
+    }
+
+    /// Changes the table: only the state machine does, when it applies
+    /// entries or restores a snapshot.
+    pub fn update<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {
+        let mut table = fail_stop::write(&self.table);
+        f(&mut table)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn publish(&self, events: Vec<Event>) {
+        for event in events {
+            // No subscribers is normal: nobody is waiting.
+            let _ = self.events.send(event);
+        }
+    }
+}
