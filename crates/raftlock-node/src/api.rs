@@ -479,6 +479,9 @@ pub fn lock_error_status(e: LockError) -> Status {
         LockError::NotHolder { .. } => (Code::PermissionDenied, ErrorKind::NotHolder),
         LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
         LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
+        LockError::ModeConflict { .. } | LockError::OwnModeConflict { .. } => {
+            (Code::FailedPrecondition, ErrorKind::InvalidArgument)
+        }
     };
     kind.status(code, e.to_string())
 }
