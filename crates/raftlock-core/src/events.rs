@@ -35,8 +35,9 @@ pub enum LockEvent {
         session: SessionId,
         token: u64,
     },
-    /// The holder's session expired, so the hold was lost; the name may be
-    /// in its lock-delay until `available_at_ms`.
+    /// The holder's session expired, so the hold was lost; nobody is
+    /// granted the name before `available_at_ms` (its lock-delay; 0 or a
+    /// past time when there is none).
     Expired {
         name: String,
         session: SessionId,

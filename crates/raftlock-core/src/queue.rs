@@ -67,7 +67,11 @@ impl Lock {
     pub(crate) fn admits(&self, mode: LockMode) -> bool {
         match mode {
             LockMode::Exclusive => self.holders.is_empty(),
-            LockMode::Shared => self.holders.iter().all(|h| h.mode == LockMode::Shared),
+            // An exclusive holder is always alone, so the first one tells.
+            LockMode::Shared => self
+                .holders
+                .first()
+                .is_none_or(|h| h.mode != LockMode::Exclusive),
             LockMode::Semaphore { limit } => self.holders.len() < limit as usize,
         }
     }
