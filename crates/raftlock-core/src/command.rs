@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::SessionId;
+use crate::{LockKind, LockMode, SessionId};
 
 /// One replicated log entry's payload: the commands the leader gathered
 /// while its previous entry was being written, plus its wall-clock time,
@@ -62,6 +62,16 @@ pub enum Command {
     },
     /// Proposed by the leader when a lock-delay ends, to grant waiters.
     Tick,
+    /// An acquire that names its mode. Appended after the others so log
+    /// entries written before modes existed still decode: their
+    /// [`Command::Acquire`] means this with [`LockMode::Exclusive`].
+    AcquireWith {
+        session: SessionId,
+        seq: u64,
+        name: String,
+        wait: bool,
+        mode: LockMode,
+    },
 }
 
 impl Command {
@@ -70,6 +80,7 @@ impl Command {
         match self {
             Command::CloseSession { session, seq }
             | Command::Acquire { session, seq, .. }
+            | Command::AcquireWith { session, seq, .. }
             | Command::Release { session, seq, .. }
             | Command::CancelWait { session, seq, .. } => Some((*session, *seq)),
             _ => None,
@@ -82,12 +93,33 @@ impl Command {
     /// different request is refused instead of being handed the first
     /// request's answer. It is stored in snapshots and compared across
     /// replicas and versions: the encoding below must never change.
+    /// An exclusive [`Command::AcquireWith`] asks what [`Command::Acquire`]
+    /// asks, so it has the same digest.
     pub fn request_digest(&self) -> u64 {
         let mut digest = Fnv1a::new();
         match self {
             Command::CloseSession { .. } => digest.write(&[1]),
-            Command::Acquire { name, wait, .. } => {
+            Command::Acquire { name, wait, .. }
+            | Command::AcquireWith {
+                name,
+                wait,
+                mode: LockMode::Exclusive,
+                ..
+            } => {
                 digest.write(&[2, u8::from(*wait)]);
+                digest.write(name.as_bytes());
+            }
+            Command::AcquireWith {
+                name, wait, mode, ..
+            } => {
+                digest.write(&[5, u8::from(*wait)]);
+                match mode {
+                    LockMode::Semaphore { limit } => {
+                        digest.write(&[2]);
+                        digest.write(&limit.to_le_bytes());
+                    }
+                    _ => digest.write(&[1]),
+                }
                 digest.write(name.as_bytes());
             }
             Command::Release { name, .. } => {
@@ -118,6 +150,16 @@ impl Command {
                     "try-acquire"
                 };
                 format!("{how} {name:?}")
+            }
+            Command::AcquireWith {
+                name, wait, mode, ..
+            } => {
+                let how = if *wait {
+                    "acquire (waiting)"
+                } else {
+                    "try-acquire"
+                };
+                format!("{how} {name:?} as {mode}")
             }
             Command::Release { name, .. } => format!("release {name:?}"),
             Command::CancelWait { name, .. } => format!("leave the queue of {name:?}"),
@@ -160,7 +202,9 @@ pub enum Outcome {
         released: Vec<String>,
     },
     /// The caller holds the lock. `token` is the log index of the granting
-    /// entry (an entry grants a name at most once); `reentrant` says the caller already held it before this call.
+    /// entry (readers or semaphore holders granted by one entry share it; an
+    /// exclusive grant is the only grant of its name in its entry);
+    /// `reentrant` says the caller already held it before this call.
     Granted {
         token: u64,
         reentrant: bool,
@@ -170,6 +214,7 @@ pub enum Outcome {
         position: usize,
     },
     /// Try-lock failed: someone holds it, or it is in its lock-delay.
+    /// `holder` is the first holder whose hold is in the way, if any.
     Busy {
         holder: Option<(SessionId, String)>,
         available_at_ms: u64,
@@ -213,6 +258,29 @@ pub enum LockError {
         session: SessionId,
         seq: u64,
         request: String,
+    },
+    /// The name is in use as another kind of lock (a semaphore asked for as
+    /// a read/write lock, or with a different limit, or the reverse). Holds
+    /// only while anyone holds or waits: an idle name takes any kind.
+    #[error("lock {name:?} is in use as {in_use_as}; it cannot be acquired as {asked}")]
+    ModeConflict {
+        name: String,
+        in_use_as: LockKind,
+        asked: LockMode,
+    },
+    /// The caller already holds (or waits for) the name in another mode.
+    /// There are no upgrades or downgrades: two readers that both waited to
+    /// become the writer would wait for each other forever.
+    #[error(
+        "the caller already {} lock {name:?} as {current}, so it cannot ask for it as {asked}; \
+         release it first",
+        if *waiting { "waits for" } else { "holds" }
+    )]
+    OwnModeConflict {
+        name: String,
+        current: LockMode,
+        asked: LockMode,
+        waiting: bool,
     },
 }
 

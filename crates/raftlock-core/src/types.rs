@@ -20,6 +20,58 @@ pub const MAX_TTL_MS: u64 = 3_600_000;
 pub const MAX_LOCK_DELAY_MS: u64 = 60_000;
 /// How many recent responses each session remembers for retried requests.
 pub const DEDUP_WINDOW: usize = 64;
+/// Largest semaphore limit accepted: far more holders than any real pool,
+/// small enough that a name's holder list stays a reasonable size.
+pub const MAX_SEMAPHORE_LIMIT: u32 = 65_536;
+
+/// How a session asks to hold a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LockMode {
+    /// The only holder (a write lock). What every acquire was before modes existed.
+    Exclusive,
+    /// One of any number of readers; excludes exclusive holders.
+    Shared,
+    /// One of at most `limit` holders of a counting semaphore.
+    Semaphore { limit: u32 },
+}
+
+impl LockMode {
+    /// What kind of name this mode belongs to.
+    pub fn kind(self) -> LockKind {
+        match self {
+            LockMode::Exclusive | LockMode::Shared => LockKind::ReadWrite,
+            LockMode::Semaphore { limit } => LockKind::Semaphore { limit },
+        }
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockMode::Exclusive => f.write_str("exclusive"),
+            LockMode::Shared => f.write_str("shared"),
+            LockMode::Semaphore { limit } => write!(f, "semaphore (limit {limit})"),
+        }
+    }
+}
+
+/// What a name is while anyone holds or waits for it: a read/write lock
+/// (exclusive and shared holders) or a semaphore with a fixed limit. The
+/// first acquirer decides; the name forgets once nobody holds or waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LockKind {
+    ReadWrite,
+    Semaphore { limit: u32 },
+}
+
+impl fmt::Display for LockKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockKind::ReadWrite => f.write_str("a read/write lock"),
+            LockKind::Semaphore { limit } => write!(f, "a semaphore with limit {limit}"),
+        }
+    }
+}
 
 /// A session id: 128 random bits chosen by the node that proposes the
 /// session, so one client cannot guess another's id and act as its owner.
@@ -89,6 +141,17 @@ pub fn validate_lock_delay(delay_ms: u64) -> Result<(), LockError> {
         return Err(LockError::InvalidArgument(format!(
             "lock-delay {delay_ms} ms is over the limit of {MAX_LOCK_DELAY_MS} ms"
         )));
+    }
+    Ok(())
+}
+
+pub fn validate_mode(mode: LockMode) -> Result<(), LockError> {
+    if let LockMode::Semaphore { limit } = mode {
+        if !(1..=MAX_SEMAPHORE_LIMIT).contains(&limit) {
+            return Err(LockError::InvalidArgument(format!(
+                "semaphore limit {limit} is out of range (1 .. {MAX_SEMAPHORE_LIMIT})"
+            )));
+        }
     }
     Ok(())
 }

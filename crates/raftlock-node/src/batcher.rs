@@ -106,6 +106,7 @@ fn approx_size(command: &Command) -> usize {
         + match command {
             Command::OpenSession { label, .. } => label.len(),
             Command::Acquire { name, .. }
+            | Command::AcquireWith { name, .. }
             | Command::Release { name, .. }
             | Command::CancelWait { name, .. } => name.len(),
             _ => 0,

@@ -25,6 +25,9 @@ pub(crate) fn lock_refused(e: LockError) -> Status {
         LockError::NotHolder { .. } => (Code::PermissionDenied, ErrorKind::NotHolder),
         LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
         LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
+        LockError::ModeConflict { .. } | LockError::OwnModeConflict { .. } => {
+            (Code::FailedPrecondition, ErrorKind::ModeConflict)
+        }
     };
     kind.status(code, e.to_string())
 }

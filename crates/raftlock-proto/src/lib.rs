@@ -39,10 +39,13 @@ pub enum ErrorKind {
     NotHeld,
     StaleRequest,
     NoLeader,
+    /// The name is in use in another mode (or semaphore limit), or this
+    /// session already holds or waits for it in another mode.
+    ModeConflict,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::InvalidArgument,
         ErrorKind::SeqReused,
         ErrorKind::SessionExpired,
@@ -51,6 +54,7 @@ impl ErrorKind {
         ErrorKind::NotHeld,
         ErrorKind::StaleRequest,
         ErrorKind::NoLeader,
+        ErrorKind::ModeConflict,
     ];
 
     /// The wire form.
@@ -64,6 +68,7 @@ impl ErrorKind {
             ErrorKind::NotHeld => "not-held",
             ErrorKind::StaleRequest => "stale-request",
             ErrorKind::NoLeader => "no-leader",
+            ErrorKind::ModeConflict => "mode-conflict",
         }
     }
 

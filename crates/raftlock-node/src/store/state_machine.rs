@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use raftlock_core::{Command, Event, LockTable, Outcome, Proposal, Response};
+use raftlock_core::{Command, Event, LockTable, LockTableV2, Outcome, Proposal, Response};
 use serde::{Deserialize, Serialize};
 
 use super::early_ack::EarlyAck;
@@ -97,12 +97,21 @@ struct SnapshotData {
     table: LockTable,
 }
 
+/// What a format-2 snapshot held: a table from before lock modes.
+#[derive(Deserialize)]
+struct SnapshotDataV2 {
+    table: LockTableV2,
+}
+
 /// Every snapshot starts with this tag. bincode has no schema, so a table
 /// laid out by another raftlock version would decode into nonsense or fail
 /// somewhere deep; the tag turns that into one clear refusal. Bump the
-/// last byte whenever the table's serialized layout changes. Snapshots of
-/// raftlock before the tag existed start with the table's clock instead.
-const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x02";
+/// last byte whenever the table's serialized layout changes (and keep a
+/// reader for the one before it). Snapshots of raftlock before the tag
+/// existed start with the table's clock instead.
+const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x03";
+/// Format 2: every hold and wait exclusive; read and converted.
+const SNAPSHOT_FORMAT_V2: &[u8; 8] = b"rlsnap\x00\x02";
 
 impl SnapshotData {
     fn encode(&self) -> io::Result<Vec<u8>> {
@@ -111,16 +120,27 @@ impl SnapshotData {
         Ok(data)
     }
 
+    /// A peer or a damaged disk may hand us any table: refuse one that
+    /// would break the lock table's own assumptions later.
+    fn checked(self) -> io::Result<Self> {
+        self.table.check_consistent().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("snapshot table: {e}"))
+        })?;
+        Ok(self)
+    }
+
     fn decode(data: &[u8]) -> io::Result<Self> {
         match data.split_first_chunk::<8>() {
             Some((tag, body)) if tag == SNAPSHOT_FORMAT => {
                 let data: SnapshotData = decode(body)?;
-                // A peer or a damaged disk may hand us any table: refuse one
-                // that would break the lock table's own assumptions later.
-                data.table.check_consistent().map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("snapshot table: {e}"))
-                })?;
-                Ok(data)
+                data.checked()
+            }
+            Some((tag, body)) if tag == SNAPSHOT_FORMAT_V2 => {
+                let old: SnapshotDataV2 = decode(body)?;
+                SnapshotData {
+                    table: LockTable::from(old.table),
+                }
+                .checked()
             }
             Some((tag, _)) if tag[..7] == SNAPSHOT_FORMAT[..7] => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -367,5 +387,26 @@ mod tests {
         assert!(err.to_string().contains("snapshot format 1"), "{err}");
 
         assert!(SnapshotData::decode(b"rls").is_err());
+    }
+
+    /// A format-2 snapshot (written before lock modes, the fixture comes from
+    /// that version's code) is read, converted and still answers retries.
+    #[test]
+    fn format_2_snapshots_are_converted() {
+        let hex = include_str!("../../../raftlock-core/tests/fixtures/v2-table.hex").trim();
+        let table: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut data = SNAPSHOT_FORMAT_V2.to_vec();
+        data.extend_from_slice(&table);
+        let restored = SnapshotData::decode(&data).unwrap();
+        assert!(restored.table.session_count() > 0);
+        assert!(restored.table.lock_count() > 0);
+
+        // Damaged: refused with an error, never a panic.
+        for cut in [9, data.len() / 2, data.len() - 1] {
+            assert!(SnapshotData::decode(&data[..cut]).is_err());
+        }
     }
 }

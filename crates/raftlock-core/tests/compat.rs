@@ -1,0 +1,163 @@
+//! Bytes written before lock modes existed still mean what they meant: log
+//! entries (bincode 1.3 `Command`s) and format-2 snapshot tables.
+//!
+//! The fixtures were written by raftlock at commit 446737e, before modes.
+
+use raftlock_core::{Command, LockMode, LockTable, LockTableV2, Outcome, Proposal, SessionId};
+
+fn unhex(text: &str) -> Vec<u8> {
+    let text = text.trim();
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// `Command::Acquire { session: 0x11, seq: 7, name: "db", wait: true }`:
+/// variant index 3 (u32), session (u128), seq (u64), name (u64 length and
+/// bytes), wait (u8), all little-endian.
+const OLD_ACQUIRE: &str = concat!(
+    "03000000",
+    "11000000000000000000000000000000",
+    "0700000000000000",
+    "0200000000000000",
+    "6462",
+    "01",
+);
+
+/// A `Proposal { time_ms: 42, commands: [that acquire, Tick] }` (Tick was
+/// variant 6).
+const OLD_PROPOSAL: &str = concat!(
+    "2a00000000000000",
+    "0200000000000000",
+    "03000000110000000000000000000000000000000700000000000000020000000000000064620106000000",
+);
+
+fn old_acquire() -> Command {
+    Command::Acquire {
+        session: SessionId(0x11),
+        seq: 7,
+        name: "db".into(),
+        wait: true,
+    }
+}
+
+#[test]
+fn an_old_acquire_entry_decodes_to_the_same_command() {
+    let command: Command = bincode::deserialize(&unhex(OLD_ACQUIRE)).unwrap();
+    assert_eq!(command, old_acquire());
+    assert_eq!(bincode::serialize(&command).unwrap(), unhex(OLD_ACQUIRE));
+    let proposal: Proposal = bincode::deserialize(&unhex(OLD_PROPOSAL)).unwrap();
+    assert_eq!(
+        proposal,
+        Proposal {
+            time_ms: 42,
+            commands: vec![old_acquire(), Command::Tick],
+        }
+    );
+}
+
+#[test]
+fn an_old_acquire_means_an_exclusive_acquire_with_mode() {
+    let with_mode = Command::AcquireWith {
+        session: SessionId(0x11),
+        seq: 7,
+        name: "db".into(),
+        wait: true,
+        mode: LockMode::Exclusive,
+    };
+    // A retry may come in either form: it is the same request.
+    assert_eq!(old_acquire().request_digest(), with_mode.request_digest());
+    let shared = Command::AcquireWith {
+        session: SessionId(0x11),
+        seq: 7,
+        name: "db".into(),
+        wait: true,
+        mode: LockMode::Shared,
+    };
+    assert_ne!(old_acquire().request_digest(), shared.request_digest());
+
+    let open = Command::OpenSession {
+        session: SessionId(0x11),
+        label: "a".into(),
+        ttl_ms: 5_000,
+        lock_delay_ms: 0,
+    };
+    let run = |acquire: Command| {
+        let mut t = LockTable::new();
+        t.apply(1, &Proposal::single(0, open.clone()));
+        let (applied, events) = t.apply_with_events(2, &Proposal::single(0, acquire));
+        (t, applied, events)
+    };
+    let (old_table, old_applied, old_events) = run(old_acquire());
+    let (new_table, new_applied, new_events) = run(with_mode);
+    assert_eq!(old_table, new_table);
+    assert_eq!(old_applied, new_applied);
+    assert_eq!(old_events, new_events);
+    assert_eq!(
+        old_table.held_by("db", SessionId(0x11)),
+        Some((LockMode::Exclusive, 2))
+    );
+}
+
+/// Sessions a (0x11) and b (0x22); a holds "db" (token 3) with b queued,
+/// b holds "cache" (token 5).
+#[test]
+fn an_old_snapshot_table_converts_to_the_same_locks() {
+    let bytes = unhex(include_str!("fixtures/v2-table.hex"));
+    let old: LockTableV2 = bincode::deserialize(&bytes).unwrap();
+    let mut t = LockTable::from(old);
+    assert_eq!(t.check_consistent(), Ok(()));
+    let (a, b) = (SessionId(0x11), SessionId(0x22));
+
+    let db = t.lock("db").unwrap();
+    assert_eq!(t.holder("db"), Some((a, 3)));
+    assert_eq!(db.holders.len(), 1);
+    assert_eq!(db.holders[0].mode, LockMode::Exclusive);
+    assert_eq!(db.holders[0].since_ms, 110);
+    assert_eq!(db.holders[0].label, "c17");
+    assert_eq!(db.waiters.len(), 1);
+    assert_eq!(
+        (db.waiters[0].session, db.waiters[0].mode),
+        (b, LockMode::Exclusive)
+    );
+    assert_eq!(t.held_by("cache", b), Some((LockMode::Exclusive, 5)));
+    assert_eq!(t.now_ms(), 130);
+
+    // Retry memory came along: a's first acquire answers as it did.
+    let retry = Command::Acquire {
+        session: a,
+        seq: 1,
+        name: "db".into(),
+        wait: true,
+    };
+    let got = t.apply(6, &Proposal::single(140, retry));
+    assert_eq!(
+        got.responses[0],
+        Ok(Outcome::Granted {
+            token: 3,
+            reentrant: false
+        })
+    );
+    // And the table works on: a's release hands "db" to b.
+    let release = Command::Release {
+        session: a,
+        seq: 2,
+        name: "db".into(),
+    };
+    t.apply(7, &Proposal::single(150, release));
+    assert_eq!(t.holder("db"), Some((b, 7)));
+    assert_eq!(t.check_consistent(), Ok(()));
+
+    // The new layout round-trips.
+    let again: LockTable = bincode::deserialize(&bincode::serialize(&t).unwrap()).unwrap();
+    assert_eq!(again, t);
+}
+
+#[test]
+fn a_truncated_old_table_is_an_error() {
+    let bytes = unhex(include_str!("fixtures/v2-table.hex"));
+    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(bincode::deserialize::<LockTableV2>(&bytes[..cut]).is_err());
+    }
+}
