@@ -317,24 +317,26 @@ class Session:
         return self.seq
 
     def acquire_request(self, name: str, seq: Optional[int] = None, wait_ms: int = 0,
-                        leave: bool = False):
+                        leave: bool = False, mode: int = 0, limit: int = 0):
         return pb.AcquireRequest(
             session_id=self.id, seq=self.next_seq() if seq is None else seq, name=name,
-            wait_ms=wait_ms, leave_queue_on_timeout=leave,
+            wait_ms=wait_ms, leave_queue_on_timeout=leave, mode=mode, limit=limit,
         )
 
     def acquire(self, name: str, seq: Optional[int] = None, wait_ms: int = 0,
-                leave: bool = False):
+                leave: bool = False, mode: int = 0, limit: int = 0):
         timeout = RPC_TIMEOUT + min(wait_ms, 15_000) / 1000
         return self.client.call(
-            "Acquire", self.acquire_request(name, seq, wait_ms, leave), timeout=timeout
+            "Acquire", self.acquire_request(name, seq, wait_ms, leave, mode, limit),
+            timeout=timeout,
         )
 
     def acquire_future(self, name: str, wait_ms: int, leave: bool = False,
-                       seq: Optional[int] = None):
+                       seq: Optional[int] = None, mode: int = 0, limit: int = 0):
         timeout = RPC_TIMEOUT + min(wait_ms, 15_000) / 1000
         return self.client.future(
-            "Acquire", self.acquire_request(name, seq, wait_ms, leave), timeout=timeout
+            "Acquire", self.acquire_request(name, seq, wait_ms, leave, mode, limit),
+            timeout=timeout,
         )
 
     def release(self, name: str, seq: Optional[int] = None):

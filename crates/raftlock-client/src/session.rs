@@ -238,6 +238,7 @@ impl Session {
                     name: name.to_string(),
                     wait_ms,
                     leave_queue_on_timeout,
+                    ..Default::default()
                 }
             };
             // Acquire is idempotent in the table (a holder gets its grant

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, RaftMetrics};
 use raftlock_core::{
-    validate_label, validate_lock_delay, validate_name, validate_ttl, Command, Event, LockError,
-    LockView, Outcome, SessionId,
+    validate_label, validate_lock_delay, validate_mode, validate_name, validate_ttl, Command,
+    Event, HolderView, LockError, LockMode, LockView, Outcome, SessionId,
 };
 use raftlock_proto::v1::lock_server::Lock;
+use raftlock_proto::v1::LockMode as WireMode;
 use raftlock_proto::v1::*;
 use raftlock_proto::{MAX_POLL, UNREACHABLE_LEADER_HEADER};
 use tokio::sync::broadcast::error::RecvError;
@@ -168,11 +169,11 @@ impl LockService {
         until: tokio::time::Instant,
     ) -> Result<Option<u64>, Status> {
         loop {
-            let (holder, session_open) = self
+            let (held, session_open) = self
                 .table
-                .read(|t| (t.holder(name), t.session(session).is_some()));
-            match holder {
-                Some((holder, token)) if holder == session => return Ok(Some(token)),
+                .read(|t| (t.held_by(name, session), t.session(session).is_some()));
+            match held {
+                Some((_, token)) => return Ok(Some(token)),
                 _ if !session_open => return Err(lock_refused(LockError::UnknownSession(session))),
                 _ => {}
             }
@@ -291,11 +292,23 @@ impl Lock for LockService {
         let until = tokio::time::Instant::now() + wait.min(MAX_POLL);
         // Subscribe before proposing so a grant right after cannot be missed.
         let mut events = self.table.subscribe();
-        let command = Command::Acquire {
-            session,
-            seq: req.seq,
-            name: req.name.clone(),
-            wait: !wait.is_zero(),
+        let mode = mode_of(&req).map_err(lock_refused)?;
+        let (seq, name, wait) = (req.seq, req.name.clone(), !wait.is_zero());
+        // Exclusive requests keep the command every raftlock version reads.
+        let command = match mode {
+            LockMode::Exclusive => Command::Acquire {
+                session,
+                seq,
+                name,
+                wait,
+            },
+            mode => Command::AcquireWith {
+                session,
+                seq,
+                name,
+                wait,
+                mode,
+            },
         };
         let answer = match self.propose_or_redirect(command, unreachable).await? {
             Outcome::Granted { token, reentrant } => granted(token, reentrant),
@@ -457,21 +470,55 @@ fn parse_session(text: &str) -> Result<SessionId, Status> {
     text.parse().map_err(lock_refused)
 }
 
+/// The mode an Acquire asks for, checked.
+fn mode_of(req: &AcquireRequest) -> Result<LockMode, LockError> {
+    let mode = match (req.mode(), req.limit) {
+        (WireMode::Exclusive, 0) => LockMode::Exclusive,
+        (WireMode::Shared, 0) => LockMode::Shared,
+        (WireMode::Semaphore, limit) => LockMode::Semaphore { limit },
+        (mode, limit) => {
+            return Err(LockError::InvalidArgument(format!(
+                "limit {limit} given with {}: only semaphores take a limit",
+                mode.as_str_name()
+            )))
+        }
+    };
+    validate_mode(mode)?;
+    Ok(mode)
+}
+
+fn wire_mode(mode: LockMode) -> i32 {
+    match mode {
+        LockMode::Exclusive => WireMode::Exclusive,
+        LockMode::Shared => WireMode::Shared,
+        LockMode::Semaphore { .. } => WireMode::Semaphore,
+    }
+    .into()
+}
+
+fn lock_holder(h: HolderView) -> LockHolder {
+    LockHolder {
+        session_id: h.session.to_string(),
+        label: h.label,
+        fencing_token: h.token,
+        since_ms: h.since_ms,
+        mode: wire_mode(h.mode),
+    }
+}
+
 fn lock_info(view: LockView) -> LockInfo {
     LockInfo {
+        limit: view.limit().unwrap_or(0),
         name: view.name,
-        holder: view.holder.map(|h| LockHolder {
-            session_id: h.session.to_string(),
-            label: h.label,
-            fencing_token: h.token,
-            since_ms: h.since_ms,
-        }),
+        holder: view.holder.map(lock_holder),
+        holders: view.holders.into_iter().map(lock_holder).collect(),
         waiters: view
             .waiters
             .into_iter()
             .map(|w| Waiter {
                 session_id: w.session.to_string(),
                 label: w.label,
+                mode: wire_mode(w.mode),
             })
             .collect(),
         available_at_ms: view.available_at_ms,
