@@ -1,6 +1,7 @@
 //! Connections to the cluster and the retry loop that follows the leader.
 
 use std::collections::HashMap;
+use std::error::Error as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,9 +132,24 @@ fn classify(status: &Status) -> Retry {
         Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted => {
             Retry::Elsewhere
         }
-        Code::Internal if status.message().contains("h2 protocol error") => Retry::Elsewhere,
+        Code::Internal if broke_off(status) => Retry::Elsewhere,
         _ => Retry::Fail(Error::from_status(status)),
     }
+}
+
+/// Whether the call's own HTTP/2 stream or connection failed (the node went
+/// away mid-call), rather than the node answering with an internal error:
+/// tonic keeps the `h2::Error` it made the status from in the source chain
+/// (directly, or under the `hyper::Error` that wrapped it).
+fn broke_off(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(error) = source {
+        if error.is::<h2::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 impl Client {
@@ -487,5 +503,21 @@ impl Client {
                 "{addr}: no answer in {timeout:?}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_stream_is_retried_elsewhere_but_an_internal_error_answer_is_not() {
+        // What tonic makes of a stream the server's HTTP/2 layer reset.
+        let broken = Status::from_error(Box::new(h2::Error::from(h2::Reason::INTERNAL_ERROR)));
+        assert_eq!(broken.code(), Code::Internal);
+        assert!(matches!(classify(&broken), Retry::Elsewhere));
+        // The same words as a node's answer are not a broken stream.
+        let answered = Status::internal("h2 protocol error: stream error received");
+        assert!(matches!(classify(&answered), Retry::Fail(_)));
     }
 }
