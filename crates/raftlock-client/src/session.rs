@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::lock_service;
+use crate::retry::RetryPolicy;
 use crate::{Client, Error};
 
 #[derive(Clone, Debug)]
@@ -243,16 +244,16 @@ impl Session {
             // Acquire is idempotent in the table (a holder gets its grant
             // back, a waiter keeps its place), so each attempt takes a fresh
             // request number and never hits the retry window's edge.
-            let call = self
-                .inner
-                .client
-                .call(give_up, rpc_timeout + MAX_POLL, |c, mut attempt| {
+            let call = self.inner.client.call(
+                RetryPolicy::new(give_up, rpc_timeout + MAX_POLL),
+                |c, mut attempt| {
                     let req = request(self.next_seq());
                     let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
                     attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
                     let req = attempt.request(req);
                     async move { lock_service(c).acquire(req).await }
-                });
+                },
+            );
             let reply = tokio::select! {
                 reply = call => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
@@ -392,14 +393,17 @@ async fn keep_alive(
                 seq: 0,
             };
             let _ = client
-                .call(Instant::now() + ttl, per_attempt, |c, attempt| {
-                    let r = attempt.request(close.clone());
-                    async move { lock_service(c).close_session(r).await }
-                })
+                .call(
+                    RetryPolicy::new(Instant::now() + ttl, per_attempt),
+                    |c, attempt| {
+                        let r = attempt.request(close.clone());
+                        async move { lock_service(c).close_session(r).await }
+                    },
+                )
                 .await;
             return;
         }
-        let call = client.call(expires, per_attempt, |c, attempt| {
+        let call = client.call(RetryPolicy::new(expires, per_attempt), |c, attempt| {
             let req = attempt.request(req.clone());
             async move { lock_service(c).keep_alive(req).await }
         });
