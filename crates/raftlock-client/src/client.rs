@@ -13,7 +13,6 @@ use tonic::Status;
 
 use crate::endpoint::parse_endpoint;
 use crate::retry::{Attempt, Next, Retry, RetryPolicy};
-use crate::session::{Session, SessionOptions};
 use crate::silence::{self, Silence};
 use crate::Error;
 
@@ -405,11 +404,6 @@ impl Client {
             .iter()
             .position(|e| e == addr)
             .unwrap_or(0)
-    }
-
-    /// Opens a session; see [`SessionOptions`] for TTL, lock-delay and label.
-    pub async fn open_session(&self, options: SessionOptions) -> Result<Session, Error> {
-        Session::open(self.clone(), options).await
     }
 
     /// One lock's holder and waiters (linearizable); `None` if nobody holds or waits.

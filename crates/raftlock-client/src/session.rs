@@ -98,15 +98,16 @@ impl Drop for Inner {
     }
 }
 
-impl Session {
-    pub(crate) async fn open(client: Client, options: SessionOptions) -> Result<Session, Error> {
+impl Client {
+    /// Opens a session; see [`SessionOptions`] for TTL, lock-delay and label.
+    pub async fn open_session(&self, options: SessionOptions) -> Result<Session, Error> {
         let sent = Instant::now();
         let req = OpenSessionRequest {
             ttl_ms: options.ttl.as_millis() as u64,
             lock_delay_ms: options.lock_delay.as_millis() as u64,
             label: options.label,
         };
-        let reply = client
+        let reply = self
             .unary(
                 req,
                 |c, r| async move { lock_service(c).open_session(r).await },
@@ -116,7 +117,7 @@ impl Session {
         let (lost, _) = watch::channel(None);
         let lost = Arc::new(lost);
         let task = tokio::spawn(keep_alive(
-            client.clone(),
+            self.clone(),
             reply.session_id.clone(),
             ttl,
             sent,
@@ -124,7 +125,7 @@ impl Session {
         ));
         Ok(Session {
             inner: Arc::new(Inner {
-                client,
+                client: self.clone(),
                 id: reply.session_id,
                 ttl,
                 seq: AtomicU64::new(0),
@@ -134,7 +135,9 @@ impl Session {
             }),
         })
     }
+}
 
+impl Session {
     pub fn id(&self) -> &str {
         &self.inner.id
     }
