@@ -234,8 +234,23 @@ async fn refusals_are_clear_and_harmless() {
         .unwrap();
     owner.lock("shared:file", Wait::No).await.unwrap();
 
-    match intruder.release("shared:file").await {
-        Err(Error::NotHolder(msg)) => assert!(msg.contains("owner-host pid 1"), "{msg}"),
+    let refused = intruder.release("shared:file").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("owner-host pid 1"),
+        "{refused}"
+    );
+    match refused {
+        Error::NotHolder {
+            name,
+            holder_label,
+            holder_session,
+        } => {
+            assert_eq!(
+                (name.as_str(), holder_label.as_str()),
+                ("shared:file", "owner-host pid 1")
+            );
+            assert_eq!(holder_session, owner.id());
+        }
         other => panic!("expected NotHolder, got {other:?}"),
     }
     match intruder.lock("shared:file", Wait::No).await {
@@ -246,7 +261,7 @@ async fn refusals_are_clear_and_harmless() {
     }
     assert!(matches!(
         intruder.release("nobody-holds-this").await,
-        Err(Error::NotHeld(_))
+        Err(Error::NotHeld { name }) if name == "nobody-holds-this"
     ));
     assert!(matches!(
         owner.lock("", Wait::No).await,

@@ -210,7 +210,7 @@ async fn run_client(
                 Some(history.now()),
                 Outcome::Ok(None),
             ),
-            Err(Error::SessionLost(_) | Error::NotHeld(_) | Error::NotHolder(_)) => {
+            Err(Error::SessionLost(_) | Error::NotHeld { .. } | Error::NotHolder { .. }) => {
                 // The session expired while we held the lock.
                 record(
                     LockOp::Expired,

@@ -289,7 +289,15 @@ impl Session {
             .client
             .unary(req, |c, r| async move { lock_service(c).release(r).await })
             .await;
-        if !matches!(result, Err(Error::Unavailable(_) | Error::Other(_))) {
+        // Any answer but these says the session does not hold it now.
+        let outcome_unknown = matches!(
+            result,
+            Err(Error::Unavailable(_)
+                | Error::StaleRequest { .. }
+                | Error::SessionExists { .. }
+                | Error::Other(_))
+        );
+        if !outcome_unknown {
             self.held().remove(name);
         }
         result.map(|_| ())
