@@ -54,13 +54,9 @@ pub struct LockArgs {
 /// The signals we pass on to the command; see `after_help`.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
+pub async fn run(client: Client, args: LockArgs) -> i32 {
     // Before any network call: a signal now must not kill us mid-queue.
     let mut signals = Signals::new();
-    let client = match Client::new(endpoints.iter().cloned()) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
     let options = SessionOptions {
         ttl: args.ttl,
         lock_delay: args.lock_delay,
@@ -70,12 +66,12 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
         opened = client.open_session(options) => opened,
         sig = signals.recv() => {
             eprintln!("raftlock: interrupted while connecting; nothing ran");
-            return 128 + sig;
+            return exit::signalled(sig);
         }
     };
     let session = match opened {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return exit::unavailable(&e),
     };
     let wait = match (args.no_wait, args.timeout) {
         (true, _) => Wait::No,
@@ -86,7 +82,7 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
     // lock nobody will use until the session expires.
     let waited = tokio::select! {
         waited = session.lock(&args.name, wait) => Ok(waited),
-        sig = signals.recv() => Err(128 + sig),
+        sig = signals.recv() => Err(exit::signalled(sig)),
     };
     let grant = match waited {
         Ok(Ok(grant)) => grant,
@@ -123,8 +119,8 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
             eprintln!("raftlock: cannot run {:?}: {e}", args.command[0]);
             // As a shell reports it: 127 not found, 126 found but not runnable.
             return match e.kind() {
-                std::io::ErrorKind::NotFound => 127,
-                _ => 126,
+                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+                _ => exit::CANNOT_RUN,
             };
         }
     };
@@ -200,11 +196,6 @@ fn ignored(sig: libc::c_int) -> bool {
         libc::sigaction(sig, std::ptr::null(), &mut current) == 0
             && current.sa_sigaction == libc::SIG_IGN
     }
-}
-
-fn fail(e: &Error) -> i32 {
-    eprintln!("raftlock: {e}");
-    exit::UNAVAILABLE
 }
 
 fn exit_code(status: std::io::Result<i32>) -> i32 {

@@ -11,6 +11,8 @@ use raftlock_client::parse_endpoint;
 use raftlock_node::config::parse_peers;
 use raftlock_node::{Node, NodeConfig, RaftTimings};
 
+use crate::exit;
+
 pub use dev::{dev, DevArgs};
 
 #[derive(Args)]
@@ -87,7 +89,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("raftlock server: --peers: {e}");
-            return 2;
+            return exit::USAGE;
         }
     };
     let config = NodeConfig {
@@ -104,7 +106,7 @@ pub async fn server(args: ServerArgs) -> i32 {
     let addresses = args.join.iter().chain(&args.advertise);
     if let Some(Err(message)) = addresses.map(|a| parse_endpoint(a)).find(Result::is_err) {
         eprintln!("raftlock server: {message}");
-        return 2;
+        return exit::USAGE;
     }
     let advertise = args.advertise.unwrap_or_else(|| args.listen.to_string());
     if !args.join.is_empty()
@@ -115,17 +117,17 @@ pub async fn server(args: ServerArgs) -> i32 {
             "raftlock server: --join with --listen {} needs --advertise HOST:PORT",
             args.listen
         );
-        return 2;
+        return exit::USAGE;
     }
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
-        return 1;
+        return exit::FAILURE;
     }
     let node = match Node::start(config.clone()).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("raftlock server: {e:#}");
-            return 1;
+            return exit::FAILURE;
         }
     };
     if !args.join.is_empty() {
@@ -155,10 +157,10 @@ pub async fn server(args: ServerArgs) -> i32 {
 
 fn finish(result: anyhow::Result<()>) -> i32 {
     match result {
-        Ok(()) => 0,
+        Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("raftlock: unclean shutdown: {e:#}");
-            1
+            exit::FAILURE
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 use super::{datadir, wait_for_stop_signal, TimingArgs};
+use crate::exit;
 
 #[derive(Args)]
 pub struct DevArgs {
@@ -73,7 +74,7 @@ pub async fn dev(args: DevArgs) -> i32 {
         Ok(exe) => exe,
         Err(e) => {
             eprintln!("raftlock dev: cannot find my own binary: {e}");
-            return 1;
+            return exit::FAILURE;
         }
     };
     let ids: Vec<u64> = (1..=u64::from(args.nodes)).collect();
@@ -82,7 +83,7 @@ pub async fn dev(args: DevArgs) -> i32 {
             "raftlock dev: --port {} leaves no room for {} nodes",
             args.port, args.nodes
         );
-        return 2;
+        return exit::USAGE;
     };
     // Before starting anything: a node started by hand (or a dev cluster
     // in another shell) on one of these directories would leave this one
@@ -90,7 +91,7 @@ pub async fn dev(args: DevArgs) -> i32 {
     for id in &ids {
         if let Err(message) = datadir::check_free(&node_dir(&args, *id)) {
             eprintln!("raftlock dev: {message}");
-            return 1;
+            return exit::FAILURE;
         }
     }
     let addrs: BTreeMap<u64, String> = ids
@@ -136,7 +137,7 @@ pub async fn dev(args: DevArgs) -> i32 {
             }
             Err(e) => {
                 eprintln!("raftlock dev: starting node {id}: {e}");
-                return 1;
+                return exit::FAILURE;
             }
         }
     }
@@ -154,7 +155,7 @@ pub async fn dev(args: DevArgs) -> i32 {
                     running.len()
                 );
                 if running.is_empty() {
-                    return 1;
+                    return exit::FAILURE;
                 }
             }
             line = recv(&mut commands), if commands.is_some() => match line {
@@ -188,9 +189,9 @@ pub async fn dev(args: DevArgs) -> i32 {
     if all_stopped.await.is_err() {
         // Dropping the join set drops the children, which kills them.
         eprintln!("raftlock dev: some nodes did not stop in 10 s; killing them");
-        return 1;
+        return exit::FAILURE;
     }
-    0
+    exit::OK
 }
 
 fn node_dir(args: &DevArgs, id: u64) -> PathBuf {

@@ -56,17 +56,10 @@ struct Seen {
 }
 
 /// Asks every endpoint and every member the answering nodes know of.
-/// Exits 0 only if the leader answers and a majority of the voters do, so
-/// scripts (and the container health check) can use it; 69 if nothing
-/// answers at all.
-pub async fn status(endpoints: &[String], json: bool) -> i32 {
-    let client = match Client::new(endpoints.iter().cloned()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("raftlock: {e}");
-            return 2;
-        }
-    };
+/// Exits [`exit::OK`] only if the leader answers and a majority of the
+/// voters do, so scripts (and the container health check) can use it;
+/// [`exit::UNAVAILABLE`] if nothing answers at all.
+pub async fn status(client: Client, json: bool) -> i32 {
     let timeout = Duration::from_secs(1);
     let mut seen: BTreeMap<u64, Seen> = BTreeMap::new();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
@@ -142,9 +135,9 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
         print_table(&report, &seen);
     }
     if report.leader_confirmed && report.quorum {
-        0
+        exit::OK
     } else {
-        1
+        exit::UNHEALTHY
     }
 }
 
