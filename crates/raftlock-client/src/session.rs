@@ -56,6 +56,18 @@ pub enum Wait {
     Forever,
 }
 
+/// When a lock wait ends: [`Wait`] with its deadline worked out.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    Now,
+    Deadline(Instant),
+    Forever,
+}
+
+/// The `wait_ms` of a wait without end (the server long-polls it in
+/// [`MAX_POLL`] slices).
+const WAIT_FOREVER_MS: u64 = u64::MAX;
+
 /// A granted lock. Pass `token` to anything that checks fencing tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -178,9 +190,10 @@ impl Session {
     /// Takes `name`, waiting as `wait` says. Waiters are served first come,
     /// first served; the grant is pushed by the server, no polling.
     pub async fn lock(&self, name: &str, wait: Wait) -> Result<Grant, Error> {
-        let deadline = match wait {
-            Wait::For(d) => Some(Instant::now() + d),
-            _ => None,
+        let until = match wait {
+            Wait::No => Until::Now,
+            Wait::For(d) => Until::Deadline(Instant::now() + d),
+            Wait::Forever => Until::Forever,
         };
         // If this future is dropped mid-wait, leave the queue (see LeaveQueue).
         let mut leave = LeaveQueue {
@@ -189,7 +202,7 @@ impl Session {
             held_before: self.holds(name),
         };
         let held_before = leave.held_before;
-        let result = self.lock_loop(name, wait, deadline).await;
+        let result = self.lock_loop(name, until).await;
         leave.session = None;
         result.map(|grant| {
             self.held().insert(name.to_string());
@@ -211,54 +224,12 @@ impl Session {
         self.held().contains(name)
     }
 
-    async fn lock_loop(
-        &self,
-        name: &str,
-        wait: Wait,
-        deadline: Option<Instant>,
-    ) -> Result<Grant, Error> {
+    /// Asks for `name` until it is granted, refused, or the wait is over.
+    async fn lock_loop(&self, name: &str, until: Until) -> Result<Grant, Error> {
         loop {
             self.check_lost()?;
-            let rpc_timeout = self.inner.client.options().rpc_timeout;
-            let mut give_up = self.inner.client.retry_deadline();
-            if let Some(deadline) = deadline {
-                give_up = give_up.min(deadline + rpc_timeout);
-            }
-            // What to ask for, recomputed on every attempt so a retry after
-            // a failover does not wait past the caller's deadline.
-            let request = |seq| {
-                let (wait_ms, leave_queue_on_timeout) = match (wait, deadline) {
-                    (Wait::No, _) => (0, true),
-                    (Wait::Forever, _) => (u64::MAX, false),
-                    (_, Some(deadline)) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        (left.as_millis() as u64, true)
-                    }
-                    (Wait::For(_), None) => unreachable!("a timed wait has a deadline"),
-                };
-                AcquireRequest {
-                    session_id: self.inner.id.clone(),
-                    seq,
-                    name: name.to_string(),
-                    wait_ms,
-                    leave_queue_on_timeout,
-                }
-            };
-            // Acquire is idempotent in the table (a holder gets its grant
-            // back, a waiter keeps its place), so each attempt takes a fresh
-            // request number and never hits the retry window's edge.
-            let call = self.inner.client.call(
-                RetryPolicy::new(give_up, rpc_timeout + MAX_POLL),
-                |c, mut attempt| {
-                    let req = request(self.next_seq());
-                    let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
-                    attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
-                    let req = attempt.request(req);
-                    async move { lock_service(c).acquire(req).await }
-                },
-            );
             let reply = tokio::select! {
-                reply = call => reply?,
+                reply = self.acquire(name, until) => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
             };
             if reply.acquired {
@@ -274,6 +245,50 @@ impl Session {
                     holder: reply.holder.map(|h| h.label),
                 });
             }
+        }
+    }
+
+    /// One Acquire call, retried on other nodes as needed: the answer
+    /// comes when the lock is granted or refused, or after one long-poll.
+    async fn acquire(&self, name: &str, until: Until) -> Result<AcquireResponse, Error> {
+        let rpc_timeout = self.inner.client.options().rpc_timeout;
+        let mut give_up = self.inner.client.retry_deadline();
+        if let Until::Deadline(deadline) = until {
+            give_up = give_up.min(deadline + rpc_timeout);
+        }
+        let policy = RetryPolicy::new(give_up, rpc_timeout + MAX_POLL);
+        self.inner
+            .client
+            .call(policy, |c, mut attempt| {
+                let req = self.acquire_request(name, until);
+                let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
+                attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
+                let req = attempt.request(req);
+                async move { lock_service(c).acquire(req).await }
+            })
+            .await
+    }
+
+    /// What to ask for, made anew for every attempt so a retry after a
+    /// failover does not wait past the caller's deadline. Acquire is
+    /// idempotent in the table (a holder gets its grant back, a waiter
+    /// keeps its place), so each attempt takes a fresh request number and
+    /// never hits the retry window's edge.
+    fn acquire_request(&self, name: &str, until: Until) -> AcquireRequest {
+        let (wait_ms, leave_queue_on_timeout) = match until {
+            Until::Now => (0, true),
+            Until::Forever => (WAIT_FOREVER_MS, false),
+            Until::Deadline(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (left.as_millis() as u64, true)
+            }
+        };
+        AcquireRequest {
+            session_id: self.inner.id.clone(),
+            seq: self.next_seq(),
+            name: name.to_string(),
+            wait_ms,
+            leave_queue_on_timeout,
         }
     }
 
@@ -362,7 +377,7 @@ impl Drop for LeaveQueue {
                 return;
             }
             // A zero wait that gives up at once: cancels the wait server-side.
-            if session.lock_loop(&name, Wait::No, None).await.is_ok() && !held_before {
+            if session.lock_loop(&name, Until::Now).await.is_ok() && !held_before {
                 let _ = session.release(&name).await;
             }
         });
