@@ -16,10 +16,35 @@ use crate::retry::{Attempt, Next, Retry, RetryPolicy};
 use crate::silence::{self, Silence};
 use crate::Error;
 
-/// The lock service on a channel. Large lock listings are legitimate
-/// replies, so the reply size limit is raised; requests stay small.
+/// The largest reply taken: a listing of many locks with long names,
+/// labels and queues is a legitimate reply well past tonic's 4 MiB default.
+const MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// How long a call keeps retrying by default: long enough to ride out an
+/// election and a node's restart, short enough that a script stops.
+const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
+/// One RPC's default deadline: a healthy node answers in milliseconds,
+/// and a node that takes seconds is better skipped.
+const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting takes a round trip; a second means the node is not there.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A frozen or cut-off node keeps its TCP connections open: ping so a call
+/// waiting on it fails within about two seconds and the caller moves on to
+/// the new leader. Not tighter: a busy but healthy server must not have its
+/// connections cut.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long each endpoint gets to say its node id when a redirect names a
+/// leader by an address we cannot use: this holds up the redirect, and a
+/// node answers Status from memory.
+const ID_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The lock service on a channel. Requests stay small; replies may not
+/// (see [`MAX_REPLY_BYTES`]).
 pub(crate) fn lock_service(channel: Channel) -> LockClient<Channel> {
-    LockClient::new(channel).max_decoding_message_size(64 << 20)
+    LockClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES)
 }
 
 #[derive(Clone, Debug)]
@@ -34,9 +59,9 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            retry_for: Duration::from_secs(30),
-            rpc_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(1),
+            retry_for: DEFAULT_RETRY_FOR,
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -139,12 +164,8 @@ impl Client {
             .map_err(|e| Error::InvalidArgument(format!("bad endpoint {addr:?}: {e}")))?
             .connect_timeout(self.inner.options.connect_timeout)
             .tcp_nodelay(true)
-            // A frozen or cut-off node keeps its TCP connections open: ping
-            // so a call waiting on it fails within about two seconds and the
-            // caller moves on to the new leader. Not tighter: a busy but
-            // healthy server must not have its connections cut.
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
             .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
@@ -329,9 +350,8 @@ impl Client {
         if let Some(endpoint) = known(self) {
             return endpoint;
         }
-        let probe = Duration::from_millis(300);
         for endpoint in self.inner.endpoints.clone() {
-            if let Ok(status) = self.node_status(&endpoint, probe).await {
+            if let Ok(status) = self.node_status(&endpoint, ID_PROBE_TIMEOUT).await {
                 self.inner
                     .endpoint_of
                     .lock()

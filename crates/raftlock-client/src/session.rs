@@ -15,6 +15,20 @@ use crate::client::lock_service;
 use crate::retry::RetryPolicy;
 use crate::{Client, Error};
 
+/// A session's default TTL: a dead holder's locks free within seconds,
+/// and a pause or a network blip shorter than that loses nothing.
+const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// Keepalives sent per TTL: two may be lost or slow before it expires.
+const KEEPALIVES_PER_TTL: u32 = 3;
+/// The pause before retrying a keepalive that failed (the call itself
+/// already retried on every node): soon, as the TTL is running.
+const KEEPALIVE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The request number that opts out of the retry window. Numbering starts
+/// after it.
+const UNNUMBERED: u64 = 0;
+/// The `wait_ms` of a try-lock.
+const TRY_ONCE_MS: u64 = 0;
+
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     /// The session (and every lock it holds) ends this long after the last
@@ -30,7 +44,7 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
-            ttl: Duration::from_secs(10),
+            ttl: DEFAULT_TTL,
             lock_delay: Duration::ZERO,
             label: default_label(),
         }
@@ -140,7 +154,7 @@ impl Client {
                 client: self.clone(),
                 id: reply.session_id,
                 ttl,
-                seq: AtomicU64::new(0),
+                seq: AtomicU64::new(UNNUMBERED),
                 lost,
                 keepalive: Mutex::new(Some(task)),
                 held: Mutex::new(HashSet::new()),
@@ -276,7 +290,7 @@ impl Session {
     /// never hits the retry window's edge.
     fn acquire_request(&self, name: &str, until: Until) -> AcquireRequest {
         let (wait_ms, leave_queue_on_timeout) = match until {
-            Until::Now => (0, true),
+            Until::Now => (TRY_ONCE_MS, true),
             Until::Forever => (WAIT_FOREVER_MS, false),
             Until::Deadline(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -384,7 +398,7 @@ impl Drop for LeaveQueue {
     }
 }
 
-/// Refreshes the session every TTL/3. The session counts as lost when the
+/// Refreshes the session every TTL / [`KEEPALIVES_PER_TTL`]. The session counts as lost when the
 /// leader says it is gone, or the moment a TTL has passed since the last
 /// keepalive that was confirmed was sent: past that point the leader may
 /// have expired it.
@@ -396,10 +410,11 @@ async fn keep_alive(
     lost: Arc<watch::Sender<Option<String>>>,
 ) {
     let mut confirmed_at = opened_at;
-    let mut next_attempt = opened_at + ttl / 3;
+    let interval = ttl / KEEPALIVES_PER_TTL;
+    let mut next_attempt = opened_at + interval;
     let req = KeepAliveRequest { session_id };
     // One slow node must not use up the whole TTL: try others in time.
-    let per_attempt = client.options().rpc_timeout.min(ttl / 3);
+    let per_attempt = client.options().rpc_timeout.min(interval);
     loop {
         let expires = confirmed_at + ttl;
         tokio::select! {
@@ -414,9 +429,11 @@ async fn keep_alive(
             // The server may still think the session alive, and would keep
             // granting it locks that nobody here will use or release until
             // it expires. We have given up on it: end it now if we can.
+            // This task has no request numbers of its own, and a close
+            // needs none: closing twice ends the same.
             let close = CloseSessionRequest {
                 session_id: req.session_id.clone(),
-                seq: 0,
+                seq: UNNUMBERED,
             };
             let _ = client
                 .call(
@@ -436,7 +453,7 @@ async fn keep_alive(
         match call.await {
             Ok(_) => {
                 confirmed_at = sent;
-                next_attempt = sent + ttl / 3;
+                next_attempt = sent + interval;
             }
             Err(Error::SessionLost(reason)) => {
                 lost.send_replace(Some(reason));
@@ -444,7 +461,7 @@ async fn keep_alive(
             }
             Err(e) => {
                 tracing::debug!(%e, "keepalive failed; retrying");
-                next_attempt = Instant::now() + Duration::from_millis(100);
+                next_attempt = Instant::now() + KEEPALIVE_RETRY_PAUSE;
             }
         }
     }
