@@ -235,24 +235,16 @@ async fn refusals_are_clear_and_harmless() {
     owner.lock("shared:file", Wait::No).await.unwrap();
 
     let refused = intruder.release("shared:file").await.unwrap_err();
+    let holder = Error::NotHolder {
+        name: "shared:file".into(),
+        holder_label: "owner-host pid 1".into(),
+        holder_session: owner.id().into(),
+    };
+    assert_eq!(refused, holder);
     assert!(
         refused.to_string().contains("owner-host pid 1"),
         "{refused}"
     );
-    match refused {
-        Error::NotHolder {
-            name,
-            holder_label,
-            holder_session,
-        } => {
-            assert_eq!(
-                (name.as_str(), holder_label.as_str()),
-                ("shared:file", "owner-host pid 1")
-            );
-            assert_eq!(holder_session, owner.id());
-        }
-        other => panic!("expected NotHolder, got {other:?}"),
-    }
     match intruder.lock("shared:file", Wait::No).await {
         Err(Error::NotAcquired { holder, .. }) => {
             assert_eq!(holder.as_deref(), Some("owner-host pid 1"))
