@@ -34,6 +34,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// the new leader. Not tighter: a busy but healthy server must not have its
 /// connections cut.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the connection counts as dead.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long each endpoint gets to say its node id when a redirect names a
