@@ -31,19 +31,11 @@ pub enum ClusterCommand {
     },
 }
 
-pub async fn run(endpoints: &[String], command: ClusterCommand) -> i32 {
-    let client = match Client::new(endpoints.iter().cloned()) {
-        Ok(c) => c,
-        Err(e) => {
-            // Only a malformed endpoint fails here: a usage error.
-            eprintln!("raftlock: {e}");
-            return 2;
-        }
-    };
+pub async fn run(client: Client, command: ClusterCommand) -> i32 {
     if let ClusterCommand::Add { addr, .. } = &command {
         if let Err(message) = parse_endpoint(addr) {
             eprintln!("raftlock cluster add: {message}");
-            return 2;
+            return exit::USAGE;
         }
     }
     let result = match command {
@@ -53,15 +45,10 @@ pub async fn run(endpoints: &[String], command: ClusterCommand) -> i32 {
     match result {
         Ok(members) => {
             print_members(&members);
-            0
+            exit::OK
         }
-        Err(e) => fail(&e),
+        Err(e) => exit::unavailable(&e),
     }
-}
-
-fn fail(e: &Error) -> i32 {
-    eprintln!("raftlock: {e}");
-    exit::UNAVAILABLE
 }
 
 fn print_members(members: &[Member]) {

@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use tokio::process::{Child, Command};
 
+use crate::exit;
+
 /// The guard learns of our death by this signal; nothing else sends it.
 const PARENT_DIED: libc::c_int = libc::SIGUSR1;
 
@@ -107,7 +109,7 @@ impl Guarded {
         self.take_back_terminal();
         Ok(status
             .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+            .unwrap_or_else(|| exit::signalled(status.signal().unwrap_or(0))))
     }
 
     fn take_back_terminal(&mut self) {
@@ -186,7 +188,7 @@ fn become_guard(parent: i32, parent_pgid: i32, tty: Option<RawFd>) -> io::Result
         }
         // We may have been orphaned before prctl: then nobody holds the lock.
         if libc::getppid() != parent {
-            libc::_exit(1);
+            libc::_exit(exit::FAILURE);
         }
         if let Some(tty) = tty {
             // SIGTTOU is blocked, so a background group may do this.
@@ -226,7 +228,7 @@ unsafe fn guard(command: i32, parent_pgid: i32, tty: Option<RawFd>) -> i32 {
             if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            return 70;
+            return exit::GUARD_FAILED;
         }
         if libc::WIFSTOPPED(status) {
             // Ctrl-Z (or a read from the terminal in the background): stop
@@ -242,7 +244,7 @@ unsafe fn guard(command: i32, parent_pgid: i32, tty: Option<RawFd>) -> i32 {
             return libc::WEXITSTATUS(status);
         }
         if libc::WIFSIGNALED(status) {
-            return 128 + libc::WTERMSIG(status);
+            return exit::signalled(libc::WTERMSIG(status));
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use raftlock_client::{Client, Error, SessionOptions, Wait};
+use raftlock_client::{Client, Error, Grant, Session, SessionOptions, Wait};
 use tokio::process::Command;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -54,94 +54,26 @@ pub struct LockArgs {
 /// The signals we pass on to the command; see `after_help`.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
+/// Runs the command under the lock: opens a session, waits for the lock,
+/// runs the command until it exits or the lock is lost, and releases.
+/// Returns the exit status (see `after_help`).
+pub async fn run(client: Client, args: LockArgs) -> i32 {
     // Before any network call: a signal now must not kill us mid-queue.
     let mut signals = Signals::new();
-    let client = match Client::new(endpoints.iter().cloned()) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
+    let session = match open_session(&client, &args, &mut signals).await {
+        Ok(session) => session,
+        Err(code) => return code,
     };
-    let options = SessionOptions {
-        ttl: args.ttl,
-        lock_delay: args.lock_delay,
-        ..SessionOptions::default()
-    };
-    let opened = tokio::select! {
-        opened = client.open_session(options) => opened,
-        sig = signals.recv() => {
-            eprintln!("raftlock: interrupted while connecting; nothing ran");
-            return 128 + sig;
-        }
-    };
-    let session = match opened {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
-    let wait = match (args.no_wait, args.timeout) {
-        (true, _) => Wait::No,
-        (false, Some(t)) => Wait::For(t),
-        (false, None) => Wait::Forever,
-    };
-    // Interrupted while waiting: leave the queue rather than be granted a
-    // lock nobody will use until the session expires.
-    let waited = tokio::select! {
-        waited = session.lock(&args.name, wait) => Ok(waited),
-        sig = signals.recv() => Err(128 + sig),
-    };
-    let grant = match waited {
-        Ok(Ok(grant)) => grant,
-        Ok(Err(e)) => {
-            let _ = session.close().await;
-            eprintln!("raftlock: {e}");
-            return match e {
-                Error::NotAcquired { .. } => exit::NOT_ACQUIRED,
-                _ => exit::UNAVAILABLE,
-            };
-        }
-        Err(code) => {
-            let _ = session.close().await;
-            eprintln!(
-                "raftlock: interrupted while waiting for {:?}; nothing ran",
-                args.name
-            );
-            return code;
-        }
+    let grant = match acquire(&session, &args, &mut signals).await {
+        Ok(grant) => grant,
+        Err(code) => return code,
     };
     tracing::info!(name = %grant.name, token = grant.token, "lock acquired");
-
-    let mut command = Command::new(&args.command[0]);
-    command
-        .args(&args.command[1..])
-        .env("RAFTLOCK_NAME", &args.name)
-        .env("RAFTLOCK_TOKEN", grant.token.to_string());
-    // SIGCONT: we were stopped with the command (Ctrl-Z) and continued.
-    let mut continued = signal(SignalKind::from_raw(libc::SIGCONT)).expect("SIGCONT handler");
-    let mut child = match Guarded::spawn(command) {
-        Ok(child) => child,
-        Err(e) => {
-            let _ = session.close().await;
-            eprintln!("raftlock: cannot run {:?}: {e}", args.command[0]);
-            // As a shell reports it: 127 not found, 126 found but not runnable.
-            return match e.kind() {
-                std::io::ErrorKind::NotFound => 127,
-                _ => 126,
-            };
-        }
+    let running = match start(&session, &args, grant.token).await {
+        Ok(running) => running,
+        Err(code) => return code,
     };
-
-    let code = loop {
-        tokio::select! {
-            status = child.wait() => break exit_code(status),
-            reason = session.lost() => {
-                eprintln!("raftlock: lock {:?} lost ({reason}); stopping the command", args.name);
-                stop_child(&mut child, args.grace).await;
-                break exit::LOCK_LOST;
-            }
-            // Pass it on and keep the lock until the command exits.
-            sig = signals.recv() => child.signal(sig),
-            _ = continued.recv() => child.resume(),
-        }
-    };
+    let code = supervise(running, &session, &args, &mut signals).await;
     if code != exit::LOCK_LOST {
         if let Err(e) = session.close().await {
             eprintln!(
@@ -151,6 +83,107 @@ pub async fn run(endpoints: &[String], args: LockArgs) -> i32 {
         }
     }
     code
+}
+
+/// The session the lock is taken for, unless a signal comes first.
+/// `Err` is the exit status, the reason already said.
+async fn open_session(
+    client: &Client,
+    args: &LockArgs,
+    signals: &mut Signals,
+) -> Result<Session, i32> {
+    let options = SessionOptions {
+        ttl: args.ttl,
+        lock_delay: args.lock_delay,
+        ..SessionOptions::default()
+    };
+    tokio::select! {
+        opened = client.open_session(options) => opened.map_err(|e| exit::unavailable(&e)),
+        sig = signals.recv() => {
+            eprintln!("raftlock: interrupted while connecting; nothing ran");
+            Err(exit::signalled(sig))
+        }
+    }
+}
+
+/// Waits for the lock as the flags say. Not granted, or interrupted, it
+/// ends the session (leaving the queue rather than be granted a lock
+/// nobody will use until the session expires); `Err` is the exit status.
+async fn acquire(session: &Session, args: &LockArgs, signals: &mut Signals) -> Result<Grant, i32> {
+    let wait = match (args.no_wait, args.timeout) {
+        (true, _) => Wait::No,
+        (false, Some(t)) => Wait::For(t),
+        (false, None) => Wait::Forever,
+    };
+    let (message, code) = tokio::select! {
+        waited = session.lock(&args.name, wait) => match waited {
+            Ok(grant) => return Ok(grant),
+            Err(e @ Error::NotAcquired { .. }) => (e.to_string(), exit::NOT_ACQUIRED),
+            Err(e) => (e.to_string(), exit::UNAVAILABLE),
+        },
+        sig = signals.recv() => (
+            format!("interrupted while waiting for {:?}; nothing ran", args.name),
+            exit::signalled(sig),
+        ),
+    };
+    let _ = session.close().await;
+    eprintln!("raftlock: {message}");
+    Err(code)
+}
+
+/// The command, running under its guard, and the watch for our own
+/// SIGCONT (we were stopped with the command, Ctrl-Z, and continued).
+struct Running {
+    child: Guarded,
+    continued: Signal,
+}
+
+/// Starts the command with the lock's name and fencing token in its
+/// environment. If it cannot start, ends the session; `Err` is the exit
+/// status, as a shell reports a command it cannot run.
+async fn start(session: &Session, args: &LockArgs, token: u64) -> Result<Running, i32> {
+    let mut command = Command::new(&args.command[0]);
+    command
+        .args(&args.command[1..])
+        .env("RAFTLOCK_NAME", &args.name)
+        .env("RAFTLOCK_TOKEN", token.to_string());
+    // Before the command runs: it may be stopped (and we with it) at once.
+    let continued = signal(SignalKind::from_raw(libc::SIGCONT)).expect("SIGCONT handler");
+    match Guarded::spawn(command) {
+        Ok(child) => Ok(Running { child, continued }),
+        Err(e) => {
+            let _ = session.close().await;
+            eprintln!("raftlock: cannot run {:?}: {e}", args.command[0]);
+            Err(match e.kind() {
+                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+                _ => exit::CANNOT_RUN,
+            })
+        }
+    }
+}
+
+/// Waits for the command, passing our signals on to it, and stops it if
+/// the lock is lost. Its exit status, or [`exit::LOCK_LOST`].
+async fn supervise(
+    mut running: Running,
+    session: &Session,
+    args: &LockArgs,
+    signals: &mut Signals,
+) -> i32 {
+    let child = &mut running.child;
+    loop {
+        tokio::select! {
+            status = child.wait() => return exit_code(status),
+            reason = session.lost() => {
+                eprintln!("raftlock: lock {:?} lost ({reason}); stopping the command", args.name);
+                stop_child(child, args.grace).await;
+                return exit::LOCK_LOST;
+            }
+            // Pass it on and keep the lock until the command exits.
+            sig = signals.recv() => child.signal(sig),
+            _ = running.continued.recv() => child.resume(),
+        }
+    }
 }
 
 /// The signals we act on, minus those ignored when we started: nohup's
@@ -200,11 +233,6 @@ fn ignored(sig: libc::c_int) -> bool {
         libc::sigaction(sig, std::ptr::null(), &mut current) == 0
             && current.sa_sigaction == libc::SIG_IGN
     }
-}
-
-fn fail(e: &Error) -> i32 {
-    eprintln!("raftlock: {e}");
-    exit::UNAVAILABLE
 }
 
 fn exit_code(status: std::io::Result<i32>) -> i32 {

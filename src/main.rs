@@ -3,24 +3,17 @@
 
 mod args;
 mod cluster;
+mod exit;
 mod guarded;
 mod lock;
 mod serve;
 mod show;
 
+use std::future::Future;
 use std::time::Duration;
 
 use clap::{parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Subcommand};
-
-/// Exit codes of `raftlock lock` besides the command's own (see README).
-pub mod exit {
-    /// The lock could not be had in time (or at once, with --no-wait).
-    pub const NOT_ACQUIRED: i32 = 75;
-    /// The lock was lost while the command ran; the command was terminated.
-    pub const LOCK_LOST: i32 = 76;
-    /// The cluster could not be reached, or another error.
-    pub const UNAVAILABLE: i32 = 69;
-}
+use raftlock_client::Client;
 
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7899,127.0.0.1:7900,127.0.0.1:7901";
 
@@ -124,6 +117,22 @@ fn endpoints(matches: &ArgMatches, before: &Option<Vec<String>>, at: Endpoints) 
     }
 }
 
+/// Runs a client command with a client for `endpoints`, or says why there
+/// is none: only a malformed endpoint fails here, a usage error.
+async fn with_client<F, Fut>(endpoints: Vec<String>, command: F) -> i32
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = i32>,
+{
+    match Client::new(endpoints) {
+        Ok(client) => command(client).await,
+        Err(e) => {
+            eprintln!("raftlock: {e}");
+            exit::USAGE
+        }
+    }
+}
+
 fn main() {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -156,15 +165,24 @@ fn main() {
             }
             Command::Lock { at, args } => {
                 init_logging("warn");
-                lock::run(&endpoints(&matches, &before, at), args).await
+                with_client(endpoints(&matches, &before, at), |client| {
+                    lock::run(client, args)
+                })
+                .await
             }
             Command::Cluster { at, command } => {
                 init_logging("warn");
-                cluster::run(&endpoints(&matches, &before, at), command).await
+                with_client(endpoints(&matches, &before, at), |client| {
+                    cluster::run(client, command)
+                })
+                .await
             }
             Command::Status { at, json } => {
                 init_logging("warn");
-                show::status(&endpoints(&matches, &before, at), json).await
+                with_client(endpoints(&matches, &before, at), |client| {
+                    show::status(client, json)
+                })
+                .await
             }
             Command::Locks {
                 at,
@@ -173,7 +191,10 @@ fn main() {
                 limit,
             } => {
                 init_logging("warn");
-                show::locks(&endpoints(&matches, &before, at), &prefix, limit, json).await
+                with_client(endpoints(&matches, &before, at), |client| {
+                    show::locks(client, prefix, limit, json)
+                })
+                .await
             }
         }
     });

@@ -11,6 +11,8 @@ use raftlock_client::parse_endpoint;
 use raftlock_node::config::parse_peers;
 use raftlock_node::{Node, NodeConfig, RaftTimings};
 
+use crate::exit;
+
 pub use dev::{dev, DevArgs};
 
 #[derive(Args)]
@@ -46,6 +48,11 @@ pub struct ServerArgs {
     #[arg(long, env = "RAFTLOCK_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: u16,
+    /// Sync the leader's own entries before acknowledging them, as every
+    /// follower does (for A/B runs and for checking an openraft upgrade;
+    /// docs/safety.md, section 1, explains the early acknowledgement).
+    #[arg(long, hide = true)]
+    no_early_ack: bool,
     #[command(flatten)]
     timings: TimingArgs,
 }
@@ -87,7 +94,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("raftlock server: --peers: {e}");
-            return 2;
+            return exit::USAGE;
         }
     };
     let config = NodeConfig {
@@ -98,14 +105,14 @@ pub async fn server(args: ServerArgs) -> i32 {
         timings: args.timings.timings(),
         snapshot_every: args.timings.snapshot_every,
         metrics_listen: args.metrics_listen,
-        early_ack: true,
+        early_ack: !args.no_early_ack,
     };
     // A bad --join or --advertise would otherwise only show in the log of
     // a node that never joins.
     let addresses = args.join.iter().chain(&args.advertise);
     if let Some(Err(message)) = addresses.map(|a| parse_endpoint(a)).find(Result::is_err) {
         eprintln!("raftlock server: {message}");
-        return 2;
+        return exit::USAGE;
     }
     let advertise = args.advertise.unwrap_or_else(|| args.listen.to_string());
     if !args.join.is_empty()
@@ -116,17 +123,17 @@ pub async fn server(args: ServerArgs) -> i32 {
             "raftlock server: --join with --listen {} needs --advertise HOST:PORT",
             args.listen
         );
-        return 2;
+        return exit::USAGE;
     }
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
-        return 1;
+        return exit::FAILURE;
     }
     let node = match Node::start(config.clone()).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("raftlock server: {e:#}");
-            return 1;
+            return exit::FAILURE;
         }
     };
     if !args.join.is_empty() {
@@ -156,10 +163,10 @@ pub async fn server(args: ServerArgs) -> i32 {
 
 fn finish(result: anyhow::Result<()>) -> i32 {
     match result {
-        Ok(()) => 0,
+        Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("raftlock: unclean shutdown: {e:#}");
-            1
+            exit::FAILURE
         }
     }
 }

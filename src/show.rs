@@ -18,21 +18,10 @@ struct LockRow {
     waiters: Vec<String>,
 }
 
-pub async fn locks(endpoints: &[String], prefix: &str, limit: u32, json: bool) -> i32 {
-    let client = match Client::new(endpoints.iter().cloned()) {
-        Ok(c) => c,
-        Err(e) => {
-            // Only a malformed endpoint fails here: a usage error.
-            eprintln!("raftlock: {e}");
-            return 2;
-        }
-    };
-    let (locks, truncated) = match client.list_locks(prefix, limit).await {
+pub async fn locks(client: Client, prefix: String, limit: u32, json: bool) -> i32 {
+    let (locks, truncated) = match client.list_locks(&prefix, limit).await {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("raftlock: {e}");
-            return exit::UNAVAILABLE;
-        }
+        Err(e) => return exit::unavailable(&e),
     };
     let rows: Vec<LockRow> = locks
         .into_iter()
@@ -68,7 +57,7 @@ pub async fn locks(endpoints: &[String], prefix: &str, limit: u32, json: bool) -
             println!("(cut at {limit}; use --limit or a prefix)");
         }
     }
-    0
+    exit::OK
 }
 
 /// `text` with control characters written as escapes (`\n`, `\u{1b}`), so

@@ -234,10 +234,17 @@ async fn refusals_are_clear_and_harmless() {
         .unwrap();
     owner.lock("shared:file", Wait::No).await.unwrap();
 
-    match intruder.release("shared:file").await {
-        Err(Error::NotHolder(msg)) => assert!(msg.contains("owner-host pid 1"), "{msg}"),
-        other => panic!("expected NotHolder, got {other:?}"),
-    }
+    let refused = intruder.release("shared:file").await.unwrap_err();
+    let holder = Error::NotHolder {
+        name: "shared:file".into(),
+        holder_label: "owner-host pid 1".into(),
+        holder_session: owner.id().into(),
+    };
+    assert_eq!(refused, holder);
+    assert!(
+        refused.to_string().contains("owner-host pid 1"),
+        "{refused}"
+    );
     match intruder.lock("shared:file", Wait::No).await {
         Err(Error::NotAcquired { holder, .. }) => {
             assert_eq!(holder.as_deref(), Some("owner-host pid 1"))
@@ -246,7 +253,7 @@ async fn refusals_are_clear_and_harmless() {
     }
     assert!(matches!(
         intruder.release("nobody-holds-this").await,
-        Err(Error::NotHeld(_))
+        Err(Error::NotHeld { name }) if name == "nobody-holds-this"
     ));
     assert!(matches!(
         owner.lock("", Wait::No).await,

@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
+use tokio::task::JoinSet;
 
 use super::{datadir, wait_for_stop_signal, TimingArgs};
+use crate::exit;
 
 #[derive(Args)]
 pub struct DevArgs {
@@ -25,13 +28,49 @@ pub struct DevArgs {
     timings: TimingArgs,
 }
 
+/// How long stopping nodes get before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// How to start each node, so a killed one can be started again the same way.
 struct Launcher {
     exe: PathBuf,
+    /// Node id -> the address it listens on.
+    addrs: BTreeMap<u64, String>,
     command_lines: BTreeMap<u64, Vec<String>>,
 }
 
 impl Launcher {
+    /// Node N listens on `--port` + N - 1 and keeps its data in its own
+    /// subdirectory; all share the timings.
+    fn new(exe: PathBuf, args: &DevArgs) -> Launcher {
+        let addrs: BTreeMap<u64, String> = (1..=u64::from(args.nodes))
+            .map(|id| (id, format!("127.0.0.1:{}", u64::from(args.port) + id - 1)))
+            .collect();
+        let peers: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let command_lines = addrs
+            .iter()
+            .map(|(id, addr)| {
+                let command_line = vec![
+                    "server".to_string(),
+                    format!("--id={id}"),
+                    format!("--listen={addr}"),
+                    format!("--peers={}", peers.join(",")),
+                    format!("--data-dir={}", node_dir(args, *id).display()),
+                    format!("--heartbeat-ms={}", args.timings.heartbeat_ms),
+                    format!("--election-min-ms={}", args.timings.election_min_ms),
+                    format!("--election-max-ms={}", args.timings.election_max_ms),
+                    format!("--snapshot-every={}", args.timings.snapshot_every),
+                ];
+                (*id, command_line)
+            })
+            .collect();
+        Launcher {
+            exe,
+            addrs,
+            command_lines,
+        }
+    }
+
     fn spawn(&self, id: u64) -> std::io::Result<Child> {
         let mut command = tokio::process::Command::new(&self.exe);
         command
@@ -69,128 +108,165 @@ impl Launcher {
 /// `kill -9` one and watch the others carry on; `restart N` on stdin starts
 /// it again. Their logs are prefixed with the node id. Ctrl-C stops them all.
 pub async fn dev(args: DevArgs) -> i32 {
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("raftlock dev: cannot find my own binary: {e}");
-            return 1;
-        }
+    let launcher = match prepare(&args) {
+        Ok(launcher) => launcher,
+        Err(code) => return code,
     };
-    let ids: Vec<u64> = (1..=u64::from(args.nodes)).collect();
-    let Some(last_port) = args.port.checked_add(args.nodes.saturating_sub(1)) else {
+    let mut nodes = Nodes::new(launcher);
+    if let Err(code) = nodes.start_all(&args) {
+        return code;
+    }
+    print_banner(&nodes.launcher.addrs, &nodes.launcher.exe);
+    match nodes.serve().await {
+        Served::AllExited => exit::FAILURE,
+        Served::Stopped => nodes.stop().await,
+    }
+}
+
+/// How to start each node, once the ports fit and no data directory is in
+/// use. `Err` is the exit status, the reason already said.
+fn prepare(args: &DevArgs) -> Result<Launcher, i32> {
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("raftlock dev: cannot find my own binary: {e}");
+        exit::FAILURE
+    })?;
+    if args
+        .port
+        .checked_add(args.nodes.saturating_sub(1))
+        .is_none()
+    {
         eprintln!(
             "raftlock dev: --port {} leaves no room for {} nodes",
             args.port, args.nodes
         );
-        return 2;
-    };
+        return Err(exit::USAGE);
+    }
     // Before starting anything: a node started by hand (or a dev cluster
     // in another shell) on one of these directories would leave this one
     // a node short.
-    for id in &ids {
-        if let Err(message) = datadir::check_free(&node_dir(&args, *id)) {
+    for id in 1..=u64::from(args.nodes) {
+        if let Err(message) = datadir::check_free(&node_dir(args, id)) {
             eprintln!("raftlock dev: {message}");
-            return 1;
+            return Err(exit::FAILURE);
         }
     }
-    let addrs: BTreeMap<u64, String> = ids
-        .iter()
-        .map(|id| (*id, format!("127.0.0.1:{}", u64::from(args.port) + id - 1)))
-        .collect();
-    let peers: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
-    let launcher = Launcher {
-        exe,
-        command_lines: addrs
-            .iter()
-            .map(|(id, addr)| {
-                let command_line = vec![
-                    "server".to_string(),
-                    format!("--id={id}"),
-                    format!("--listen={addr}"),
-                    format!("--peers={}", peers.join(",")),
-                    format!("--data-dir={}", node_dir(&args, *id).display()),
-                    format!("--heartbeat-ms={}", args.timings.heartbeat_ms),
-                    format!("--election-min-ms={}", args.timings.election_min_ms),
-                    format!("--election-max-ms={}", args.timings.election_max_ms),
-                    format!("--snapshot-every={}", args.timings.snapshot_every),
-                ];
-                (*id, command_line)
-            })
-            .collect(),
-    };
-    println!(
-        "raftlock dev cluster: {} nodes on ports {}-{last_port}, data in {}",
-        args.nodes,
-        args.port,
-        args.data_dir.display()
-    );
-    let mut running: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut exits = tokio::task::JoinSet::new();
-    for (id, addr) in &addrs {
-        match launcher.spawn(*id) {
-            Ok(child) => {
-                let pid = child.id().unwrap_or(0);
-                println!("  node {id}  {addr}  pid {pid}");
-                running.insert(*id, pid);
-                exits.spawn(wait(*id, child));
-            }
-            Err(e) => {
-                eprintln!("raftlock dev: starting node {id}: {e}");
-                return 1;
-            }
-        }
-    }
-    print_banner(&addrs, &launcher.exe);
+    Ok(Launcher::new(exe, args))
+}
 
-    let mut commands = Some(stdin_lines());
-    loop {
-        tokio::select! {
-            _ = wait_for_stop_signal() => break,
-            Some(Ok((id, status))) = exits.join_next() => {
-                running.remove(&id);
-                println!(
-                    "node {id} exited ({status}); {} still running. \
-                     Type `restart {id}` (or just Enter) to start it again.",
-                    running.len()
-                );
-                if running.is_empty() {
-                    return 1;
+/// The nodes' processes: how to start each, and which are running.
+struct Nodes {
+    launcher: Launcher,
+    /// Node id -> pid, of the running ones.
+    running: BTreeMap<u64, u32>,
+    /// Each running node's end: its id and how it exited.
+    exits: JoinSet<(u64, String)>,
+}
+
+/// Why [`Nodes::serve`] returned.
+enum Served {
+    /// Ctrl-C or SIGTERM: stop the nodes.
+    Stopped,
+    /// No node is left running.
+    AllExited,
+}
+
+impl Nodes {
+    fn new(launcher: Launcher) -> Nodes {
+        Nodes {
+            launcher,
+            running: BTreeMap::new(),
+            exits: JoinSet::new(),
+        }
+    }
+
+    /// Starts node `id`; its pid.
+    fn start(&mut self, id: u64) -> std::io::Result<u32> {
+        let child = self.launcher.spawn(id)?;
+        let pid = child.id().unwrap_or(0);
+        self.running.insert(id, pid);
+        self.exits.spawn(wait(id, child));
+        Ok(pid)
+    }
+
+    /// Starts every node, saying where each runs. `Err` is the exit status.
+    fn start_all(&mut self, args: &DevArgs) -> Result<(), i32> {
+        let addrs = self.launcher.addrs.clone();
+        let last_port = args.port.saturating_add(args.nodes.saturating_sub(1));
+        let ports = format!("{}-{last_port}", args.port);
+        println!(
+            "raftlock dev cluster: {} nodes on ports {ports}, data in {}",
+            args.nodes,
+            args.data_dir.display()
+        );
+        for (id, addr) in addrs {
+            match self.start(id) {
+                Ok(pid) => println!("  node {id}  {addr}  pid {pid}"),
+                Err(e) => {
+                    eprintln!("raftlock dev: starting node {id}: {e}");
+                    return Err(exit::FAILURE);
                 }
             }
-            line = recv(&mut commands), if commands.is_some() => match line {
-                Some(line) => {
-                    for id in to_restart(&line, &ids, &running) {
-                        match launcher.spawn(id) {
-                            Ok(child) => {
-                                let pid = child.id().unwrap_or(0);
-                                println!("node {id} restarted, pid {pid}");
-                                running.insert(id, pid);
-                                exits.spawn(wait(id, child));
-                            }
-                            Err(e) => println!("node {id} did not start: {e}"),
-                        }
+        }
+        Ok(())
+    }
+
+    /// Reports nodes that exit and restarts those stdin asks for, until a
+    /// stop signal or until none is left.
+    async fn serve(&mut self) -> Served {
+        let ids: Vec<u64> = self.launcher.addrs.keys().copied().collect();
+        let mut commands = Some(stdin_lines());
+        loop {
+            tokio::select! {
+                _ = wait_for_stop_signal() => return Served::Stopped,
+                Some(Ok((id, status))) = self.exits.join_next() => {
+                    self.running.remove(&id);
+                    println!(
+                        "node {id} exited ({status}); {} still running. \
+                         Type `restart {id}` (or just Enter) to start it again.",
+                        self.running.len()
+                    );
+                    if self.running.is_empty() {
+                        return Served::AllExited;
                     }
                 }
-                None => commands = None,
-            },
+                line = recv(&mut commands), if commands.is_some() => match line {
+                    Some(line) => {
+                        for id in to_restart(&line, &ids, &self.running) {
+                            match self.start(id) {
+                                Ok(pid) => println!("node {id} restarted, pid {pid}"),
+                                Err(e) => println!("node {id} did not start: {e}"),
+                            }
+                        }
+                    }
+                    None => commands = None,
+                },
+            }
         }
     }
-    println!("stopping the dev cluster");
-    for pid in running.values() {
-        // SAFETY: kill(2) on our own children; no memory is touched.
-        unsafe {
-            libc::kill(*pid as i32, libc::SIGTERM);
+
+    /// Stops every running node: SIGTERM, then (by dropping them) SIGKILL
+    /// for those that take too long. The exit status.
+    async fn stop(mut self) -> i32 {
+        println!("stopping the dev cluster");
+        for pid in self.running.values() {
+            // SAFETY: kill(2) on our own children; no memory is touched.
+            unsafe {
+                libc::kill(*pid as i32, libc::SIGTERM);
+            }
         }
+        let all_stopped = tokio::time::timeout(STOP_GRACE, async {
+            while self.exits.join_next().await.is_some() {}
+        });
+        if all_stopped.await.is_err() {
+            // Dropping the join set drops the children, which kills them.
+            eprintln!(
+                "raftlock dev: some nodes did not stop in {} s; killing them",
+                STOP_GRACE.as_secs()
+            );
+            return exit::FAILURE;
+        }
+        exit::OK
     }
-    let all_stopped = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while exits.join_next().await.is_some() {}
-    });
-    if all_stopped.await.is_err() {
-        // Dropping the join set drops the children, which kills them.
-        eprintln!("raftlock dev: some nodes did not stop in 10 s; killing them");
-        return 1;
-    }
-    0
 }
 
 fn node_dir(args: &DevArgs, id: u64) -> PathBuf {

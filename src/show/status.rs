@@ -55,22 +55,47 @@ struct Seen {
     endpoint: String,
 }
 
+/// How long each node gets to answer: it answers from memory, and one
+/// that is down must not hold the command up.
+const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Node id -> its answer.
+type Answers = BTreeMap<u64, Seen>;
+/// Member id -> its address and whether it votes.
+type Members = BTreeMap<u64, (String, bool)>;
+
 /// Asks every endpoint and every member the answering nodes know of.
-/// Exits 0 only if the leader answers and a majority of the voters do, so
-/// scripts (and the container health check) can use it; 69 if nothing
-/// answers at all.
-pub async fn status(endpoints: &[String], json: bool) -> i32 {
-    let client = match Client::new(endpoints.iter().cloned()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("raftlock: {e}");
-            return 2;
-        }
-    };
-    let timeout = Duration::from_secs(1);
-    let mut seen: BTreeMap<u64, Seen> = BTreeMap::new();
-    let mut failed: BTreeMap<String, String> = BTreeMap::new();
-    for (endpoint, answer) in ask_all(&client, client.endpoints(), timeout).await {
+/// Exits [`exit::OK`] only if the leader answers and a majority of the
+/// voters do, so scripts (and the container health check) can use it;
+/// [`exit::UNAVAILABLE`] if nothing answers at all.
+pub async fn status(client: Client, json: bool) -> i32 {
+    let (mut seen, failed) = ask_endpoints(&client).await;
+    if seen.is_empty() {
+        return nobody_answers(&failed);
+    }
+    let members = membership(&seen);
+    let errors = ask_other_members(&client, &members, &mut seen, &failed).await;
+    let report = assemble(&seen, &members, &errors, &failed);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serializable")
+        );
+    } else {
+        print_table(&report, &seen);
+    }
+    if report.leader_confirmed && report.quorum {
+        exit::OK
+    } else {
+        exit::UNHEALTHY
+    }
+}
+
+/// The given endpoints' answers, and why each of the others gave none.
+async fn ask_endpoints(client: &Client) -> (Answers, BTreeMap<String, String>) {
+    let mut seen = Answers::new();
+    let mut failed = BTreeMap::new();
+    for (endpoint, answer) in ask_all(client, client.endpoints(), ASK_TIMEOUT).await {
         match answer {
             Ok(status) => {
                 seen.entry(status.id).or_insert(Seen { status, endpoint });
@@ -80,18 +105,21 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
             }
         }
     }
-    if seen.is_empty() {
-        let what: Vec<String> = failed
-            .iter()
-            .map(|(e, why)| format!("{e} ({why})"))
-            .collect();
-        eprintln!("raftlock: no raftlock node answers at {}", what.join(", "));
-        return exit::UNAVAILABLE;
-    }
+    (seen, failed)
+}
 
-    // The membership as the most up-to-date answering node has it.
-    let members: BTreeMap<u64, (String, bool)> = seen
-        .values()
+fn nobody_answers(failed: &BTreeMap<String, String>) -> i32 {
+    let what: Vec<String> = failed
+        .iter()
+        .map(|(e, why)| format!("{e} ({why})"))
+        .collect();
+    eprintln!("raftlock: no raftlock node answers at {}", what.join(", "));
+    exit::UNAVAILABLE
+}
+
+/// The membership as the most up-to-date answering node has it.
+fn membership(seen: &Answers) -> Members {
+    seen.values()
         .map(|s| &s.status)
         .max_by_key(|s| (s.role() == Role::Leader, s.term, s.last_applied))
         .map(|s| {
@@ -100,13 +128,21 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
                 .map(|m| (m.id, (m.addr.clone(), m.voter)))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    // Members no given endpoint led to: ask them at their own address,
-    // unless that is a given endpoint that already failed.
-    let mut errors: BTreeMap<u64, String> = BTreeMap::new();
+/// Asks the members no given endpoint led to at their own address, unless
+/// that is a given endpoint that already failed; adds their answers to
+/// `seen`. Returns why each member that did not answer did not.
+async fn ask_other_members(
+    client: &Client,
+    members: &Members,
+    seen: &mut Answers,
+    failed: &BTreeMap<String, String>,
+) -> BTreeMap<u64, String> {
+    let mut errors = BTreeMap::new();
     let mut missing = Vec::new();
-    for (id, (addr, _)) in &members {
+    for (id, (addr, _)) in members {
         if seen.contains_key(id) {
             continue;
         }
@@ -117,7 +153,7 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
             None => missing.push(addr.clone()),
         }
     }
-    for (addr, answer) in ask_all(&client, &missing, timeout).await {
+    for (addr, answer) in ask_all(client, &missing, ASK_TIMEOUT).await {
         let id = members.iter().find(|(_, m)| m.0 == addr).map(|(id, _)| *id);
         match answer {
             Ok(status) => {
@@ -131,26 +167,13 @@ pub async fn status(endpoints: &[String], json: bool) -> i32 {
             }
         }
     }
-
-    let report = assemble(&seen, &members, &errors, &failed);
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serializable")
-        );
-    } else {
-        print_table(&report, &seen);
-    }
-    if report.leader_confirmed && report.quorum {
-        0
-    } else {
-        1
-    }
+    errors
 }
 
+/// Judges what the answers say: the leader, the quorum, each member.
 fn assemble(
-    seen: &BTreeMap<u64, Seen>,
-    members: &BTreeMap<u64, (String, bool)>,
+    seen: &Answers,
+    members: &Members,
     errors: &BTreeMap<u64, String>,
     failed: &BTreeMap<String, String>,
 ) -> ClusterStatus {
@@ -188,21 +211,7 @@ fn assemble(
                 let voter = members.get(&id).is_some_and(|m| m.1);
                 match seen.get(&id) {
                     Some(s) => answered(s, addr, voter, leader_last),
-                    None => MemberStatus {
-                        id,
-                        addr: addr.unwrap_or_default(),
-                        endpoint: None,
-                        reachable: false,
-                        role: "unreachable".into(),
-                        term: None,
-                        last_applied: None,
-                        lag: None,
-                        snapshot_index: None,
-                        uptime_ms: None,
-                        version: None,
-                        voter,
-                        error: errors.get(&id).cloned(),
-                    },
+                    None => unreachable(id, addr, voter, errors.get(&id)),
                 }
             })
             .collect(),
@@ -241,7 +250,27 @@ fn answered(
     }
 }
 
-fn print_table(report: &ClusterStatus, seen: &BTreeMap<u64, Seen>) {
+fn unreachable(id: u64, addr: Option<String>, voter: bool, error: Option<&String>) -> MemberStatus {
+    MemberStatus {
+        id,
+        addr: addr.unwrap_or_default(),
+        endpoint: None,
+        reachable: false,
+        role: "unreachable".into(),
+        term: None,
+        last_applied: None,
+        lag: None,
+        snapshot_index: None,
+        uptime_ms: None,
+        version: None,
+        voter,
+        error: error.cloned(),
+    }
+}
+
+/// The report for people: a row per member, who does not answer, and
+/// what that means for the leader and the quorum.
+fn print_table(report: &ClusterStatus, seen: &Answers) {
     let dash = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     println!(
         "{:<4} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} REACHABLE",
@@ -270,6 +299,11 @@ fn print_table(report: &ClusterStatus, seen: &BTreeMap<u64, Seen>) {
     for u in &report.unanswered {
         println!("no answer at {}: {}", u.endpoint, u.error);
     }
+    print_verdict(report, seen);
+}
+
+/// The leader and quorum lines under the table.
+fn print_verdict(report: &ClusterStatus, seen: &Answers) {
     let voters = report.members.iter().filter(|m| m.voter).count();
     let answering = report
         .members

@@ -125,22 +125,7 @@ async fn run_client(
     let mut current: Option<Held> = None;
     while !stop.load(Ordering::SeqCst) {
         let Some(held) = current.as_ref() else {
-            let opened = client
-                .open_session(SessionOptions {
-                    ttl: config.ttl,
-                    lock_delay: Duration::ZERO,
-                    label: format!("chaos-{n}"),
-                })
-                .await;
-            match opened {
-                Ok(session) => {
-                    current = Some(Held {
-                        client: NEXT_CLIENT.fetch_add(1, Ordering::SeqCst),
-                        session,
-                    })
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+            current = open(&client, &config, n).await;
             continue;
         };
         let id = held.client;
@@ -186,20 +171,7 @@ async fn run_client(
         };
 
         worker.holding.store(true, Ordering::SeqCst);
-        let read = register.read(id, &lock, token);
-        let pause = worker
-            .pause
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(pause) = pause {
-            // A process pause: this thread, and with it the keepalive, stops.
-            std::thread::sleep(pause);
-        }
-        if let Ok(value) = read {
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=50))).await;
-            let _ = register.write(id, &lock, token, value + 1);
-        }
+        increment(&register, &worker, id, &lock, token, &mut rng).await;
         worker.holding.store(false, Ordering::SeqCst);
 
         let invoked = history.now();
@@ -210,7 +182,7 @@ async fn run_client(
                 Some(history.now()),
                 Outcome::Ok(None),
             ),
-            Err(Error::SessionLost(_) | Error::NotHeld(_) | Error::NotHolder(_)) => {
+            Err(Error::SessionLost(_) | Error::NotHeld { .. } | Error::NotHolder { .. }) => {
                 // The session expired while we held the lock.
                 record(
                     LockOp::Expired,
@@ -228,6 +200,54 @@ async fn run_client(
     }
     if let Some(held) = current {
         let _ = held.session.close().await;
+    }
+}
+
+/// A new session for client `n`, as a new client of the history; `None`
+/// (after a pause) if the cluster did not open one.
+async fn open(client: &Client, config: &WorkloadConfig, n: usize) -> Option<Held> {
+    let opened = client
+        .open_session(SessionOptions {
+            ttl: config.ttl,
+            lock_delay: Duration::ZERO,
+            label: format!("chaos-{n}"),
+        })
+        .await;
+    match opened {
+        Ok(session) => Some(Held {
+            client: NEXT_CLIENT.fetch_add(1, Ordering::SeqCst),
+            session,
+        }),
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
+/// The work done under the lock: read the register, maybe pause as the
+/// nemesis asked, and write the value plus one with the fencing token.
+async fn increment(
+    register: &FencedRegister,
+    worker: &Worker,
+    id: u64,
+    lock: &str,
+    token: u64,
+    rng: &mut rand::rngs::StdRng,
+) {
+    let read = register.read(id, lock, token);
+    let pause = worker
+        .pause
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(pause) = pause {
+        // A process pause: this thread, and with it the keepalive, stops.
+        std::thread::sleep(pause);
+    }
+    if let Ok(value) = read {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=50))).await;
+        let _ = register.write(id, lock, token, value + 1);
     }
 }
 

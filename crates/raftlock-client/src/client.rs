@@ -8,19 +8,44 @@ use std::time::Duration;
 
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
-use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER, UNREACHABLE_LEADER_HEADER};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::endpoint::parse_endpoint;
-use crate::session::{Session, SessionOptions};
+use crate::retry::{Attempt, Next, Retry, RetryPolicy};
 use crate::silence::{self, Silence};
 use crate::Error;
 
-/// The lock service on a channel. Large lock listings are legitimate
-/// replies, so the reply size limit is raised; requests stay small.
+/// The largest reply taken: a listing of many locks with long names,
+/// labels and queues is a legitimate reply well past tonic's 4 MiB default.
+const MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// How long a call keeps retrying by default: long enough to ride out an
+/// election and a node's restart, short enough that a script stops.
+const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
+/// One RPC's default deadline: a healthy node answers in milliseconds,
+/// and a node that takes seconds is better skipped.
+const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting takes a round trip; a second means the node is not there.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A frozen or cut-off node keeps its TCP connections open: ping so a call
+/// waiting on it fails within about two seconds and the caller moves on to
+/// the new leader. Not tighter: a busy but healthy server must not have its
+/// connections cut.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the connection counts as dead.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long each endpoint gets to say its node id when a redirect names a
+/// leader by an address we cannot use: this holds up the redirect, and a
+/// node answers Status from memory.
+const ID_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The lock service on a channel. Requests stay small; replies may not
+/// (see [`MAX_REPLY_BYTES`]).
 pub(crate) fn lock_service(channel: Channel) -> LockClient<Channel> {
-    LockClient::new(channel).max_decoding_message_size(64 << 20)
+    LockClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES)
 }
 
 #[derive(Clone, Debug)]
@@ -35,9 +60,9 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            retry_for: Duration::from_secs(30),
-            rpc_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(1),
+            retry_for: DEFAULT_RETRY_FOR,
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -71,69 +96,16 @@ struct Inner {
 /// healthy leader whose one call timed out must not be avoided for long.
 const FAILED_COOLDOWN: Duration = Duration::from_secs(1);
 
-/// What a failed attempt tells the retry loop.
-enum Retry {
-    /// Go to the leader a follower named: its id, if given, and address.
-    Redirect(Option<u64>, String),
-    /// Try another node after a pause.
-    Elsewhere,
-    /// The node answered but knows no leader yet (it already waited a
-    /// little for the election): try another, without holding it against
-    /// this one.
-    NoLeaderYet,
-    /// Not worth retrying: hand this to the caller.
-    Fail(Error),
-}
-
-/// One try of a call: its timeout, and what the request should tell the
-/// node it goes to.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Attempt {
-    pub timeout: Duration,
+/// Where a call goes next, and what it learned on the way.
+struct Route {
+    endpoint: String,
+    /// Where `endpoint` is in the rotation through all of them.
+    rotation: usize,
+    /// A leader we could not reach: followers that still name it are
+    /// asked to hold the call until the election names another.
     unreachable_leader: Option<u64>,
-}
-
-impl Attempt {
-    /// `message` as a request carrying this attempt's timeout and hints.
-    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(self.timeout);
-        if let Some(id) = self.unreachable_leader {
-            request
-                .metadata_mut()
-                .insert(UNREACHABLE_LEADER_HEADER, id.into());
-        }
-        request
-    }
-}
-
-fn classify(status: &Status) -> Retry {
-    match status.code() {
-        Code::Unavailable if ErrorKind::of(status) == Some(ErrorKind::NoLeader) => {
-            Retry::NoLeaderYet
-        }
-        Code::Unavailable => match status
-            .metadata()
-            .get(LEADER_ADDR_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(addr) => Retry::Redirect(
-                status
-                    .metadata()
-                    .get(LEADER_ID_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok()),
-                addr.to_string(),
-            ),
-            None => Retry::Elsewhere,
-        },
-        // A node that died mid-call, or a call that took too long.
-        Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted => {
-            Retry::Elsewhere
-        }
-        Code::Internal if status.message().contains("h2 protocol error") => Retry::Elsewhere,
-        _ => Retry::Fail(Error::from_status(status)),
-    }
+    /// Redirects followed in a row.
+    redirects: u32,
 }
 
 impl Client {
@@ -193,12 +165,8 @@ impl Client {
             .map_err(|e| Error::InvalidArgument(format!("bad endpoint {addr:?}: {e}")))?
             .connect_timeout(self.inner.options.connect_timeout)
             .tcp_nodelay(true)
-            // A frozen or cut-off node keeps its TCP connections open: ping
-            // so a call waiting on it fails within about two seconds and the
-            // caller moves on to the new leader. Not tighter: a busy but
-            // healthy server must not have its connections cut.
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
             .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
@@ -211,99 +179,124 @@ impl Client {
     }
 
     /// Runs `call` against the leader, following redirects and retrying on
-    /// unreachable nodes with backoff, until `give_up`. Each attempt gets
-    /// `timeout` (or less, near `give_up`).
-    pub(crate) async fn call<T, F, Fut>(
-        &self,
-        give_up: tokio::time::Instant,
-        timeout: Duration,
-        mut call: F,
-    ) -> Result<T, Error>
+    /// unreachable nodes with backoff, as `policy` says.
+    pub(crate) async fn call<T, F, Fut>(&self, policy: RetryPolicy, mut call: F) -> Result<T, Error>
     where
         F: FnMut(Channel, Attempt) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut next = self.first_choice();
-        // A leader we could not reach: followers that still name it are
-        // asked to hold the call until the election names another.
-        let mut unreachable_leader = None;
-        let mut rotation = self.position(&next);
-        let mut backoff = Duration::from_millis(20);
-        let mut redirects = 0;
-        let mut last_error: String;
+        let mut route = self.route();
+        let mut backoff = policy.first_backoff;
         let mut silence = Silence::default();
         loop {
-            let client = self.connection(&next)?;
-            let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+            let endpoint = route.endpoint.clone();
             let attempt = Attempt {
-                timeout: timeout.min(left).max(Duration::from_millis(1)),
-                unreachable_leader,
+                timeout: policy.attempt_timeout_now(),
+                unreachable_leader: route.unreachable_leader,
             };
-            match tokio::time::timeout(attempt.timeout, call(client, attempt)).await {
-                Ok(Ok(response)) => {
-                    self.inner.warned_silent.store(false, Ordering::Relaxed);
-                    *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
-                    return Ok(response.into_inner());
+            let (why, how) = match self.attempt(&endpoint, attempt, &mut call).await {
+                Next::Done(answer) => return Ok(answer),
+                Next::Fail(error) => return Err(error),
+                Next::Retry { why, how } => (why, how),
+            };
+            let at_once = match how {
+                Retry::Redirect(id, addr) => self.follow(&mut route, id, addr, &policy).await,
+                Retry::Elsewhere => {
+                    self.no_answer(&mut silence, &endpoint, &why, policy.deadline);
+                    self.mark_failed(&endpoint);
+                    self.move_on(&mut route);
+                    false
                 }
-                Ok(Err(status)) => {
-                    let reason = silence::reason(&status);
-                    last_error = format!("{next}: {reason}");
-                    match classify(&status) {
-                        Retry::Fail(e) => return Err(e),
-                        // Follow at once, but not forever: two nodes with
-                        // stale views could point at each other.
-                        Retry::Redirect(id, addr) if redirects < 3 => {
-                            let leader = self.reachable_endpoint(id, addr).await;
-                            if self.recently_failed(&leader) {
-                                // A follower that has not yet noticed the
-                                // leader is gone: wait for the election.
-                                unreachable_leader = id.or(unreachable_leader);
-                                redirects = 0;
-                                next = self.next_endpoint(&mut rotation);
-                            } else {
-                                tracing::debug!(from = %next, to = %leader, "following the leader");
-                                redirects += 1;
-                                next = leader;
-                                if tokio::time::Instant::now() < give_up {
-                                    continue;
-                                }
-                            }
-                        }
-                        Retry::NoLeaderYet => {
-                            redirects = 0;
-                            next = self.next_endpoint(&mut rotation);
-                        }
-                        Retry::Elsewhere => {
-                            self.no_answer(&mut silence, &next, &reason, give_up);
-                            self.mark_failed(&next);
-                            redirects = 0;
-                            next = self.next_endpoint(&mut rotation);
-                        }
-                        Retry::Redirect(..) => {
-                            self.mark_failed(&next);
-                            redirects = 0;
-                            next = self.next_endpoint(&mut rotation);
-                        }
-                    }
+                Retry::NoLeaderYet => {
+                    self.move_on(&mut route);
+                    false
                 }
-                Err(_) => {
-                    let reason = format!("no answer within {:?}", attempt.timeout);
-                    last_error = format!("{next}: {reason}");
-                    self.no_answer(&mut silence, &next, &reason, give_up);
-                    self.mark_failed(&next);
-                    redirects = 0;
-                    next = self.next_endpoint(&mut rotation);
-                }
+            };
+            if at_once && !policy.expired() {
+                continue;
             }
-            if tokio::time::Instant::now() + backoff > give_up {
-                if silence.is_total(&self.inner.endpoints) {
-                    last_error = format!("no raftlock node answered (last: {last_error})");
-                }
-                return Err(Error::Unavailable(last_error));
+            if tokio::time::Instant::now() + backoff > policy.deadline {
+                return Err(self.unavailable(&silence, format!("{endpoint}: {why}")));
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
+            backoff = policy.next_backoff(backoff);
         }
+    }
+
+    /// One try of `call` at `endpoint`, and what to do next.
+    async fn attempt<T, F, Fut>(&self, endpoint: &str, attempt: Attempt, call: &mut F) -> Next<T>
+    where
+        F: FnMut(Channel, Attempt) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let channel = match self.connection(endpoint) {
+            Ok(channel) => channel,
+            Err(e) => return Next::Fail(e),
+        };
+        match tokio::time::timeout(attempt.timeout, call(channel, attempt)).await {
+            Ok(Ok(response)) => {
+                self.inner.warned_silent.store(false, Ordering::Relaxed);
+                *self.inner.leader.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(endpoint.to_string());
+                Next::Done(response.into_inner())
+            }
+            Ok(Err(status)) => Next::after(&status),
+            Err(_) => Next::timed_out(attempt.timeout),
+        }
+    }
+
+    /// Where a call starts: the last known leader, else the next endpoint.
+    fn route(&self) -> Route {
+        let endpoint = self.first_choice();
+        Route {
+            rotation: self.position(&endpoint),
+            endpoint,
+            unreachable_leader: None,
+            redirects: 0,
+        }
+    }
+
+    /// On to the next endpoint in rotation.
+    fn move_on(&self, route: &mut Route) {
+        route.redirects = 0;
+        route.endpoint = self.next_endpoint(&mut route.rotation);
+    }
+
+    /// Follows a redirect to the leader named by `id` and `addr`: true to
+    /// go there at once. Not when the redirects in a row ran out (the node
+    /// that sent it counts as failed), nor when that leader just failed
+    /// (a follower that has not noticed yet): then on to the next node,
+    /// asking it to wait for the election.
+    async fn follow(
+        &self,
+        route: &mut Route,
+        id: Option<u64>,
+        addr: String,
+        policy: &RetryPolicy,
+    ) -> bool {
+        if route.redirects >= policy.max_redirects {
+            self.mark_failed(&route.endpoint);
+            self.move_on(route);
+            return false;
+        }
+        let leader = self.reachable_endpoint(id, addr).await;
+        if self.recently_failed(&leader) {
+            route.unreachable_leader = id.or(route.unreachable_leader);
+            self.move_on(route);
+            return false;
+        }
+        tracing::debug!(from = %route.endpoint, to = %leader, "following the leader");
+        route.redirects += 1;
+        route.endpoint = leader;
+        true
+    }
+
+    /// The error of a call that ran out of time, `last_error` its last try's.
+    fn unavailable(&self, silence: &Silence, last_error: String) -> Error {
+        if silence.is_total(&self.inner.endpoints) {
+            return Error::Unavailable(format!("no raftlock node answered (last: {last_error})"));
+        }
+        Error::Unavailable(last_error)
     }
 
     /// Notes that `endpoint` did not answer; after a full round in which
@@ -333,8 +326,8 @@ impl Client {
         F: Fn(Channel, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let timeout = self.inner.options.rpc_timeout;
-        self.call(self.retry_deadline(), timeout, |client, attempt| {
+        let policy = RetryPolicy::new(self.retry_deadline(), self.inner.options.rpc_timeout);
+        self.call(policy, |client, attempt| {
             method(client, attempt.request(req.clone()))
         })
         .await
@@ -358,9 +351,8 @@ impl Client {
         if let Some(endpoint) = known(self) {
             return endpoint;
         }
-        let probe = Duration::from_millis(300);
         for endpoint in self.inner.endpoints.clone() {
-            if let Ok(status) = self.node_status(&endpoint, probe).await {
+            if let Ok(status) = self.node_status(&endpoint, ID_PROBE_TIMEOUT).await {
                 self.inner
                     .endpoint_of
                     .lock()
@@ -433,11 +425,6 @@ impl Client {
             .iter()
             .position(|e| e == addr)
             .unwrap_or(0)
-    }
-
-    /// Opens a session; see [`SessionOptions`] for TTL, lock-delay and label.
-    pub async fn open_session(&self, options: SessionOptions) -> Result<Session, Error> {
-        Session::open(self.clone(), options).await
     }
 
     /// One lock's holder and waiters (linearizable); `None` if nobody holds or waits.

@@ -3,7 +3,9 @@
 use raftlock_proto::ErrorKind;
 use tonic::{Code, Status};
 
-#[derive(Debug, Clone, thiserror::Error)]
+use crate::reader::Reader;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Try-lock failed or the wait ran out. `holder` is the holder's label.
     #[error("lock {name:?} not acquired{}", holder.as_ref().map(|h| format!(": held by {h:?}")).unwrap_or_default())]
@@ -11,15 +13,29 @@ pub enum Error {
         name: String,
         holder: Option<String>,
     },
-    /// Release by someone who does not hold the lock; names the holder.
-    #[error("{0}")]
-    NotHolder(String),
+    /// Release by a session that does not hold the lock: who does.
+    #[error(
+        "lock {name:?} is held by {holder_label:?} (session {holder_session}), not by the caller"
+    )]
+    NotHolder {
+        name: String,
+        holder_label: String,
+        holder_session: String,
+    },
     /// Release of a lock nobody holds.
-    #[error("{0}")]
-    NotHeld(String),
+    #[error("lock {name:?} is not held by anyone")]
+    NotHeld { name: String },
     /// The session expired (or was closed): its locks are gone.
     #[error("session lost: {0}")]
     SessionLost(String),
+    /// A request number older than the session's retry window: the
+    /// outcome of that request is no longer known. (Shown with its gRPC
+    /// code first, as before it had a variant of its own.)
+    #[error("FailedPrecondition: request {seq} is older than the retry window (oldest remembered is {oldest})")]
+    StaleRequest { seq: u64, oldest: u64 },
+    /// Opening a session under an id that is taken.
+    #[error("AlreadyExists: session id {session_id} is already in use")]
+    SessionExists { session_id: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// No node could serve the request within the retry period.
@@ -31,20 +47,195 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn from_status(status: &Status) -> Error {
+        let code = status.code();
         let message = status.message().to_string();
-        match (status.code(), ErrorKind::of(status)) {
-            (Code::PermissionDenied, _) => Error::NotHolder(message),
-            (Code::NotFound, Some(ErrorKind::SessionExpired)) => Error::SessionLost(message),
-            (Code::FailedPrecondition, Some(ErrorKind::NotHeld)) => Error::NotHeld(message),
+        // A refusal with fields, read from the message, and whether it is
+        // shown as the bare message or after its code.
+        let (refusal, bare) = match (code, ErrorKind::of(status)) {
+            (Code::PermissionDenied, _) => (not_holder(&message), true),
+            (Code::FailedPrecondition, Some(ErrorKind::NotHeld)) => (not_held(&message), true),
+            (Code::FailedPrecondition, Some(ErrorKind::StaleRequest)) => {
+                (stale_request(&message), false)
+            }
+            (Code::AlreadyExists, Some(ErrorKind::SessionExists)) => {
+                (session_exists(&message), false)
+            }
+            (Code::NotFound, Some(ErrorKind::SessionExpired)) => {
+                return Error::SessionLost(message)
+            }
             (Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted, _) => {
                 // The server's text may already say so; our Display adds it.
                 let message = message
                     .strip_prefix("invalid argument: ")
                     .unwrap_or(&message);
-                Error::InvalidArgument(message.to_string())
+                return Error::InvalidArgument(message.to_string());
             }
-            (Code::Unavailable, _) => Error::Unavailable(message),
-            (code, _) => Error::Other(format!("{code:?}: {message}")),
+            (Code::Unavailable, _) => return Error::Unavailable(message),
+            _ => (None, false),
+        };
+        let shown = if bare {
+            message
+        } else {
+            format!("{code:?}: {message}")
+        };
+        // Fields are only believed if they say exactly what the server
+        // did; a message worded otherwise (another server version) is
+        // passed on as it came.
+        match refusal {
+            Some(error) if error.to_string() == shown => error,
+            _ => Error::Other(shown),
+        }
+    }
+}
+
+/// `lock "NAME" is held by "LABEL" (session SESSION), not by the caller`
+fn not_holder(message: &str) -> Option<Error> {
+    let mut r = Reader::new(message);
+    r.literal("lock ")?;
+    let name = r.quoted()?;
+    r.literal(" is held by ")?;
+    let holder_label = r.quoted()?;
+    r.literal(" (session ")?;
+    let holder_session = r.word(')')?.to_string();
+    r.literal("), not by the caller")?;
+    r.end()?;
+    Some(Error::NotHolder {
+        name,
+        holder_label,
+        holder_session,
+    })
+}
+
+/// `lock "NAME" is not held by anyone`
+fn not_held(message: &str) -> Option<Error> {
+    let mut r = Reader::new(message);
+    r.literal("lock ")?;
+    let name = r.quoted()?;
+    r.literal(" is not held by anyone")?;
+    r.end()?;
+    Some(Error::NotHeld { name })
+}
+
+/// `request SEQ is older than the retry window (oldest remembered is OLDEST)`
+fn stale_request(message: &str) -> Option<Error> {
+    let mut r = Reader::new(message);
+    r.literal("request ")?;
+    let seq = r.number()?;
+    r.literal(" is older than the retry window (oldest remembered is ")?;
+    let oldest = r.number()?;
+    r.literal(")")?;
+    r.end()?;
+    Some(Error::StaleRequest { seq, oldest })
+}
+
+/// `session id SESSION is already in use`
+fn session_exists(message: &str) -> Option<Error> {
+    let mut r = Reader::new(message);
+    r.literal("session id ")?;
+    let session_id = r.word(' ')?.to_string();
+    r.literal(" is already in use")?;
+    r.end()?;
+    Some(Error::SessionExists { session_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use raftlock_core::{LockError, SessionId};
+
+    /// The status a node answers with for `refusal` (as raftlock-node's
+    /// `lock_error_status` makes it).
+    fn answer(refusal: &LockError) -> Status {
+        let (code, kind) = match refusal {
+            LockError::NotHolder { .. } => (Code::PermissionDenied, ErrorKind::NotHolder),
+            LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
+            LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
+            LockError::SessionExists(_) => (Code::AlreadyExists, ErrorKind::SessionExists),
+            other => panic!("not a refusal these tests use: {other:?}"),
+        };
+        kind.status(code, refusal.to_string())
+    }
+
+    #[test]
+    fn refusals_come_with_their_fields_and_the_servers_words() {
+        let session = SessionId(0xabc);
+        let cases = [
+            (
+                LockError::NotHolder {
+                    name: "results.h5".into(),
+                    holder_label: "host pid 7".into(),
+                    holder_session: session,
+                },
+                Error::NotHolder {
+                    name: "results.h5".into(),
+                    holder_label: "host pid 7".into(),
+                    holder_session: session.to_string(),
+                },
+            ),
+            (
+                LockError::NotHeld { name: "a".into() },
+                Error::NotHeld { name: "a".into() },
+            ),
+            (
+                LockError::StaleRequest { seq: 3, oldest: 9 },
+                Error::StaleRequest { seq: 3, oldest: 9 },
+            ),
+            (
+                LockError::SessionExists(session),
+                Error::SessionExists {
+                    session_id: session.to_string(),
+                },
+            ),
+        ];
+        for (refusal, want) in cases {
+            let status = answer(&refusal);
+            let got = Error::from_status(&status);
+            assert_eq!(got, want);
+            // As shown before these variants had fields.
+            let before = match refusal {
+                LockError::NotHolder { .. } | LockError::NotHeld { .. } => refusal.to_string(),
+                _ => format!("{:?}: {}", status.code(), status.message()),
+            };
+            assert_eq!(got.to_string(), before);
+        }
+    }
+
+    #[test]
+    fn a_refusal_worded_otherwise_is_passed_on_as_it_came() {
+        let odd = ErrorKind::NotHolder.status(Code::PermissionDenied, "not yours");
+        assert_eq!(Error::from_status(&odd), Error::Other("not yours".into()));
+        let odd = ErrorKind::StaleRequest.status(Code::FailedPrecondition, "request 3 is old");
+        assert_eq!(
+            Error::from_status(&odd),
+            Error::Other("FailedPrecondition: request 3 is old".into())
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_and_label_come_back_exactly(name in any::<String>(), label in any::<String>(), id in any::<u128>()) {
+            let refusal = LockError::NotHolder {
+                name: name.clone(),
+                holder_label: label.clone(),
+                holder_session: SessionId(id),
+            };
+            let got = Error::from_status(&answer(&refusal));
+            prop_assert_eq!(got.to_string(), refusal.to_string());
+            prop_assert_eq!(got, Error::NotHolder {
+                name,
+                holder_label: label,
+                holder_session: SessionId(id).to_string(),
+            });
+        }
+
+        #[test]
+        fn any_message_makes_an_error_without_panic(message in any::<String>()) {
+            for kind in ErrorKind::ALL {
+                for code in [Code::PermissionDenied, Code::FailedPrecondition, Code::AlreadyExists] {
+                    let _ = Error::from_status(&kind.status(code, message.clone()));
+                }
+            }
         }
     }
 }

@@ -22,6 +22,8 @@ mod admin;
 mod client;
 mod endpoint;
 mod error;
+mod reader;
+mod retry;
 mod session;
 mod silence;
 

@@ -12,7 +12,22 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::lock_service;
+use crate::retry::RetryPolicy;
 use crate::{Client, Error};
+
+/// A session's default TTL: a dead holder's locks free within seconds,
+/// and a pause or a network blip shorter than that loses nothing.
+const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// Keepalives sent per TTL: two may be lost or slow before it expires.
+const KEEPALIVES_PER_TTL: u32 = 3;
+/// The pause before retrying a keepalive that failed (the call itself
+/// already retried on every node): soon, as the TTL is running.
+const KEEPALIVE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The request number that opts out of the retry window. Numbering starts
+/// after it.
+const UNNUMBERED: u64 = 0;
+/// The `wait_ms` of a try-lock.
+const TRY_ONCE_MS: u64 = 0;
 
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
@@ -29,7 +44,7 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
-            ttl: Duration::from_secs(10),
+            ttl: DEFAULT_TTL,
             lock_delay: Duration::ZERO,
             label: default_label(),
         }
@@ -54,6 +69,18 @@ pub enum Wait {
     For(Duration),
     Forever,
 }
+
+/// When a lock wait ends: [`Wait`] with its deadline worked out.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    Now,
+    Deadline(Instant),
+    Forever,
+}
+
+/// The `wait_ms` of a wait without end (the server long-polls it in
+/// [`MAX_POLL`] slices).
+const WAIT_FOREVER_MS: u64 = u64::MAX;
 
 /// A granted lock. Pass `token` to anything that checks fencing tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,15 +124,16 @@ impl Drop for Inner {
     }
 }
 
-impl Session {
-    pub(crate) async fn open(client: Client, options: SessionOptions) -> Result<Session, Error> {
+impl Client {
+    /// Opens a session; see [`SessionOptions`] for TTL, lock-delay and label.
+    pub async fn open_session(&self, options: SessionOptions) -> Result<Session, Error> {
         let sent = Instant::now();
         let req = OpenSessionRequest {
             ttl_ms: options.ttl.as_millis() as u64,
             lock_delay_ms: options.lock_delay.as_millis() as u64,
             label: options.label,
         };
-        let reply = client
+        let reply = self
             .unary(
                 req,
                 |c, r| async move { lock_service(c).open_session(r).await },
@@ -115,7 +143,7 @@ impl Session {
         let (lost, _) = watch::channel(None);
         let lost = Arc::new(lost);
         let task = tokio::spawn(keep_alive(
-            client.clone(),
+            self.clone(),
             reply.session_id.clone(),
             ttl,
             sent,
@@ -123,17 +151,19 @@ impl Session {
         ));
         Ok(Session {
             inner: Arc::new(Inner {
-                client,
+                client: self.clone(),
                 id: reply.session_id,
                 ttl,
-                seq: AtomicU64::new(0),
+                seq: AtomicU64::new(UNNUMBERED),
                 lost,
                 keepalive: Mutex::new(Some(task)),
                 held: Mutex::new(HashSet::new()),
             }),
         })
     }
+}
 
+impl Session {
     pub fn id(&self) -> &str {
         &self.inner.id
     }
@@ -174,9 +204,10 @@ impl Session {
     /// Takes `name`, waiting as `wait` says. Waiters are served first come,
     /// first served; the grant is pushed by the server, no polling.
     pub async fn lock(&self, name: &str, wait: Wait) -> Result<Grant, Error> {
-        let deadline = match wait {
-            Wait::For(d) => Some(Instant::now() + d),
-            _ => None,
+        let until = match wait {
+            Wait::No => Until::Now,
+            Wait::For(d) => Until::Deadline(Instant::now() + d),
+            Wait::Forever => Until::Forever,
         };
         // If this future is dropped mid-wait, leave the queue (see LeaveQueue).
         let mut leave = LeaveQueue {
@@ -185,7 +216,7 @@ impl Session {
             held_before: self.holds(name),
         };
         let held_before = leave.held_before;
-        let result = self.lock_loop(name, wait, deadline).await;
+        let result = self.lock_loop(name, until).await;
         leave.session = None;
         result.map(|grant| {
             self.held().insert(name.to_string());
@@ -207,55 +238,12 @@ impl Session {
         self.held().contains(name)
     }
 
-    async fn lock_loop(
-        &self,
-        name: &str,
-        wait: Wait,
-        deadline: Option<Instant>,
-    ) -> Result<Grant, Error> {
+    /// Asks for `name` until it is granted, refused, or the wait is over.
+    async fn lock_loop(&self, name: &str, until: Until) -> Result<Grant, Error> {
         loop {
             self.check_lost()?;
-            let rpc_timeout = self.inner.client.options().rpc_timeout;
-            let mut give_up = self.inner.client.retry_deadline();
-            if let Some(deadline) = deadline {
-                give_up = give_up.min(deadline + rpc_timeout);
-            }
-            // What to ask for, recomputed on every attempt so a retry after
-            // a failover does not wait past the caller's deadline.
-            let request = |seq| {
-                let (wait_ms, leave_queue_on_timeout) = match (wait, deadline) {
-                    (Wait::No, _) => (0, true),
-                    (Wait::Forever, _) => (u64::MAX, false),
-                    (_, Some(deadline)) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        (left.as_millis() as u64, true)
-                    }
-                    (Wait::For(_), None) => unreachable!("a timed wait has a deadline"),
-                };
-                AcquireRequest {
-                    session_id: self.inner.id.clone(),
-                    seq,
-                    name: name.to_string(),
-                    wait_ms,
-                    leave_queue_on_timeout,
-                    ..Default::default()
-                }
-            };
-            // Acquire is idempotent in the table (a holder gets its grant
-            // back, a waiter keeps its place), so each attempt takes a fresh
-            // request number and never hits the retry window's edge.
-            let call = self
-                .inner
-                .client
-                .call(give_up, rpc_timeout + MAX_POLL, |c, mut attempt| {
-                    let req = request(self.next_seq());
-                    let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
-                    attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
-                    let req = attempt.request(req);
-                    async move { lock_service(c).acquire(req).await }
-                });
             let reply = tokio::select! {
-                reply = call => reply?,
+                reply = self.acquire(name, until) => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
             };
             if reply.acquired {
@@ -274,6 +262,51 @@ impl Session {
         }
     }
 
+    /// One Acquire call, retried on other nodes as needed: the answer
+    /// comes when the lock is granted or refused, or after one long-poll.
+    async fn acquire(&self, name: &str, until: Until) -> Result<AcquireResponse, Error> {
+        let rpc_timeout = self.inner.client.options().rpc_timeout;
+        let mut give_up = self.inner.client.retry_deadline();
+        if let Until::Deadline(deadline) = until {
+            give_up = give_up.min(deadline + rpc_timeout);
+        }
+        let policy = RetryPolicy::new(give_up, rpc_timeout + MAX_POLL);
+        self.inner
+            .client
+            .call(policy, |c, mut attempt| {
+                let req = self.acquire_request(name, until);
+                let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
+                attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
+                let req = attempt.request(req);
+                async move { lock_service(c).acquire(req).await }
+            })
+            .await
+    }
+
+    /// What to ask for, made anew for every attempt so a retry after a
+    /// failover does not wait past the caller's deadline. Acquire is
+    /// idempotent in the table (a holder gets its grant back, a waiter
+    /// keeps its place), so each attempt takes a fresh request number and
+    /// never hits the retry window's edge.
+    fn acquire_request(&self, name: &str, until: Until) -> AcquireRequest {
+        let (wait_ms, leave_queue_on_timeout) = match until {
+            Until::Now => (TRY_ONCE_MS, true),
+            Until::Forever => (WAIT_FOREVER_MS, false),
+            Until::Deadline(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (left.as_millis() as u64, true)
+            }
+        };
+        AcquireRequest {
+            session_id: self.inner.id.clone(),
+            seq: self.next_seq(),
+            name: name.to_string(),
+            wait_ms,
+            leave_queue_on_timeout,
+            ..Default::default()
+        }
+    }
+
     /// Releases `name`. Only the holder may; others get [`Error::NotHolder`].
     pub async fn release(&self, name: &str) -> Result<(), Error> {
         let req = ReleaseRequest {
@@ -286,7 +319,15 @@ impl Session {
             .client
             .unary(req, |c, r| async move { lock_service(c).release(r).await })
             .await;
-        if !matches!(result, Err(Error::Unavailable(_) | Error::Other(_))) {
+        // Any answer but these says the session does not hold it now.
+        let outcome_unknown = matches!(
+            result,
+            Err(Error::Unavailable(_)
+                | Error::StaleRequest { .. }
+                | Error::SessionExists { .. }
+                | Error::Other(_))
+        );
+        if !outcome_unknown {
             self.held().remove(name);
         }
         result.map(|_| ())
@@ -351,14 +392,14 @@ impl Drop for LeaveQueue {
                 return;
             }
             // A zero wait that gives up at once: cancels the wait server-side.
-            if session.lock_loop(&name, Wait::No, None).await.is_ok() && !held_before {
+            if session.lock_loop(&name, Until::Now).await.is_ok() && !held_before {
                 let _ = session.release(&name).await;
             }
         });
     }
 }
 
-/// Refreshes the session every TTL/3. The session counts as lost when the
+/// Refreshes the session every TTL / [`KEEPALIVES_PER_TTL`]. The session counts as lost when the
 /// leader says it is gone, or the moment a TTL has passed since the last
 /// keepalive that was confirmed was sent: past that point the leader may
 /// have expired it.
@@ -370,10 +411,11 @@ async fn keep_alive(
     lost: Arc<watch::Sender<Option<String>>>,
 ) {
     let mut confirmed_at = opened_at;
-    let mut next_attempt = opened_at + ttl / 3;
+    let interval = ttl / KEEPALIVES_PER_TTL;
+    let mut next_attempt = opened_at + interval;
     let req = KeepAliveRequest { session_id };
     // One slow node must not use up the whole TTL: try others in time.
-    let per_attempt = client.options().rpc_timeout.min(ttl / 3);
+    let per_attempt = client.options().rpc_timeout.min(interval);
     loop {
         let expires = confirmed_at + ttl;
         tokio::select! {
@@ -388,26 +430,31 @@ async fn keep_alive(
             // The server may still think the session alive, and would keep
             // granting it locks that nobody here will use or release until
             // it expires. We have given up on it: end it now if we can.
+            // This task has no request numbers of its own, and a close
+            // needs none: closing twice ends the same.
             let close = CloseSessionRequest {
                 session_id: req.session_id.clone(),
-                seq: 0,
+                seq: UNNUMBERED,
             };
             let _ = client
-                .call(Instant::now() + ttl, per_attempt, |c, attempt| {
-                    let r = attempt.request(close.clone());
-                    async move { lock_service(c).close_session(r).await }
-                })
+                .call(
+                    RetryPolicy::new(Instant::now() + ttl, per_attempt),
+                    |c, attempt| {
+                        let r = attempt.request(close.clone());
+                        async move { lock_service(c).close_session(r).await }
+                    },
+                )
                 .await;
             return;
         }
-        let call = client.call(expires, per_attempt, |c, attempt| {
+        let call = client.call(RetryPolicy::new(expires, per_attempt), |c, attempt| {
             let req = attempt.request(req.clone());
             async move { lock_service(c).keep_alive(req).await }
         });
         match call.await {
             Ok(_) => {
                 confirmed_at = sent;
-                next_attempt = sent + ttl / 3;
+                next_attempt = sent + interval;
             }
             Err(Error::SessionLost(reason)) => {
                 lost.send_replace(Some(reason));
@@ -415,7 +462,7 @@ async fn keep_alive(
             }
             Err(e) => {
                 tracing::debug!(%e, "keepalive failed; retrying");
-                next_attempt = Instant::now() + Duration::from_millis(100);
+                next_attempt = Instant::now() + KEEPALIVE_RETRY_PAUSE;
             }
         }
     }

@@ -20,12 +20,16 @@ pub fn to_py(error: Error) -> PyErr {
     let none = None::<String>;
     match error {
         Error::NotAcquired { name, holder } => LockNotAcquired::new_err((message, name, holder)),
-        Error::NotHolder(_) => NotOwner::new_err((message, none.clone(), none)),
-        Error::NotHeld(_) => NotHeld::new_err((message, none.clone(), none)),
+        Error::NotHolder {
+            name, holder_label, ..
+        } => NotOwner::new_err((message, Some(name), Some(holder_label))),
+        Error::NotHeld { name } => NotHeld::new_err((message, Some(name), none)),
         Error::SessionLost(reason) => LockLost::new_err((message, none, reason)),
         Error::InvalidArgument(_) => InvalidArgument::new_err((message,)),
         Error::Unavailable(_) => ClusterUnavailable::new_err((message,)),
-        Error::Other(_) => RaftlockError::new_err((message,)),
+        Error::StaleRequest { .. } | Error::SessionExists { .. } | Error::Other(_) => {
+            RaftlockError::new_err((message,))
+        }
     }
 }
 

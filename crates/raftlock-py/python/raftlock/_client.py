@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 from . import _native
 from ._info import LockInfo
 from ._lock import Lock
+from ._session import _Session
 
 DEFAULT_ENDPOINTS: Tuple[str, ...] = ("127.0.0.1:7899", "127.0.0.1:7900", "127.0.0.1:7901")
 """The ``raftlock dev`` cluster, used when neither ``endpoints`` nor
@@ -34,31 +35,6 @@ def default_endpoints() -> List[str]:
     """``RAFTLOCK_ENDPOINTS`` (comma-separated ``host:port``), else the dev cluster's."""
     env = os.environ.get("RAFTLOCK_ENDPOINTS", "")
     return _split(env) or list(DEFAULT_ENDPOINTS)
-
-
-class _Session:
-    """One native session, the Locks of this process that hold through it,
-    and a gate per lock name so that two Lock objects of this process (two
-    threads) exclude each other too, although the server sees one owner."""
-
-    def __init__(self, native: "_native.Session") -> None:
-        self.native = native
-        self.held: Dict[str, Lock] = {}
-        self._gates: "weakref.WeakValueDictionary[str, threading.Lock]" = (
-            weakref.WeakValueDictionary()
-        )
-        self._mutex = threading.Lock()
-
-    def gate(self, name: str) -> threading.Lock:
-        with self._mutex:
-            gate = self._gates.get(name)
-            if gate is None:
-                gate = threading.Lock()
-                self._gates[name] = gate
-            return gate
-
-    def lost_reason(self) -> Optional[str]:
-        return self.native.lost_reason()
 
 
 class _Process:

@@ -13,13 +13,11 @@ import numbers
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from . import _native
 from ._errors import InvalidArgument, LockLost, LockNotAcquired, NotHeld, NotOwner
-
-if TYPE_CHECKING:
-    from ._client import Client, _Session
+from ._session import _Session, _SessionSource
 
 #: How often a cancellable wait for another thread's hold looks at its token.
 _POLL = 0.1
@@ -53,7 +51,7 @@ def _check_wait(blocking: bool, timeout: Optional[float]) -> None:
         raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
 
 
-def _rebuild_lock(client: "Client", name: str, kwargs: Dict[str, Any]) -> "Lock":
+def _rebuild_lock(client: _SessionSource, name: str, kwargs: Dict[str, Any]) -> "Lock":
     return Lock(client, name, **kwargs)
 
 
@@ -78,7 +76,7 @@ class Lock:
 
     def __init__(
         self,
-        client: "Client",
+        client: _SessionSource,
         name: str,
         *,
         ttl: float = 10,
@@ -97,7 +95,7 @@ class Lock:
         self.timeout = timeout
         self.blocking = blocking
         self.lock_delay = lock_delay
-        self._session: Optional["_Session"] = None
+        self._session: Optional[_Session] = None
         self._gate: Optional[threading.Lock] = None
         self._process: Optional[int] = None
         self._pid: Optional[int] = None
