@@ -90,6 +90,8 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },
+    /// Serve the ZeroMQ LockerServer / pypet lock protocol on top of the cluster.
+    Gateway(raftlock_gateway::GatewayArgs),
 }
 
 fn init_logging(default: &str) {
@@ -174,6 +176,17 @@ fn main() {
             } => {
                 init_logging("warn");
                 show::locks(&endpoints(&matches, &before, at), &prefix, limit, json).await
+            }
+            Command::Gateway(mut args) => {
+                init_logging("info");
+                args.endpoints = endpoints(
+                    &matches,
+                    &before,
+                    Endpoints {
+                        endpoints: args.endpoints,
+                    },
+                );
+                raftlock_gateway::run(args).await
             }
         }
     });

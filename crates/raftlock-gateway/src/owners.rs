@@ -1,0 +1,465 @@
+//! Client ids (`host__pid`) to raftlock sessions.
+//!
+//! Each client id that locks becomes an owner with a session of its own,
+//! opened on its first LOCK. A LOCK that cannot be granted at once leaves
+//! a task waiting in raftlock's FIFO queue; the client's next LOCK poll
+//! collects the grant. Clients of this protocol say nothing while they
+//! hold, so an owner is ended (its session closed, which grants each of
+//! its locks to the next waiter in the same log entry) only after the
+//! client TTL passes without a message from it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use raftlock_client::{Client, Error, Session, SessionOptions, Wait};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+
+use crate::protocol::Target;
+
+/// How long a LOCK waits for its grant before answering WAIT: well under
+/// the 2.2 s after which pypet's client stops waiting for an answer and
+/// asks again on a new socket.
+pub const HOLD: Duration = Duration::from_secs(1);
+/// The longest session TTL the cluster accepts.
+const MAX_SESSION_TTL: Duration = Duration::from_secs(3600);
+/// Pause before a waiting task retries after the cluster was unreachable.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// An owner that sends nothing for this long is ended.
+    pub client_ttl: Duration,
+    /// At most this many owners at once.
+    pub max_clients: usize,
+}
+
+impl Config {
+    /// The raftlock session's own TTL: how long a client's locks outlive a
+    /// gateway that died. The cluster caps it at an hour.
+    fn session_ttl(&self) -> Duration {
+        self.client_ttl
+            .clamp(Duration::from_secs(1), MAX_SESSION_TTL)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LockOutcome {
+    Granted(u64),
+    /// Queued (or the cluster is unreachable): poll again.
+    Waiting,
+    /// The client asked again for a lock it holds.
+    AlreadyHeld,
+    Refused(String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnlockOutcome {
+    Released,
+    Refused(String),
+}
+
+/// All owners of one gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Owners {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client,
+    config: Config,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    owners: HashMap<String, Entry>,
+    /// Owners ended for silence, and when: to say so if they come back.
+    ended: HashMap<String, Instant>,
+}
+
+struct Entry {
+    owner: Arc<Owner>,
+    last_seen: Instant,
+}
+
+struct Owner {
+    id: String,
+    /// One request of this client at a time.
+    ops: tokio::sync::Mutex<()>,
+    /// The current session; replaced when lost.
+    session: tokio::sync::Mutex<Option<Session>>,
+    claims: Mutex<HashMap<String, Claim>>,
+}
+
+enum Claim {
+    /// A task waits in the queue; `outcome` says how it ended, once it has.
+    Pending {
+        _waiter: AbortOnDrop,
+        outcome: watch::Receiver<Option<Result<Held, String>>>,
+    },
+    /// Granted, and the client was told GO.
+    Held(Held),
+}
+
+#[derive(Clone)]
+struct Held {
+    session: Session,
+    token: u64,
+}
+
+/// Stops the waiting task when its claim is dropped. Dropping the task's
+/// `Session::lock` future leaves raftlock's queue (or releases a grant
+/// that won the race).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Owner {
+    fn claims(&self) -> MutexGuard<'_, HashMap<String, Claim>> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live session, opening one if there is none or it was lost.
+    async fn session(&self, client: &Client, ttl: Duration) -> Result<Session, Error> {
+        let mut slot = self.session.lock().await;
+        if let Some(session) = slot.as_ref().filter(|s| s.lost_reason().is_none()) {
+            return Ok(session.clone());
+        }
+        let options = SessionOptions {
+            ttl,
+            lock_delay: Duration::ZERO,
+            label: self.id.clone(),
+        };
+        let session = client.open_session(options).await?;
+        tracing::debug!(client = %self.id, session = session.id(), "session opened");
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+}
+
+impl Owners {
+    pub fn new(client: Client, config: Config) -> Owners {
+        Owners {
+            shared: Arc::new(Shared {
+                client,
+                config,
+                table: Mutex::new(Table::default()),
+            }),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.shared.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The client's owner, made if `create`; either way it was seen now.
+    fn owner(&self, id: &str, create: bool) -> Result<Option<Arc<Owner>>, String> {
+        let mut table = self.table();
+        let now = Instant::now();
+        if let Some(entry) = table.owners.get_mut(id) {
+            entry.last_seen = now;
+            return Ok(Some(entry.owner.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let max = self.shared.config.max_clients;
+        if table.owners.len() >= max {
+            return Err(format!(
+                "The gateway already serves {max} clients (its --max-clients)"
+            ));
+        }
+        table.ended.remove(id);
+        let owner = Arc::new(Owner {
+            id: id.to_string(),
+            ops: tokio::sync::Mutex::new(()),
+            session: tokio::sync::Mutex::new(None),
+            claims: Mutex::new(HashMap::new()),
+        });
+        let entry = Entry {
+            owner: owner.clone(),
+            last_seen: now,
+        };
+        table.owners.insert(id.to_string(), entry);
+        Ok(Some(owner))
+    }
+
+    /// Marks the client as heard from now (also after a slow request).
+    pub fn touch(&self, id: &str) {
+        if let Some(entry) = self.table().owners.get_mut(id) {
+            entry.last_seen = Instant::now();
+        }
+    }
+
+    /// A LOCK: granted, queued (answer WAIT, poll again), or refused.
+    pub async fn lock(&self, target: &Target) -> LockOutcome {
+        let owner = match self.owner(&target.client, true) {
+            Ok(Some(owner)) => owner,
+            Ok(None) => unreachable!("owner() creates when asked to"),
+            Err(refusal) => return LockOutcome::Refused(refusal),
+        };
+        let outcome = self.lock_as(&owner, &target.name).await;
+        self.touch(&target.client);
+        outcome
+    }
+
+    async fn lock_as(&self, owner: &Arc<Owner>, name: &str) -> LockOutcome {
+        let _one_at_a_time = owner.ops.lock().await;
+        let mut outcome = {
+            let mut claims = owner.claims();
+            if let Some(Claim::Held(held)) = claims.get(name) {
+                if held.session.lost_reason().is_none() {
+                    return LockOutcome::AlreadyHeld;
+                }
+                // Lost with its session: asking again is a fresh request.
+                claims.remove(name);
+            }
+            match claims.get(name) {
+                Some(Claim::Pending { outcome, .. }) => outcome.clone(),
+                _ => {
+                    let (tx, rx) = watch::channel(None);
+                    let task = tokio::spawn(wait_for_grant(
+                        self.shared.clone(),
+                        owner.clone(),
+                        name.to_string(),
+                        tx,
+                    ));
+                    let claim = Claim::Pending {
+                        _waiter: AbortOnDrop(task),
+                        outcome: rx.clone(),
+                    };
+                    claims.insert(name.to_string(), claim);
+                    rx
+                }
+            }
+        };
+        let settled = match timeout(HOLD, outcome.wait_for(Option::is_some)).await {
+            Ok(Ok(settled)) => settled.clone(),
+            Ok(Err(_)) => Some(Err("the wait for the lock ended".to_string())),
+            Err(_) => return LockOutcome::Waiting,
+        };
+        let mut claims = owner.claims();
+        match settled {
+            Some(Ok(held)) => {
+                let token = held.token;
+                claims.insert(name.to_string(), Claim::Held(held));
+                LockOutcome::Granted(token)
+            }
+            Some(Err(why)) => {
+                claims.remove(name);
+                LockOutcome::Refused(why)
+            }
+            None => LockOutcome::Waiting,
+        }
+    }
+
+    /// An UNLOCK: released, or why not, in words for the client.
+    pub async fn unlock(&self, target: &Target) -> UnlockOutcome {
+        let name = &target.name;
+        let owner = match self.owner(&target.client, false) {
+            Ok(Some(owner)) => owner,
+            _ => return UnlockOutcome::Refused(self.not_yours(target).await),
+        };
+        let _one_at_a_time = owner.ops.lock().await;
+        let claim = owner.claims().remove(name);
+        let held = match claim {
+            Some(Claim::Held(held)) => held,
+            Some(Claim::Pending { outcome, _waiter }) => {
+                let settled = outcome.borrow().clone();
+                match settled {
+                    // Granted while the client was between polls.
+                    Some(Ok(held)) => held,
+                    // Still queued: dropping the waiter leaves the queue.
+                    _ => {
+                        drop(_waiter);
+                        drop(_one_at_a_time);
+                        return UnlockOutcome::Refused(format!(
+                            "{}; `{}` was waiting for it and has left the queue",
+                            self.not_yours(target).await,
+                            target.client
+                        ));
+                    }
+                }
+            }
+            None => {
+                drop(_one_at_a_time);
+                return UnlockOutcome::Refused(self.not_yours(target).await);
+            }
+        };
+        let lost = |reason: &str| {
+            UnlockOutcome::Refused(format!(
+                "Lock `{name}` was lost before this release: {reason} ({})",
+                target.who()
+            ))
+        };
+        if let Some(reason) = held.session.lost_reason() {
+            return lost(&reason);
+        }
+        let result = held.session.release(name).await;
+        self.touch(&target.client);
+        match result {
+            Ok(()) => {
+                tracing::info!(client = %target.client, lock = %name, token = held.token, "released");
+                UnlockOutcome::Released
+            }
+            Err(Error::SessionLost(reason)) => lost(&reason),
+            Err(e @ (Error::Unavailable(_) | Error::Other(_))) => {
+                // Not known to have applied: keep the claim for a retry.
+                owner.claims().insert(name.clone(), Claim::Held(held));
+                UnlockOutcome::Refused(format!(
+                    "Lock `{name}` could not be released ({e}); it is still held, try again ({})",
+                    target.who()
+                ))
+            }
+            Err(e) => UnlockOutcome::Refused(format!(
+                "Lock `{name}` could not be released: {e} ({})",
+                target.who()
+            )),
+        }
+    }
+
+    /// Why `target`'s client may not release the lock, which it does not
+    /// hold here: it was ended for silence, someone else holds the lock,
+    /// or nobody does.
+    async fn not_yours(&self, target: &Target) -> String {
+        let (name, who) = (&target.name, target.who());
+        let ended = self.table().ended.get(&target.client).copied();
+        if let Some(at) = ended {
+            return format!(
+                "Lock `{name}` is not held: client `{}` sent nothing for {:?} (the gateway's \
+                 client TTL) and its locks were released {:?} ago ({who})",
+                target.client,
+                self.shared.config.client_ttl,
+                at.elapsed()
+            );
+        }
+        let lookup = timeout(HOLD, self.shared.client.get_lock(name)).await;
+        match lookup {
+            Ok(Ok(Some(info))) if info.holder.is_some() => {
+                let holder = info.holder.map(|h| h.label).unwrap_or_default();
+                format!(
+                    "Lock `{name}` was acquired by `{holder}` and not by `{}` ({who})",
+                    target.client
+                )
+            }
+            Ok(Ok(_)) => format!("Lock `{name}` cannot be found in database ({who})"),
+            _ => format!("Lock `{name}` is not held by `{}` ({who})", target.client),
+        }
+    }
+
+    /// Ends every owner silent for the client TTL; returns how many.
+    pub fn expire_silent(&self, now: Instant) -> usize {
+        let ttl = self.shared.config.client_ttl;
+        let mut table = self.table();
+        let silent: Vec<String> = table
+            .owners
+            .iter()
+            // An owner in the middle of a request is not silent.
+            .filter(|(_, e)| {
+                now.duration_since(e.last_seen) >= ttl && e.owner.ops.try_lock().is_ok()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &silent {
+            if let Some(entry) = table.owners.remove(id) {
+                tracing::info!(client = %id, silent_for = ?now.duration_since(entry.last_seen), "client silent for the client TTL; ending its session");
+                tokio::spawn(end(entry.owner));
+                table.ended.insert(id.clone(), now);
+            }
+        }
+        let max = self.shared.config.max_clients;
+        table
+            .ended
+            .retain(|_, at| now.duration_since(*at) < ttl.max(Duration::from_secs(600)));
+        if table.ended.len() > max {
+            table.ended.clear();
+        }
+        silent.len()
+    }
+
+    /// Checks for silent owners until the process ends.
+    pub async fn expire_forever(self) {
+        let tick = (self.shared.config.client_ttl / 20)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(tick).await;
+            self.expire_silent(Instant::now());
+        }
+    }
+
+    /// Ends every owner now (the gateway is told DONE and stops).
+    pub async fn end_all(&self) {
+        let owners: Vec<Arc<Owner>> = self.table().owners.drain().map(|(_, e)| e.owner).collect();
+        let ends: Vec<_> = owners.into_iter().map(|o| tokio::spawn(end(o))).collect();
+        for end in ends {
+            let _ = end.await;
+        }
+    }
+
+    #[cfg(test)]
+    fn owner_count(&self) -> usize {
+        self.table().owners.len()
+    }
+}
+
+/// Leaves the owner's queues and closes its session, which grants each
+/// lock it held to that lock's next waiter.
+async fn end(owner: Arc<Owner>) {
+    let claims = std::mem::take(&mut *owner.claims());
+    drop(claims);
+    let session = owner.session.lock().await.take();
+    let Some(session) = session else { return };
+    match session.close().await {
+        Ok(released) => {
+            tracing::info!(client = %owner.id, ?released, "session closed; its locks are released")
+        }
+        Err(e) => tracing::warn!(
+            client = %owner.id, %e,
+            "could not close the session; it expires by itself after its TTL"
+        ),
+    }
+}
+
+/// Waits in raftlock's queue for `name` until granted, and says so on `tx`.
+/// An unreachable cluster or a lost session is retried (a new session
+/// joins the back of the queue); a refusal is reported.
+async fn wait_for_grant(
+    shared: Arc<Shared>,
+    owner: Arc<Owner>,
+    name: String,
+    tx: watch::Sender<Option<Result<Held, String>>>,
+) {
+    let ttl = shared.config.session_ttl();
+    loop {
+        let attempt = async {
+            let session = owner.session(&shared.client, ttl).await?;
+            let grant = session.lock(&name, Wait::Forever).await?;
+            Ok::<_, Error>((session, grant))
+        };
+        match attempt.await {
+            Ok((session, grant)) => {
+                tracing::info!(client = %owner.id, lock = %name, token = grant.token, "granted");
+                tx.send_replace(Some(Ok(Held {
+                    session,
+                    token: grant.token,
+                })));
+                return;
+            }
+            Err(e @ (Error::SessionLost(_) | Error::Unavailable(_) | Error::Other(_))) => {
+                tracing::debug!(client = %owner.id, lock = %name, %e, "still waiting");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                tx.send_replace(Some(Err(format!("Lock `{name}` refused: {e}"))));
+                return;
+            }
+        }
+    }
+}
