@@ -1,12 +1,16 @@
 //! Client ids (`host__pid`) to raftlock sessions.
 //!
-//! Each client id that locks becomes an owner with a session of its own,
-//! opened on its first LOCK. A LOCK that cannot be granted at once leaves
-//! a task waiting in raftlock's FIFO queue; the client's next LOCK poll
-//! collects the grant. Clients of this protocol say nothing while they
-//! hold, so an owner is ended (its session closed, which grants each of
-//! its locks to the next waiter in the same log entry) only after the
-//! client TTL passes without a message from it.
+//! Each client id that locks becomes an owner. Each lock it takes or waits
+//! for is a raftlock session of its own, labelled with the client id and
+//! opened by its LOCK: so giving up a wait or releasing is one awaited
+//! CloseSession, which can never race a later LOCK of the same name (a
+//! wait abandoned inside a shared session is cancelled in the background).
+//! A LOCK that cannot be granted at once leaves a task waiting in
+//! raftlock's FIFO queue; the client's next LOCK poll collects the grant.
+//! Clients of this protocol say nothing while they hold, so an owner is
+//! ended (its sessions closed, which grants each of its locks to the next
+//! waiter in the same log entry) only after the client TTL passes without
+//! a message from it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,19 +93,39 @@ struct Owner {
     id: String,
     /// One request of this client at a time.
     ops: tokio::sync::Mutex<()>,
-    /// The current session; replaced when lost.
-    session: tokio::sync::Mutex<Option<Session>>,
     claims: Mutex<HashMap<String, Claim>>,
 }
 
 enum Claim {
-    /// A task waits in the queue; `outcome` says how it ended, once it has.
+    /// A task waits in the queue; `state` follows it.
     Pending {
-        _waiter: AbortOnDrop,
-        outcome: watch::Receiver<Option<Result<Held, String>>>,
+        waiter: AbortOnDrop,
+        state: watch::Receiver<WaitState>,
     },
     /// Granted, and the client was told GO.
     Held(Held),
+}
+
+#[derive(Clone)]
+enum WaitState {
+    Opening,
+    Queued(Session),
+    Granted(Held),
+    Refused(String),
+}
+
+impl WaitState {
+    fn settled(&self) -> bool {
+        matches!(self, WaitState::Granted(_) | WaitState::Refused(_))
+    }
+
+    fn session(&self) -> Option<&Session> {
+        match self {
+            WaitState::Queued(session) => Some(session),
+            WaitState::Granted(held) => Some(&held.session),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -124,23 +148,6 @@ impl Drop for AbortOnDrop {
 impl Owner {
     fn claims(&self) -> MutexGuard<'_, HashMap<String, Claim>> {
         self.claims.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The live session, opening one if there is none or it was lost.
-    async fn session(&self, client: &Client, ttl: Duration) -> Result<Session, Error> {
-        let mut slot = self.session.lock().await;
-        if let Some(session) = slot.as_ref().filter(|s| s.lost_reason().is_none()) {
-            return Ok(session.clone());
-        }
-        let options = SessionOptions {
-            ttl,
-            lock_delay: Duration::ZERO,
-            label: self.id.clone(),
-        };
-        let session = client.open_session(options).await?;
-        tracing::debug!(client = %self.id, session = session.id(), "session opened");
-        *slot = Some(session.clone());
-        Ok(session)
     }
 }
 
@@ -180,7 +187,6 @@ impl Owners {
         let owner = Arc::new(Owner {
             id: id.to_string(),
             ops: tokio::sync::Mutex::new(()),
-            session: tokio::sync::Mutex::new(None),
             claims: Mutex::new(HashMap::new()),
         });
         let entry = Entry {
@@ -212,7 +218,7 @@ impl Owners {
 
     async fn lock_as(&self, owner: &Arc<Owner>, name: &str) -> LockOutcome {
         let _one_at_a_time = owner.ops.lock().await;
-        let mut outcome = {
+        let mut state = {
             let mut claims = owner.claims();
             if let Some(Claim::Held(held)) = claims.get(name) {
                 if held.session.lost_reason().is_none() {
@@ -222,41 +228,41 @@ impl Owners {
                 claims.remove(name);
             }
             match claims.get(name) {
-                Some(Claim::Pending { outcome, .. }) => outcome.clone(),
+                Some(Claim::Pending { state, .. }) => state.clone(),
                 _ => {
-                    let (tx, rx) = watch::channel(None);
+                    let (tx, rx) = watch::channel(WaitState::Opening);
                     let task = tokio::spawn(wait_for_grant(
                         self.shared.clone(),
-                        owner.clone(),
+                        owner.id.clone(),
                         name.to_string(),
                         tx,
                     ));
                     let claim = Claim::Pending {
-                        _waiter: AbortOnDrop(task),
-                        outcome: rx.clone(),
+                        waiter: AbortOnDrop(task),
+                        state: rx.clone(),
                     };
                     claims.insert(name.to_string(), claim);
                     rx
                 }
             }
         };
-        let settled = match timeout(HOLD, outcome.wait_for(Option::is_some)).await {
+        let settled = match timeout(HOLD, state.wait_for(WaitState::settled)).await {
             Ok(Ok(settled)) => settled.clone(),
-            Ok(Err(_)) => Some(Err("the wait for the lock ended".to_string())),
+            Ok(Err(_)) => WaitState::Refused("the wait for the lock ended".to_string()),
             Err(_) => return LockOutcome::Waiting,
         };
         let mut claims = owner.claims();
         match settled {
-            Some(Ok(held)) => {
+            WaitState::Granted(held) => {
                 let token = held.token;
                 claims.insert(name.to_string(), Claim::Held(held));
                 LockOutcome::Granted(token)
             }
-            Some(Err(why)) => {
+            WaitState::Refused(why) => {
                 claims.remove(name);
                 LockOutcome::Refused(why)
             }
-            None => LockOutcome::Waiting,
+            WaitState::Opening | WaitState::Queued(_) => LockOutcome::Waiting,
         }
     }
 
@@ -271,21 +277,23 @@ impl Owners {
         let claim = owner.claims().remove(name);
         let held = match claim {
             Some(Claim::Held(held)) => held,
-            Some(Claim::Pending { outcome, _waiter }) => {
-                let settled = outcome.borrow().clone();
-                match settled {
+            Some(Claim::Pending { waiter, state }) => {
+                let state = state.borrow().clone();
+                if let WaitState::Granted(held) = state {
                     // Granted while the client was between polls.
-                    Some(Ok(held)) => held,
-                    // Still queued: dropping the waiter leaves the queue.
-                    _ => {
-                        drop(_waiter);
-                        drop(_one_at_a_time);
-                        return UnlockOutcome::Refused(format!(
-                            "{}; `{}` was waiting for it and has left the queue",
-                            self.not_yours(target).await,
-                            target.client
-                        ));
+                    held
+                } else {
+                    // Still queued: stop waiting and leave the queue.
+                    drop(waiter);
+                    if let Some(session) = state.session() {
+                        let _ = session.close().await;
                     }
+                    drop(_one_at_a_time);
+                    return UnlockOutcome::Refused(format!(
+                        "{}; `{}` was waiting for it and has left the queue",
+                        self.not_yours(target).await,
+                        target.client
+                    ));
                 }
             }
             None => {
@@ -302,13 +310,16 @@ impl Owners {
         if let Some(reason) = held.session.lost_reason() {
             return lost(&reason);
         }
-        let result = held.session.release(name).await;
+        // The lock's session holds only it: closing releases it (and
+        // grants it to the next waiter) in one log entry.
+        let result = held.session.close().await;
         self.touch(&target.client);
         match result {
-            Ok(()) => {
+            Ok(released) if released.iter().any(|n| n == name) => {
                 tracing::info!(client = %target.client, lock = %name, token = held.token, "released");
                 UnlockOutcome::Released
             }
+            Ok(_) => lost("the cluster no longer counted it as held"),
             Err(Error::SessionLost(reason)) => lost(&reason),
             Err(e @ (Error::Unavailable(_) | Error::Other(_))) => {
                 // Not known to have applied: keep the claim for a retry.
@@ -409,55 +420,80 @@ impl Owners {
     }
 }
 
-/// Leaves the owner's queues and closes its session, which grants each
+/// Leaves the owner's queues and closes its sessions, which grants each
 /// lock it held to that lock's next waiter.
 async fn end(owner: Arc<Owner>) {
     let claims = std::mem::take(&mut *owner.claims());
-    drop(claims);
-    let session = owner.session.lock().await.take();
-    let Some(session) = session else { return };
-    match session.close().await {
-        Ok(released) => {
-            tracing::info!(client = %owner.id, ?released, "session closed; its locks are released")
+    let mut sessions = Vec::new();
+    for (_, claim) in claims {
+        match claim {
+            Claim::Held(held) => sessions.push(held.session),
+            Claim::Pending { waiter, state } => {
+                drop(waiter);
+                let queued = state.borrow().session().cloned();
+                sessions.extend(queued);
+            }
         }
-        Err(e) => tracing::warn!(
-            client = %owner.id, %e,
-            "could not close the session; it expires by itself after its TTL"
-        ),
+    }
+    for session in sessions {
+        match session.close().await {
+            Ok(released) => {
+                tracing::info!(client = %owner.id, ?released, "session closed; its locks are released")
+            }
+            Err(e) => tracing::warn!(
+                client = %owner.id, %e,
+                "could not close a session; it expires by itself after its TTL"
+            ),
+        }
     }
 }
 
-/// Waits in raftlock's queue for `name` until granted, and says so on `tx`.
-/// An unreachable cluster or a lost session is retried (a new session
-/// joins the back of the queue); a refusal is reported.
+/// Waits in raftlock's queue for `name`, in a session of its own, until
+/// granted; `tx` follows along. An unreachable cluster or a lost session
+/// is retried (a new session joins the back of the queue); a refusal is
+/// reported.
 async fn wait_for_grant(
     shared: Arc<Shared>,
-    owner: Arc<Owner>,
+    client_id: String,
     name: String,
-    tx: watch::Sender<Option<Result<Held, String>>>,
+    tx: watch::Sender<WaitState>,
 ) {
-    let ttl = shared.config.session_ttl();
+    let options = SessionOptions {
+        ttl: shared.config.session_ttl(),
+        lock_delay: Duration::ZERO,
+        label: client_id.clone(),
+    };
     loop {
         let attempt = async {
-            let session = owner.session(&shared.client, ttl).await?;
+            let session = shared.client.open_session(options.clone()).await?;
+            tx.send_replace(WaitState::Queued(session.clone()));
             let grant = session.lock(&name, Wait::Forever).await?;
             Ok::<_, Error>((session, grant))
         };
         match attempt.await {
             Ok((session, grant)) => {
-                tracing::info!(client = %owner.id, lock = %name, token = grant.token, "granted");
-                tx.send_replace(Some(Ok(Held {
+                tracing::info!(client = %client_id, lock = %name, token = grant.token, "granted");
+                tx.send_replace(WaitState::Granted(Held {
                     session,
                     token: grant.token,
-                })));
+                }));
                 return;
             }
             Err(e @ (Error::SessionLost(_) | Error::Unavailable(_) | Error::Other(_))) => {
-                tracing::debug!(client = %owner.id, lock = %name, %e, "still waiting");
+                tracing::debug!(client = %client_id, lock = %name, %e, "still waiting");
+                let queued = tx.borrow().session().cloned();
+                if let Some(session) = queued {
+                    let _ = session.close().await;
+                }
+                tx.send_replace(WaitState::Opening);
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
             Err(e) => {
-                tx.send_replace(Some(Err(format!("Lock `{name}` refused: {e}"))));
+                let queued = tx.borrow().session().cloned();
+                if let Some(session) = queued {
+                    let _ = session.close().await;
+                }
+                tx.send_replace(WaitState::Refused(format!("Lock `{name}` refused: {e}")));
                 return;
             }
         }
