@@ -499,3 +499,83 @@ async fn wait_for_grant(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners(client_ttl: Duration, max_clients: usize) -> Owners {
+        // Nothing here reaches the cluster: owners with no claims end
+        // without a call.
+        let client = Client::new(["127.0.0.1:1"]).unwrap();
+        Owners::new(
+            client,
+            Config {
+                client_ttl,
+                max_clients,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn silent_owners_end_and_talking_ones_stay() {
+        let ttl = Duration::from_secs(10);
+        let owners = owners(ttl, 10);
+        owners.owner("quiet__1", true).unwrap();
+        owners.owner("chatty__2", true).unwrap();
+        let start = Instant::now();
+        assert_eq!(owners.expire_silent(start + ttl / 2), 0);
+        // chatty speaks (any message touches its owner) at start + 8 s.
+        owners
+            .table()
+            .owners
+            .get_mut("chatty__2")
+            .unwrap()
+            .last_seen = start + ttl * 4 / 5;
+        assert_eq!(owners.expire_silent(start + ttl), 1);
+        assert_eq!(owners.owner_count(), 1);
+        assert!(owners.table().ended.contains_key("quiet__1"));
+        assert!(owners.owner("quiet__1", false).unwrap().is_none());
+        assert_eq!(owners.expire_silent(start + ttl * 2), 1);
+        assert_eq!(owners.owner_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_owner_in_the_middle_of_a_request_is_not_silent() {
+        let owners = owners(Duration::from_secs(1), 10);
+        let owner = owners.owner("busy__1", true).unwrap().unwrap();
+        let busy = owner.ops.lock().await;
+        assert_eq!(
+            owners.expire_silent(Instant::now() + Duration::from_secs(5)),
+            0
+        );
+        drop(busy);
+        assert_eq!(
+            owners.expire_silent(Instant::now() + Duration::from_secs(5)),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn max_clients_is_enforced_and_frees_up() {
+        let owners = owners(Duration::from_secs(1), 2);
+        owners.owner("a", true).unwrap();
+        owners.owner("b", true).unwrap();
+        let refused = owners.owner("c", true).err().unwrap();
+        assert!(refused.contains("already serves 2 clients"), "{refused}");
+        // Known owners are still served.
+        assert!(owners.owner("a", true).unwrap().is_some());
+        owners.expire_silent(Instant::now() + Duration::from_secs(2));
+        assert!(owners.owner("c", true).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_session_ttl_is_the_client_ttl_within_what_the_cluster_takes() {
+        let config = |secs| Config {
+            client_ttl: Duration::from_secs(secs),
+            max_clients: 1,
+        };
+        assert_eq!(config(600).session_ttl(), Duration::from_secs(600));
+        assert_eq!(config(86_400).session_ttl(), MAX_SESSION_TTL);
+    }
+}
