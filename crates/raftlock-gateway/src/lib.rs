@@ -34,8 +34,10 @@ const UNAVAILABLE: i32 = 69;
 #[command(after_help = "\
 Clients of the lock-server protocol (LockerClient from the original post,
 pypet's LockerClient and ForkAwareLockerClient) need no change: point their
-URL at this address. Each client id (host__pid) gets a raftlock session of
-its own; see docs/gateway.md for what differs from the original server.")]
+URL at this address. Each lock a client id (host__pid) takes or waits for
+is a raftlock session labelled with that id, so `raftlock locks` shows the
+holder and its fencing token; see docs/gateway.md for what differs from
+the original server.")]
 pub struct GatewayArgs {
     /// The ZeroMQ address to serve (REQ clients connect here); `*` for every interface.
     #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:7777")]
