@@ -83,6 +83,8 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },
+    /// Serve the ZeroMQ LockerServer / pypet lock protocol on top of the cluster.
+    Gateway(raftlock_gateway::GatewayArgs),
 }
 
 fn init_logging(default: &str) {
@@ -195,6 +197,17 @@ fn main() {
                     show::locks(client, prefix, limit, json)
                 })
                 .await
+            }
+            Command::Gateway(mut args) => {
+                init_logging("info");
+                args.endpoints = endpoints(
+                    &matches,
+                    &before,
+                    Endpoints {
+                        endpoints: args.endpoints,
+                    },
+                );
+                raftlock_gateway::run(args).await
             }
         }
     });
