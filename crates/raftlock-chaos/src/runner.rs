@@ -99,8 +99,9 @@ pub struct Report {
     pub shared_grants: usize,
     pub register_ops: usize,
     pub stale_refused: usize,
-    /// Readers' holds that read the register twice; those whose second
-    /// read was refused as stale (a writer came after their hold ended).
+    /// Readers' holds (each reads the register twice); those whose last
+    /// read was refused as stale (a writer used the register after the
+    /// reader's session had expired).
     pub reads: usize,
     pub reads_refused: usize,
     pub violations: Vec<String>,

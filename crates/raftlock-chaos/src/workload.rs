@@ -84,7 +84,8 @@ impl Workload {
     }
 
     /// Freezes one client that holds a lock (if any does) for `pause`,
-    /// between its read and its write. Returns which.
+    /// between its read and its write (a reader: between its two reads).
+    /// Returns which.
     pub fn pause_a_holder(&self, rng: &mut impl Rng, pause: Duration) -> Option<usize> {
         let holding: Vec<usize> = (0..self.workers.len())
             .filter(|i| self.workers[*i].holding.load(Ordering::SeqCst))
