@@ -22,6 +22,7 @@ from ._errors import (
 )
 from ._info import Holder, LockInfo, Waiter
 from ._lock import Lock
+from ._watch import Watch, WatchEvent
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,8 @@ __all__ = [
     "NotHeld",
     "NotOwner",
     "RaftlockError",
+    "Watch",
+    "WatchEvent",
     "Waiter",
     "default_endpoints",
 ]
