@@ -27,8 +27,9 @@ use crate::fail_stop;
 /// How many events the history keeps. A watcher that reconnects within
 /// this many changes (about a second of a busy cluster, minutes of a quiet
 /// one) resumes without a resync; the cost is bounded memory, some
-/// 100 bytes an event. Counted in events, not entries: one batched entry
-/// can carry thousands.
+/// 100 bytes an event plus its name (5 MB with short names, at most about
+/// 30 MB with the longest). Counted in events, not entries: one batched
+/// entry can carry thousands.
 pub const HISTORY_EVENTS: usize = 50_000;
 /// Entries buffered for each live watcher. One that falls further behind
 /// (a slow reader) resumes from the history, or resyncs: memory stays
