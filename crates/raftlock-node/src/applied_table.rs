@@ -54,6 +54,15 @@ impl AppliedTable {
         f(&mut table)
     }
 
+    /// A table whose watch history keeps `events` events, for tests.
+    #[cfg(test)]
+    pub fn with_watch_history(events: usize) -> Self {
+        AppliedTable {
+            watch: Arc::new(WatchHub::new(events)),
+            ..Self::new()
+        }
+    }
+
     /// The change events for watchers. Recorded only inside [`Self::update`],
     /// so a reader of the table sees the history up to the same entry.
     pub fn watch_hub(&self) -> &WatchHub {

@@ -512,6 +512,62 @@ mod tests {
         ));
     }
 
+    /// Reads a stream until it is quiet: (kind, index, resync) of each message.
+    async fn drain(stream: &mut WatchStream) -> Vec<(WatchKind, u64, bool)> {
+        let mut seen = Vec::new();
+        let quiet = std::time::Duration::from_millis(200);
+        while let Ok(Some(message)) = tokio::time::timeout(quiet, stream.recv()).await {
+            let message = message.unwrap();
+            seen.push((message.kind(), message.index, message.resync));
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_slow_watcher_resumes_from_the_history_or_else_resyncs() {
+        // On this single-threaded runtime the watch task cannot run while
+        // entries are recorded: it falls behind by all of them.
+        let entries = (LIVE_BACKLOG * 3) as u64;
+        for (history, resyncs) in [(HISTORY_EVENTS, false), (100, true)] {
+            let table = AppliedTable::with_watch_history(history);
+            let (_stopper, stop) = tokio::sync::watch::channel(false);
+            let mut stream = serve(table.clone(), String::new(), 0, stop).await.unwrap();
+            for index in 1..=entries {
+                let hub = table.watch_hub();
+                table.update(|_| hub.record(index, vec![granted("a", index)]));
+            }
+            let seen = drain(&mut stream).await;
+            assert_eq!(
+                seen[..2],
+                [(WatchKind::Reset, 0, false), (WatchKind::Synced, 0, false)]
+            );
+            let rest = &seen[2..];
+            if resyncs {
+                // The table itself is empty here: no STATE messages.
+                assert_eq!(
+                    rest,
+                    [
+                        (WatchKind::Reset, entries, true),
+                        (WatchKind::Synced, entries, true),
+                    ]
+                );
+            } else {
+                // Every entry once, in order, from the history.
+                let expected: Vec<_> = (1..=entries)
+                    .map(|index| (WatchKind::Changes, index, false))
+                    .collect();
+                assert_eq!(rest, expected);
+            }
+            // And live again afterwards.
+            let hub = table.watch_hub();
+            table.update(|_| hub.record(entries + 1, vec![granted("a", entries + 1)]));
+            assert_eq!(
+                drain(&mut stream).await,
+                [(WatchKind::Changes, entries + 1, false)]
+            );
+        }
+    }
+
     #[test]
     fn events_go_on_the_wire_with_their_details() {
         let change = lock_change(&LockEvent::Expired {
