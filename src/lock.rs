@@ -1,9 +1,10 @@
-//! `raftlock lock NAME -- CMD`: runs CMD while holding NAME.
+//! `raftlock lock NAME -- CMD`: runs CMD while holding NAME (exclusively,
+//! shared with other readers, or as one of a semaphore's holders).
 
 use std::time::Duration;
 
 use clap::Args;
-use raftlock_client::{Client, Error, Grant, Session, SessionOptions, Wait};
+use raftlock_client::{Client, Error, Grant, LockMode, Session, SessionOptions, Wait};
 use tokio::process::Command;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -15,7 +16,8 @@ use crate::guarded::Guarded;
 Exit status: the command's own (128+N if it died of signal N), or
   75  the lock was not acquired in time (or at once, with --no-wait); nothing ran
   76  the lock was lost while the command ran; it was sent SIGTERM, then SIGKILL
-  69  the cluster could not be reached, or another error
+  69  the cluster could not be reached, or another error (such as the name
+      being in use in another mode, or as a semaphore with another limit)
   2   bad arguments (see above); nothing ran
   126 the command could not be run (e.g. not executable); 127: not found
 
@@ -25,6 +27,11 @@ command exits, and its status is ours. SIGKILL kills the command's process
 group at once. While waiting for the lock, any of those four leaves the
 queue and exits 128+N with nothing run. A signal ignored when raftlock
 lock starts (nohup, & in a script) stays ignored.
+
+By default the lock is exclusive. With --shared, any number of shared
+holders run together and none with an exclusive one; with --limit N, at
+most N commands hold the name at once (a semaphore: every user of the name
+must give the same N). One queue serves all, first come, first served.
 
 The command sees RAFTLOCK_NAME (the lock) and RAFTLOCK_TOKEN (the fencing
 token: pass it to anything that can refuse writes with an older token).")]
@@ -46,9 +53,26 @@ pub struct LockArgs {
     /// After SIGTERM on a lost lock, wait this many seconds before SIGKILL.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::args::wait, allow_negative_numbers = true)]
     grace: Duration,
+    /// Hold the lock shared: together with other --shared holders, never with an exclusive one.
+    #[arg(long, conflicts_with = "limit")]
+    shared: bool,
+    /// Hold one of N slots of a semaphore, 1 to 65536: at most N holders at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    limit: Option<u32>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+impl LockArgs {
+    /// The mode the flags ask for.
+    fn mode(&self) -> LockMode {
+        match (self.shared, self.limit) {
+            (_, Some(limit)) => LockMode::Semaphore { limit },
+            (true, None) => LockMode::Shared,
+            (false, None) => LockMode::Exclusive,
+        }
+    }
 }
 
 /// The signals we pass on to the command; see `after_help`.
@@ -68,7 +92,7 @@ pub async fn run(client: Client, args: LockArgs) -> i32 {
         Ok(grant) => grant,
         Err(code) => return code,
     };
-    tracing::info!(name = %grant.name, token = grant.token, "lock acquired");
+    tracing::info!(name = %grant.name, token = grant.token, mode = %grant.mode, "lock acquired");
     let running = match start(&session, &args, grant.token).await {
         Ok(running) => running,
         Err(code) => return code,
@@ -116,7 +140,7 @@ async fn acquire(session: &Session, args: &LockArgs, signals: &mut Signals) -> R
         (false, None) => Wait::Forever,
     };
     let (message, code) = tokio::select! {
-        waited = session.lock(&args.name, wait) => match waited {
+        waited = session.lock_with(&args.name, wait, args.mode()) => match waited {
             Ok(grant) => return Ok(grant),
             Err(e @ Error::NotAcquired { .. }) => (e.to_string(), exit::NOT_ACQUIRED),
             Err(e) => (e.to_string(), exit::UNAVAILABLE),
@@ -249,5 +273,58 @@ async fn stop_child(child: &mut Guarded, grace: Duration) {
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         child.signal(libc::SIGKILL);
         let _ = child.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        lock: LockArgs,
+    }
+
+    fn mode(flags: &[&str]) -> Result<LockMode, clap::error::ErrorKind> {
+        let args = ["raftlock"]
+            .iter()
+            .chain(flags)
+            .chain(&["NAME", "--", "true"]);
+        Cli::try_parse_from(args)
+            .map(|cli| cli.lock.mode())
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn the_flags_choose_the_mode() {
+        assert_eq!(mode(&[]), Ok(LockMode::Exclusive));
+        assert_eq!(mode(&["--shared"]), Ok(LockMode::Shared));
+        assert_eq!(
+            mode(&["--limit", "3"]),
+            Ok(LockMode::Semaphore { limit: 3 })
+        );
+        assert_eq!(
+            mode(&["--limit", "65536"]),
+            Ok(LockMode::Semaphore { limit: 65_536 })
+        );
+    }
+
+    #[test]
+    fn shared_and_a_limit_conflict_and_a_limit_is_in_range() {
+        use clap::error::ErrorKind;
+        assert_eq!(
+            mode(&["--shared", "--limit", "2"]),
+            Err(ErrorKind::ArgumentConflict)
+        );
+        for bad in ["0", "65537", "two"] {
+            assert_eq!(
+                mode(&["--limit", bad]),
+                Err(ErrorKind::ValueValidation),
+                "{bad}"
+            );
+        }
+        assert!(mode(&["--limit", "-1"]).is_err());
     }
 }

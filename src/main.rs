@@ -70,7 +70,7 @@ enum Command {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
-    /// Show the lock table: holder, session, fencing token, waiters.
+    /// Show the lock table: mode, holders, sessions, fencing tokens, waiters.
     Locks {
         #[command(flatten)]
         at: Endpoints,

@@ -2,13 +2,17 @@
 
 mod status;
 
-use raftlock_client::Client;
+use raftlock_client::{mode_from_wire, Client, LockInfo};
 use serde::Serialize;
 
 use crate::exit;
 
 pub use status::status;
 
+/// One lock in `raftlock locks --json`. `holder`, `session` and `token`
+/// are the first holder's (the only one of an exclusive lock) and
+/// `waiters` the waiters' labels, as before modes existed; `holders` and
+/// `queue` have every holder and waiter with its mode.
 #[derive(Serialize)]
 struct LockRow {
     name: String,
@@ -16,6 +20,100 @@ struct LockRow {
     session: Option<String>,
     token: Option<u64>,
     waiters: Vec<String>,
+    /// "exclusive", "shared" or "semaphore" (the first holder's), or
+    /// None when nobody holds it.
+    mode: Option<String>,
+    /// A semaphore's limit, else None.
+    limit: Option<u32>,
+    holders: Vec<HolderRow>,
+    queue: Vec<WaiterRow>,
+}
+
+#[derive(Serialize)]
+struct HolderRow {
+    label: String,
+    session: String,
+    token: u64,
+    mode: String,
+    since_ms: u64,
+}
+
+#[derive(Serialize)]
+struct WaiterRow {
+    label: String,
+    session: String,
+    mode: String,
+}
+
+/// A mode's one-word name; a mode this version does not know says so.
+fn mode_name(mode: i32, limit: u32) -> String {
+    match mode_from_wire(mode, limit) {
+        Some(raftlock_client::LockMode::Exclusive) => "exclusive".into(),
+        Some(raftlock_client::LockMode::Shared) => "shared".into(),
+        Some(raftlock_client::LockMode::Semaphore { .. }) => "semaphore".into(),
+        None => format!("unknown({mode})"),
+    }
+}
+
+impl LockRow {
+    fn new(lock: LockInfo) -> LockRow {
+        let limit = lock.limit;
+        // A server without modes sends only `holder`.
+        let holders = if lock.holders.is_empty() {
+            lock.holder.into_iter().collect()
+        } else {
+            lock.holders
+        };
+        let holders: Vec<HolderRow> = holders
+            .into_iter()
+            .map(|h| HolderRow {
+                mode: mode_name(h.mode, limit),
+                label: h.label,
+                session: h.session_id,
+                token: h.fencing_token,
+                since_ms: h.since_ms,
+            })
+            .collect();
+        let queue: Vec<WaiterRow> = lock
+            .waiters
+            .into_iter()
+            .map(|w| WaiterRow {
+                mode: mode_name(w.mode, limit),
+                label: w.label,
+                session: w.session_id,
+            })
+            .collect();
+        let first = holders.first();
+        LockRow {
+            name: lock.name,
+            holder: first.map(|h| h.label.clone()),
+            session: first.map(|h| h.session.clone()),
+            token: first.map(|h| h.token),
+            waiters: queue.iter().map(|w| w.label.clone()).collect(),
+            mode: first.map(|h| h.mode.clone()),
+            limit: (limit > 0).then_some(limit),
+            holders,
+            queue,
+        }
+    }
+
+    /// The MODE column: a semaphore also shows holders out of its limit.
+    fn mode_column(&self, holder: Option<&HolderRow>) -> String {
+        match (holder, self.limit) {
+            (None, _) => "-".into(),
+            (Some(h), Some(limit)) => format!("{}:{}/{limit}", h.mode, self.holders.len()),
+            (Some(h), None) => h.mode.clone(),
+        }
+    }
+
+    /// The WAITERS column: how many, and their modes in queue order.
+    fn waiters_column(&self) -> String {
+        if self.queue.is_empty() {
+            return "0".into();
+        }
+        let modes: Vec<&str> = self.queue.iter().map(|w| w.mode.as_str()).collect();
+        format!("{} ({})", self.queue.len(), modes.join(" "))
+    }
 }
 
 pub async fn locks(client: Client, prefix: String, limit: u32, json: bool) -> i32 {
@@ -23,16 +121,7 @@ pub async fn locks(client: Client, prefix: String, limit: u32, json: bool) -> i3
         Ok(r) => r,
         Err(e) => return exit::unavailable(&e),
     };
-    let rows: Vec<LockRow> = locks
-        .into_iter()
-        .map(|l| LockRow {
-            name: l.name,
-            holder: l.holder.as_ref().map(|h| h.label.clone()),
-            session: l.holder.as_ref().map(|h| h.session_id.clone()),
-            token: l.holder.as_ref().map(|h| h.fencing_token),
-            waiters: l.waiters.into_iter().map(|w| w.label).collect(),
-        })
-        .collect();
+    let rows: Vec<LockRow> = locks.into_iter().map(LockRow::new).collect();
     if json {
         println!(
             "{}",
@@ -40,24 +129,40 @@ pub async fn locks(client: Client, prefix: String, limit: u32, json: bool) -> i3
         );
     } else {
         println!(
-            "{:<30} {:<28} {:<32} {:>8}  WAITERS",
-            "NAME", "HOLDER", "SESSION", "TOKEN"
+            "{:<30} {:<16} {:<28} {:<32} {:>8}  WAITERS",
+            "NAME", "MODE", "HOLDER", "SESSION", "TOKEN"
         );
         for r in &rows {
-            println!(
-                "{:<30} {:<28} {:<32} {:>8}  {}",
-                escape_controls(&r.name),
-                r.holder.as_deref().map_or("-".into(), escape_controls),
-                r.session.as_deref().map_or("-".into(), escape_controls),
-                r.token.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-                r.waiters.len()
-            );
+            print_rows(r);
         }
         if truncated {
             println!("(cut at {limit}; use --limit or a prefix)");
         }
     }
     exit::OK
+}
+
+/// One table line per holder (one for a lock nobody holds), each with
+/// the lock's name so the lines can be filtered on their own.
+fn print_rows(row: &LockRow) {
+    let name = escape_controls(&row.name);
+    let waiters = row.waiters_column();
+    let holders: Vec<Option<&HolderRow>> = if row.holders.is_empty() {
+        vec![None]
+    } else {
+        row.holders.iter().map(Some).collect()
+    };
+    for holder in holders {
+        println!(
+            "{:<30} {:<16} {:<28} {:<32} {:>8}  {}",
+            name,
+            row.mode_column(holder),
+            holder.map_or("-".into(), |h| escape_controls(&h.label)),
+            holder.map_or("-".into(), |h| escape_controls(&h.session)),
+            holder.map_or("-".into(), |h| h.token.to_string()),
+            waiters
+        );
+    }
 }
 
 /// `text` with control characters written as escapes (`\n`, `\u{1b}`), so
@@ -77,7 +182,77 @@ fn escape_controls(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::*;
+    use raftlock_client::{LockHolder, Waiter};
+
+    fn holder(label: &str, token: u64, mode: i32) -> LockHolder {
+        LockHolder {
+            session_id: format!("s-{label}"),
+            label: label.into(),
+            fencing_token: token,
+            since_ms: 1,
+            mode,
+        }
+    }
+
+    #[test]
+    fn every_holder_and_waiter_is_shown_with_its_mode() {
+        let a = holder("a", 7, 1);
+        let lock = LockInfo {
+            name: "db".into(),
+            holder: Some(a.clone()),
+            holders: vec![a, holder("b", 9, 1)],
+            waiters: vec![Waiter {
+                session_id: "s-w".into(),
+                label: "w".into(),
+                mode: 0,
+            }],
+            available_at_ms: 0,
+            limit: 0,
+        };
+        let row = LockRow::new(lock);
+        assert_eq!(
+            (row.holder.as_deref(), row.token, row.mode.as_deref()),
+            (Some("a"), Some(7), Some("shared"))
+        );
+        assert_eq!(row.holders.len(), 2);
+        assert_eq!(
+            (row.holders[1].label.as_str(), row.holders[1].token),
+            ("b", 9)
+        );
+        assert_eq!(row.waiters, ["w"]);
+        assert_eq!(row.queue[0].mode, "exclusive");
+        assert_eq!(row.limit, None);
+        assert_eq!(row.mode_column(row.holders.first()), "shared");
+        assert_eq!(row.waiters_column(), "1 (exclusive)");
+    }
+
+    #[test]
+    fn a_semaphore_shows_its_limit_and_an_old_server_its_one_holder() {
+        let lock = LockInfo {
+            name: "pool".into(),
+            holders: vec![holder("a", 3, 2), holder("b", 4, 2)],
+            limit: 3,
+            ..LockInfo::default()
+        };
+        let row = LockRow::new(lock);
+        assert_eq!(row.limit, Some(3));
+        assert_eq!(row.mode_column(row.holders.first()), "semaphore:2/3");
+        assert_eq!(row.waiters_column(), "0");
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["holders"][1]["mode"], "semaphore");
+        assert_eq!(json["limit"], 3);
+
+        let old = LockInfo {
+            name: "x".into(),
+            holder: Some(holder("a", 5, 0)),
+            ..LockInfo::default()
+        };
+        let row = LockRow::new(old);
+        assert_eq!(row.holders.len(), 1);
+        assert_eq!(row.mode.as_deref(), Some("exclusive"));
+        assert_eq!(mode_name(42, 0), "unknown(42)");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

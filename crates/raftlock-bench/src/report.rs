@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::failover::FailoverRun;
 use crate::memory::MemoryRun;
+use crate::stats::Better::{Higher, Lower};
 use crate::stats::{advantage, median, us_to_ms, Better};
 use crate::system::NodeRss;
 use crate::workloads::CycleResult;
@@ -100,49 +101,65 @@ fn max_rss_mb(rss: &[NodeRss]) -> Option<f64> {
 
 /// The comparison rows, in table order.
 pub fn rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
-    use Better::{Higher, Lower};
+    let mut rows = throughput_rows(r, e);
+    rows.extend(contention_rows(&r.contended_16, &e.contended_16));
+    rows.extend(failover_rows(r, e));
+    rows.push(elections_row(r, e));
+    rows.extend(memory_rows(r, e));
+    rows
+}
+
+/// Rate, p50 and p99 of one cycle workload; `targets` in that order.
+fn cycle_rows(
+    label: &str,
+    a: &CycleResult,
+    b: &CycleResult,
+    targets: [Option<Target>; 3],
+) -> [Row; 3] {
+    [
+        row(
+            format!("{label}: cycles/s"),
+            "1/s",
+            Higher,
+            Some(a.cycles_per_sec),
+            Some(b.cycles_per_sec),
+            targets[0],
+        ),
+        row(
+            format!("{label}: p50 cycle"),
+            "ms",
+            Lower,
+            Some(us_to_ms(a.cycle_p50_us)),
+            Some(us_to_ms(b.cycle_p50_us)),
+            targets[1],
+        ),
+        row(
+            format!("{label}: p99 cycle"),
+            "ms",
+            Lower,
+            Some(us_to_ms(a.cycle_p99_us)),
+            Some(us_to_ms(b.cycle_p99_us)),
+            targets[2],
+        ),
+    ]
+}
+
+/// Workloads 1-3: each worker on its own name, at three concurrencies.
+fn throughput_rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
     let mut rows = Vec::new();
-    let cycles = |label: &str, a: &CycleResult, b: &CycleResult, t: [Option<Target>; 3]| {
-        [
-            row(
-                format!("{label}: cycles/s"),
-                "1/s",
-                Higher,
-                Some(a.cycles_per_sec),
-                Some(b.cycles_per_sec),
-                t[0],
-            ),
-            row(
-                format!("{label}: p50 cycle"),
-                "ms",
-                Lower,
-                Some(us_to_ms(a.cycle_p50_us)),
-                Some(us_to_ms(b.cycle_p50_us)),
-                t[1],
-            ),
-            row(
-                format!("{label}: p99 cycle"),
-                "ms",
-                Lower,
-                Some(us_to_ms(a.cycle_p99_us)),
-                Some(us_to_ms(b.cycle_p99_us)),
-                t[2],
-            ),
-        ]
-    };
-    rows.extend(cycles(
+    rows.extend(cycle_rows(
         "1 worker",
         &r.one_worker,
         &e.one_worker,
         [Some(Target::RatioAtLeast(3.0)), None, None],
     ));
-    rows.extend(cycles(
+    rows.extend(cycle_rows(
         "16 workers",
         &r.workers_16,
         &e.workers_16,
         [None; 3],
     ));
-    rows.extend(cycles(
+    rows.extend(cycle_rows(
         "64 workers",
         &r.workers_64,
         &e.workers_64,
@@ -152,78 +169,99 @@ pub fn rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
             Some(Target::RatioAtLeast(5.0)),
         ],
     ));
-    let (a, b) = (&r.contended_16, &e.contended_16);
-    rows.push(row(
-        "16 on one name: handoffs/s",
-        "1/s",
-        Higher,
-        Some(a.cycles_per_sec),
-        Some(b.cycles_per_sec),
-        Some(Target::RatioAtLeast(10.0)),
-    ));
-    rows.push(row(
-        "16 on one name: p50 wait",
-        "ms",
-        Lower,
-        Some(us_to_ms(a.wait_p50_us)),
-        Some(us_to_ms(b.wait_p50_us)),
-        None,
-    ));
-    rows.push(row(
-        "16 on one name: p99 wait",
-        "ms",
-        Lower,
-        Some(us_to_ms(a.wait_p99_us)),
-        Some(us_to_ms(b.wait_p99_us)),
-        None,
-    ));
+    rows
+}
+
+/// Workload 4: every worker on one name, so the wait (queueing and
+/// handoff) matters more than the cycle.
+fn contention_rows(a: &CycleResult, b: &CycleResult) -> [Row; 3] {
+    [
+        row(
+            "16 on one name: handoffs/s",
+            "1/s",
+            Higher,
+            Some(a.cycles_per_sec),
+            Some(b.cycles_per_sec),
+            Some(Target::RatioAtLeast(10.0)),
+        ),
+        row(
+            "16 on one name: p50 wait",
+            "ms",
+            Lower,
+            Some(us_to_ms(a.wait_p50_us)),
+            Some(us_to_ms(b.wait_p50_us)),
+            None,
+        ),
+        row(
+            "16 on one name: p99 wait",
+            "ms",
+            Lower,
+            Some(us_to_ms(a.wait_p99_us)),
+            Some(us_to_ms(b.wait_p99_us)),
+            None,
+        ),
+    ]
+}
+
+fn failover_rows(r: &SystemResults, e: &SystemResults) -> [Row; 2] {
     let max = |v: Vec<f64>| v.into_iter().max_by(f64::total_cmp);
     let repeats = r.failover.len().min(e.failover.len());
-    rows.push(row(
-        format!("failover gap, median of {repeats}"),
-        "ms",
-        Lower,
-        median(&r.gaps()),
-        median(&e.gaps()),
-        Some(Target::AtMost(300.0)),
-    ));
-    rows.push(row(
-        format!("failover gap, max of {repeats}"),
-        "ms",
-        Lower,
-        max(r.gaps()),
-        max(e.gaps()),
-        Some(Target::AtMost(600.0)),
-    ));
-    rows.push(row(
+    [
+        row(
+            format!("failover gap, median of {repeats}"),
+            "ms",
+            Lower,
+            median(&r.gaps()),
+            median(&e.gaps()),
+            Some(Target::AtMost(300.0)),
+        ),
+        row(
+            format!("failover gap, max of {repeats}"),
+            "ms",
+            Lower,
+            max(r.gaps()),
+            max(e.gaps()),
+            Some(Target::AtMost(600.0)),
+        ),
+    ]
+}
+
+fn elections_row(r: &SystemResults, e: &SystemResults) -> Row {
+    row(
         "elections in workloads 1-4",
         "count",
         Lower,
         Some(r.elections_steady() as f64),
         Some(e.elections_steady() as f64),
         Some(Target::AtMost(0.0)),
-    ));
-    rows.push(row(
-        "RSS per node after throughput (max)",
-        "MiB",
-        Lower,
-        max_rss_mb(&r.rss_after_throughput),
-        max_rss_mb(&e.rss_after_throughput),
-        Some(Target::AtMost(40.0)),
-    ));
-    rows.push(row(
-        format!(
-            "RSS per node holding {}k locks / {} sessions (max)",
-            r.memory.locks / 1000,
-            r.memory.sessions
+    )
+}
+
+/// Resident memory per node: after the throughput workloads, and while
+/// holding many locks.
+fn memory_rows(r: &SystemResults, e: &SystemResults) -> [Row; 2] {
+    [
+        row(
+            "RSS per node after throughput (max)",
+            "MiB",
+            Lower,
+            max_rss_mb(&r.rss_after_throughput),
+            max_rss_mb(&e.rss_after_throughput),
+            Some(Target::AtMost(40.0)),
         ),
-        "MiB",
-        Lower,
-        max_rss_mb(&r.memory.rss),
-        max_rss_mb(&e.memory.rss),
-        None,
-    ));
-    rows
+        row(
+            format!(
+                "RSS per node holding {}k locks / {} sessions (max)",
+                r.memory.locks / 1000,
+                r.memory.sessions
+            ),
+            "MiB",
+            Lower,
+            max_rss_mb(&r.memory.rss),
+            max_rss_mb(&e.memory.rss),
+            None,
+        ),
+    ]
 }
 
 fn number(v: Option<f64>, unit: &str) -> String {

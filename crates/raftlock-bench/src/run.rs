@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use tempfile::TempDir;
 use tokio::time::Instant;
 
 use crate::etcd_cluster::EtcdCluster;
@@ -101,16 +102,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let plan = Plan::from_args(&args);
-    let temp;
-    let dir: PathBuf = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("raftlock-bench")
-                .tempdir()?;
-            temp.path().to_path_buf()
-        }
-    };
+    // Kept until the end: dropping it removes the clusters' directory.
+    let (dir, _temp_dir) = work_dir(&args)?;
     let raftlock_bin = args
         .raftlock_bin
         .clone()
@@ -129,75 +122,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         versions[0], versions[1]
     );
     let mut partial = [Partial::default(), Partial::default()];
-
-    for (s, system) in systems.iter().enumerate() {
-        partial[s].term_before = system.term().await?;
-    }
-    for (k, (workers, shared, label)) in WORKLOADS.iter().enumerate() {
-        for s in order(k) {
-            let system = &systems[s];
-            let tag = format!("w{}", k + 1);
-            let target = system.connect().await?;
-            let result = cycles(&target, *workers, *shared, plan.timing(), &tag)
-                .await
-                .with_context(|| format!("{label} on {}", system.name()))?;
-            eprintln!(
-                "  {label:<22} {:<8} {:>8.0} cycles/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                system.name(),
-                result.cycles_per_sec,
-                result.cycle_p50_us as f64 / 1000.0,
-                result.cycle_p99_us as f64 / 1000.0,
-                result.errors
-            );
-            partial[s].throughput.push(result);
-        }
-    }
-    for (s, system) in systems.iter().enumerate() {
-        partial[s].term_after = system.term().await?;
-        partial[s].rss_after_throughput = system.rss()?;
-    }
-
-    for s in order(0) {
-        let system = &systems[s];
-        let memory = hold_many(system, plan.hold_sessions, plan.hold_locks, "mem")
-            .await
-            .with_context(|| format!("holding locks on {}", system.name()))?;
-        eprintln!(
-            "  holding {} locks / {} sessions: {:<8} loaded in {:.1} s, {} held, RSS {:?} MiB",
-            memory.locks,
-            memory.sessions,
-            system.name(),
-            memory.load_seconds,
-            memory.held,
-            memory
-                .rss
-                .iter()
-                .map(|r| r.rss_bytes / (1 << 20))
-                .collect::<Vec<_>>()
-        );
-        partial[s].memory = Some(memory);
-        // Let the released locks' entries settle before the failovers.
-        systems[s].wait_healthy(Duration::from_secs(60)).await?;
-    }
-
-    for k in 0..plan.failovers {
-        for s in order(k) {
-            let tag = format!("f{}", k + 1);
-            let run = failover_once(&mut systems[s], plan.failover(args.quick), &tag)
-                .await
-                .with_context(|| format!("failover {} on {}", k + 1, systems[s].name()))?;
-            eprintln!(
-                "  failover {}: {:<8} killed node {}, new leader after {:.0} ms, gap {:.0} ms, rejoined in {:.1} s",
-                k + 1,
-                systems[s].name(),
-                run.killed,
-                run.new_leader_ms.unwrap_or(f64::NAN),
-                run.gap_ms,
-                run.rejoin_ms / 1000.0
-            );
-            partial[s].failover.push(run);
-        }
-    }
+    measure_throughput(&systems, &plan, &mut partial).await?;
+    measure_memory(&mut systems, &plan, &mut partial).await?;
+    measure_failover(&mut systems, &plan, args.quick, &mut partial).await?;
     drop(systems);
 
     let [r, e] = partial;
@@ -226,6 +153,125 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         raftlock,
         etcd,
     };
+    write_outputs(&args, &report)?;
+    eprintln!(
+        "raftlock-bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--work-dir`, or a fresh temporary directory returned with its guard.
+fn work_dir(args: &Args) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
+    Ok(match &args.work_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("raftlock-bench")
+                .tempdir()?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    })
+}
+
+/// Workloads 1-4 on both systems, with the Raft term read around them (to
+/// count elections) and the nodes' RSS read after.
+async fn measure_throughput(
+    systems: &[System; 2],
+    plan: &Plan,
+    partial: &mut [Partial; 2],
+) -> anyhow::Result<()> {
+    for (s, system) in systems.iter().enumerate() {
+        partial[s].term_before = system.term().await?;
+    }
+    for (k, (workers, shared, label)) in WORKLOADS.iter().enumerate() {
+        for s in order(k) {
+            let system = &systems[s];
+            let tag = format!("w{}", k + 1);
+            let target = system.connect().await?;
+            let result = cycles(&target, *workers, *shared, plan.timing(), &tag)
+                .await
+                .with_context(|| format!("{label} on {}", system.name()))?;
+            eprintln!(
+                "  {label:<22} {:<8} {:>8.0} cycles/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                system.name(),
+                result.cycles_per_sec,
+                result.cycle_p50_us as f64 / 1000.0,
+                result.cycle_p99_us as f64 / 1000.0,
+                result.errors
+            );
+            partial[s].throughput.push(result);
+        }
+    }
+    for (s, system) in systems.iter().enumerate() {
+        partial[s].term_after = system.term().await?;
+        partial[s].rss_after_throughput = system.rss()?;
+    }
+    Ok(())
+}
+
+/// Many sessions each holding locks: the RSS it costs each system.
+async fn measure_memory(
+    systems: &mut [System; 2],
+    plan: &Plan,
+    partial: &mut [Partial; 2],
+) -> anyhow::Result<()> {
+    for s in order(0) {
+        let system = &systems[s];
+        let memory = hold_many(system, plan.hold_sessions, plan.hold_locks, "mem")
+            .await
+            .with_context(|| format!("holding locks on {}", system.name()))?;
+        eprintln!(
+            "  holding {} locks / {} sessions: {:<8} loaded in {:.1} s, {} held, RSS {:?} MiB",
+            memory.locks,
+            memory.sessions,
+            system.name(),
+            memory.load_seconds,
+            memory.held,
+            memory
+                .rss
+                .iter()
+                .map(|r| r.rss_bytes / (1 << 20))
+                .collect::<Vec<_>>()
+        );
+        partial[s].memory = Some(memory);
+        // Let the released locks' entries settle before the failovers.
+        systems[s].wait_healthy(Duration::from_secs(60)).await?;
+    }
+    Ok(())
+}
+
+/// Kill each system's leader under load, `plan.failovers` times each,
+/// alternating which system goes first.
+async fn measure_failover(
+    systems: &mut [System; 2],
+    plan: &Plan,
+    quick: bool,
+    partial: &mut [Partial; 2],
+) -> anyhow::Result<()> {
+    for k in 0..plan.failovers {
+        for s in order(k) {
+            let tag = format!("f{}", k + 1);
+            let run = failover_once(&mut systems[s], plan.failover(quick), &tag)
+                .await
+                .with_context(|| format!("failover {} on {}", k + 1, systems[s].name()))?;
+            eprintln!(
+                "  failover {}: {:<8} killed node {}, new leader after {:.0} ms, gap {:.0} ms, rejoined in {:.1} s",
+                k + 1,
+                systems[s].name(),
+                run.killed,
+                run.new_leader_ms.unwrap_or(f64::NAN),
+                run.gap_ms,
+                run.rejoin_ms / 1000.0
+            );
+            partial[s].failover.push(run);
+        }
+    }
+    Ok(())
+}
+
+/// `--json` and `--png`, where asked for.
+fn write_outputs(args: &Args, report: &Report) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         report.write_json(path)?;
         eprintln!("wrote {}", path.display());
@@ -238,10 +284,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         chart::draw(&report.rows, &title, path)?;
         eprintln!("wrote {}", path.display());
     }
-    eprintln!(
-        "raftlock-bench: done in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

@@ -25,6 +25,12 @@ pub enum Error {
     /// Release of a lock nobody holds.
     #[error("lock {name:?} is not held by anyone")]
     NotHeld { name: String },
+    /// The name is in use in another mode (a semaphore asked for as a
+    /// read/write lock, another semaphore limit, or the reverse), or this
+    /// session already holds or waits for it in another mode. The server's
+    /// message says which.
+    #[error("{0}")]
+    ModeConflict(String),
     /// The session expired (or was closed): its locks are gone.
     #[error("session lost: {0}")]
     SessionLost(String),
@@ -59,6 +65,9 @@ impl Error {
             }
             (Code::AlreadyExists, Some(ErrorKind::SessionExists)) => {
                 (session_exists(&message), false)
+            }
+            (Code::FailedPrecondition, Some(ErrorKind::ModeConflict)) => {
+                return Error::ModeConflict(message)
             }
             (Code::NotFound, Some(ErrorKind::SessionExpired)) => {
                 return Error::SessionLost(message)
@@ -142,7 +151,7 @@ fn session_exists(message: &str) -> Option<Error> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use raftlock_core::{LockError, SessionId};
+    use raftlock_core::{LockError, LockKind, LockMode, SessionId};
 
     /// The status a node answers with for `refusal` (as raftlock-node's
     /// `lock_error_status` makes it).
@@ -152,6 +161,9 @@ mod tests {
             LockError::NotHeld { .. } => (Code::FailedPrecondition, ErrorKind::NotHeld),
             LockError::StaleRequest { .. } => (Code::FailedPrecondition, ErrorKind::StaleRequest),
             LockError::SessionExists(_) => (Code::AlreadyExists, ErrorKind::SessionExists),
+            LockError::ModeConflict { .. } | LockError::OwnModeConflict { .. } => {
+                (Code::FailedPrecondition, ErrorKind::ModeConflict)
+            }
             other => panic!("not a refusal these tests use: {other:?}"),
         };
         kind.status(code, refusal.to_string())
@@ -199,6 +211,31 @@ mod tests {
             };
             assert_eq!(got.to_string(), before);
         }
+    }
+
+    #[test]
+    fn a_mode_conflict_keeps_the_servers_words() {
+        let refusals = [
+            LockError::ModeConflict {
+                name: "pool".into(),
+                in_use_as: LockKind::Semaphore { limit: 2 },
+                asked: LockMode::Semaphore { limit: 3 },
+            },
+            LockError::OwnModeConflict {
+                name: "db".into(),
+                current: LockMode::Shared,
+                asked: LockMode::Exclusive,
+                waiting: false,
+            },
+        ];
+        for refusal in refusals {
+            let got = Error::from_status(&answer(&refusal));
+            assert_eq!(got, Error::ModeConflict(refusal.to_string()));
+            assert_eq!(got.to_string(), refusal.to_string());
+        }
+        // Without its kind it is just another failed precondition.
+        let bare = Status::new(Code::FailedPrecondition, "in use as a semaphore");
+        assert!(matches!(Error::from_status(&bare), Error::Other(_)));
     }
 
     #[test]

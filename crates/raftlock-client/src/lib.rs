@@ -17,11 +17,15 @@
 //! session.close().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! [`Session::lock_with`] takes a [`LockMode`]: shared (readers together,
+//! never with a writer) or a semaphore (at most `limit` holders).
 
 mod admin;
 mod client;
 mod endpoint;
 mod error;
+mod mode;
 mod reader;
 mod retry;
 mod session;
@@ -31,6 +35,8 @@ mod watch;
 pub use client::{Client, ClientOptions};
 pub use endpoint::parse_endpoint;
 pub use error::Error;
+pub use mode::mode_from_wire;
+pub use raftlock_core::LockMode;
 pub use raftlock_proto::v1::{ChangeKind, LeaveReason, LockChange};
 pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, Role, StatusResponse, Waiter};
 pub use session::{Grant, Session, SessionOptions, Wait};

@@ -1,10 +1,11 @@
 //! Sessions: the owners of locks, kept alive in the background.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use raftlock_core::LockMode;
 use raftlock_proto::v1::*;
 use raftlock_proto::MAX_POLL;
 use tokio::sync::watch;
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::lock_service;
+use crate::mode::to_wire;
 use crate::retry::RetryPolicy;
 use crate::{Client, Error};
 
@@ -90,6 +92,8 @@ pub struct Grant {
     pub token: u64,
     /// The session already held the lock before this call.
     pub reentrant: bool,
+    /// How the lock is held (as asked: a session holds a name in one mode).
+    pub mode: LockMode,
 }
 
 /// A session: owns locks, keeps itself alive, reports when it is lost.
@@ -108,7 +112,8 @@ struct Inner {
     seq: AtomicU64,
     lost: Arc<watch::Sender<Option<String>>>,
     keepalive: Mutex<Option<JoinHandle<()>>>,
-    held: Mutex<HashSet<String>>,
+    /// What this session holds, as far as this client knows, and how.
+    held: Mutex<HashMap<String, LockMode>>,
 }
 
 impl Drop for Inner {
@@ -157,7 +162,7 @@ impl Client {
                 seq: AtomicU64::new(UNNUMBERED),
                 lost,
                 keepalive: Mutex::new(Some(task)),
-                held: Mutex::new(HashSet::new()),
+                held: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -201,9 +206,18 @@ impl Session {
         }
     }
 
-    /// Takes `name`, waiting as `wait` says. Waiters are served first come,
-    /// first served; the grant is pushed by the server, no polling.
+    /// Takes `name` exclusively, waiting as `wait` says. Waiters are served
+    /// first come, first served; the grant is pushed by the server, no polling.
     pub async fn lock(&self, name: &str, wait: Wait) -> Result<Grant, Error> {
+        self.lock_with(name, wait, LockMode::Exclusive).await
+    }
+
+    /// Takes `name` in `mode`: exclusive, shared (with other readers), or
+    /// as one of at most `limit` holders of a semaphore. One queue serves
+    /// all modes, in arrival order. A name in use in another mode (or
+    /// with another limit), or held or awaited by this session in another
+    /// mode, is refused with [`Error::ModeConflict`]: release it first.
+    pub async fn lock_with(&self, name: &str, wait: Wait, mode: LockMode) -> Result<Grant, Error> {
         let until = match wait {
             Wait::No => Until::Now,
             Wait::For(d) => Until::Deadline(Instant::now() + d),
@@ -213,13 +227,14 @@ impl Session {
         let mut leave = LeaveQueue {
             session: Some(self.clone()),
             name: name.to_string(),
+            mode,
             held_before: self.holds(name),
         };
         let held_before = leave.held_before;
-        let result = self.lock_loop(name, until).await;
+        let result = self.lock_loop(name, until, mode).await;
         leave.session = None;
         result.map(|grant| {
-            self.held().insert(name.to_string());
+            self.held().insert(name.to_string(), mode);
             // Retries can make the server call a fresh grant reentrant;
             // what this session held before the call is the truth.
             Grant {
@@ -229,21 +244,26 @@ impl Session {
         })
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, LockMode>> {
         self.inner.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether this session holds `name`, as far as this client knows.
     pub fn holds(&self, name: &str) -> bool {
-        self.held().contains(name)
+        self.held().contains_key(name)
+    }
+
+    /// How this session holds `name`, as far as this client knows.
+    pub fn held_mode(&self, name: &str) -> Option<LockMode> {
+        self.held().get(name).copied()
     }
 
     /// Asks for `name` until it is granted, refused, or the wait is over.
-    async fn lock_loop(&self, name: &str, until: Until) -> Result<Grant, Error> {
+    async fn lock_loop(&self, name: &str, until: Until, mode: LockMode) -> Result<Grant, Error> {
         loop {
             self.check_lost()?;
             let reply = tokio::select! {
-                reply = self.acquire(name, until) => reply?,
+                reply = self.acquire(name, until, mode) => reply?,
                 reason = self.lost() => return Err(Error::SessionLost(reason)),
             };
             if reply.acquired {
@@ -251,6 +271,7 @@ impl Session {
                     name: name.to_string(),
                     token: reply.fencing_token,
                     reentrant: reply.reentrant,
+                    mode,
                 });
             }
             if !reply.queued {
@@ -264,7 +285,12 @@ impl Session {
 
     /// One Acquire call, retried on other nodes as needed: the answer
     /// comes when the lock is granted or refused, or after one long-poll.
-    async fn acquire(&self, name: &str, until: Until) -> Result<AcquireResponse, Error> {
+    async fn acquire(
+        &self,
+        name: &str,
+        until: Until,
+        mode: LockMode,
+    ) -> Result<AcquireResponse, Error> {
         let rpc_timeout = self.inner.client.options().rpc_timeout;
         let mut give_up = self.inner.client.retry_deadline();
         if let Until::Deadline(deadline) = until {
@@ -274,7 +300,7 @@ impl Session {
         self.inner
             .client
             .call(policy, |c, mut attempt| {
-                let req = self.acquire_request(name, until);
+                let req = self.acquire_request(name, until, mode);
                 let poll = Duration::from_millis(req.wait_ms).min(MAX_POLL);
                 attempt.timeout = attempt.timeout.min(rpc_timeout + poll);
                 let req = attempt.request(req);
@@ -288,7 +314,7 @@ impl Session {
     /// idempotent in the table (a holder gets its grant back, a waiter
     /// keeps its place), so each attempt takes a fresh request number and
     /// never hits the retry window's edge.
-    fn acquire_request(&self, name: &str, until: Until) -> AcquireRequest {
+    fn acquire_request(&self, name: &str, until: Until, mode: LockMode) -> AcquireRequest {
         let (wait_ms, leave_queue_on_timeout) = match until {
             Until::Now => (TRY_ONCE_MS, true),
             Until::Forever => (WAIT_FOREVER_MS, false),
@@ -297,17 +323,20 @@ impl Session {
                 (left.as_millis() as u64, true)
             }
         };
+        let (mode, limit) = to_wire(mode);
         AcquireRequest {
             session_id: self.inner.id.clone(),
             seq: self.next_seq(),
             name: name.to_string(),
             wait_ms,
             leave_queue_on_timeout,
-            ..Default::default()
+            mode: mode as i32,
+            limit,
         }
     }
 
-    /// Releases `name`. Only the holder may; others get [`Error::NotHolder`].
+    /// Releases `name`, held in any mode. Only a holder may; others get
+    /// [`Error::NotHolder`].
     pub async fn release(&self, name: &str) -> Result<(), Error> {
         let req = ReleaseRequest {
             session_id: self.inner.id.clone(),
@@ -373,6 +402,8 @@ impl Session {
 struct LeaveQueue {
     session: Option<Session>,
     name: String,
+    /// The mode waited for: a cancel in another mode would be refused.
+    mode: LockMode,
     /// The session held the lock before this wait: keep it whatever happens.
     held_before: bool,
 }
@@ -386,13 +417,13 @@ impl Drop for LeaveQueue {
             return;
         };
         let name = std::mem::take(&mut self.name);
-        let held_before = self.held_before;
+        let (mode, held_before) = (self.mode, self.held_before);
         runtime.spawn(async move {
             if session.lost_reason().is_some() {
                 return;
             }
             // A zero wait that gives up at once: cancels the wait server-side.
-            if session.lock_loop(&name, Until::Now).await.is_ok() && !held_before {
+            if session.lock_loop(&name, Until::Now, mode).await.is_ok() && !held_before {
                 let _ = session.release(&name).await;
             }
         });
@@ -464,6 +495,59 @@ async fn keep_alive(
                 tracing::debug!(%e, "keepalive failed; retrying");
                 next_attempt = Instant::now() + KEEPALIVE_RETRY_PAUSE;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftlock_proto::v1::LockMode as LockModeWire;
+
+    /// A session that was never opened: enough to build requests.
+    fn unopened() -> Session {
+        let client = Client::new(["127.0.0.1:1"]).unwrap();
+        Session {
+            inner: Arc::new(Inner {
+                client,
+                id: "0".repeat(32),
+                ttl: DEFAULT_TTL,
+                seq: AtomicU64::new(UNNUMBERED),
+                lost: Arc::new(watch::channel(None).0),
+                keepalive: Mutex::new(None),
+                held: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_mode_is_asked_for_with_its_limit() {
+        let session = unopened();
+        let cases = [
+            (LockMode::Exclusive, LockModeWire::Exclusive, 0),
+            (LockMode::Shared, LockModeWire::Shared, 0),
+            (LockMode::Semaphore { limit: 4 }, LockModeWire::Semaphore, 4),
+        ];
+        for (mode, wire, limit) in cases {
+            let req = session.acquire_request("db", Until::Now, mode);
+            assert_eq!((req.mode(), req.limit), (wire, limit), "{mode}");
+            assert_eq!((req.wait_ms, req.leave_queue_on_timeout), (0, true));
+        }
+        // Every attempt is numbered anew.
+        let a = session.acquire_request("db", Until::Forever, LockMode::Shared);
+        let b = session.acquire_request("db", Until::Forever, LockMode::Shared);
+        assert!(b.seq > a.seq);
+    }
+
+    #[tokio::test]
+    async fn a_lost_session_takes_nothing_in_any_mode() {
+        let session = unopened();
+        session.inner.lost.send_replace(Some("expired".into()));
+        for mode in [LockMode::Shared, LockMode::Semaphore { limit: 2 }] {
+            let got = session.lock_with("db", Wait::No, mode).await;
+            assert_eq!(got, Err(Error::SessionLost("expired".into())));
+            assert!(!session.holds("db"));
+            assert_eq!(session.held_mode("db"), None);
         }
     }
 }

@@ -301,6 +301,8 @@ impl Harness {
         self.check_invariants()
     }
 
+    /// The rules one applied entry must keep, judged against the table
+    /// `before` it.
     fn check_step(
         &mut self,
         before: &LockTable,
@@ -308,31 +310,22 @@ impl Harness {
         response: &Result<Outcome, LockError>,
         events: &[Event],
     ) -> Result<(), TestCaseError> {
+        self.check_grants(before, &grants(command, response, events))?;
+        self.check_granted_answer(command, response)?;
+        self.check_release(before, command, response)?;
+        self.check_session_end(before, command, response)
+    }
+
+    /// Every grant (direct or to a waiter) gets a larger token than the last
+    /// one for its name, outside its lock-delay, to the head of the queue.
+    fn check_grants(
+        &mut self,
+        before: &LockTable,
+        grants: &[(SessionId, String, u64)],
+    ) -> Result<(), TestCaseError> {
         let now = self.table.now_ms();
-        // Every grant (direct or to a waiter) gets a larger token than the last one for its name.
-        let mut grants: Vec<(SessionId, String, u64)> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Granted {
-                    session,
-                    name,
-                    token,
-                } => Some((*session, name.clone(), *token)),
-                _ => None,
-            })
-            .collect();
-        if let (
-            Command::Acquire { session, name, .. },
-            Ok(Outcome::Granted {
-                token,
-                reentrant: false,
-            }),
-        ) = (command, response)
-        {
-            grants.push((*session, name.clone(), *token));
-        }
         let mut granted_names = std::collections::BTreeSet::new();
-        for (session, name, token) in &grants {
+        for (session, name, token) in grants {
             prop_assert!(
                 granted_names.insert(name.clone()),
                 "{} granted twice in one entry",
@@ -371,8 +364,15 @@ impl Harness {
                 }
             }
         }
+        Ok(())
+    }
 
-        // An answer that says "you hold it" is true when it is given.
+    /// An answer that says "you hold it" is true when it is given.
+    fn check_granted_answer(
+        &self,
+        command: &Command,
+        response: &Result<Outcome, LockError>,
+    ) -> Result<(), TestCaseError> {
         if let (
             Command::Acquire { session, name, .. } | Command::CancelWait { session, name, .. },
             Ok(Outcome::Granted { token, .. }),
@@ -385,7 +385,17 @@ impl Harness {
                 name
             );
         }
+        Ok(())
+    }
 
+    /// Only the holder releases; anyone else is told who holds it and
+    /// changes nothing.
+    fn check_release(
+        &self,
+        before: &LockTable,
+        command: &Command,
+        response: &Result<Outcome, LockError>,
+    ) -> Result<(), TestCaseError> {
         match (command, response) {
             (
                 Command::Release { session, name, .. },
@@ -411,35 +421,49 @@ impl Harness {
                     "a non-holder released"
                 );
             }
-            (
-                Command::CloseSession { session, .. } | Command::ExpireSession { session },
-                Ok(Outcome::SessionEnded { released }),
-            ) => {
-                let expired = matches!(command, Command::ExpireSession { .. });
-                let delay = before.session(*session).unwrap().lock_delay_ms;
-                for view in self.table.locks("", usize::MAX) {
-                    prop_assert!(view.holder.as_ref().map(|h| h.session) != Some(*session));
-                    prop_assert!(view.waiters.iter().all(|w| w.session != *session));
-                }
-                for name in released {
-                    if expired && delay > 0 {
-                        self.delay_until.insert(name.clone(), now + delay);
-                    }
-                    // The next waiter gets it in the same apply (unless a lock-delay holds it back).
-                    let next = before
-                        .lock(name)
-                        .and_then(|v| v.waiters.first().map(|w| w.session));
-                    let next = next.filter(|n| self.table.session(*n).is_some());
-                    if let Some(next) = next {
-                        if !(expired && delay > 0) {
-                            prop_assert_eq!(self.table.holder(name).map(|h| h.0), Some(next));
-                        }
-                    }
-                }
-                prop_assert!(self.table.session(*session).is_none());
-            }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A session that ends leaves no hold or place in a queue behind, and
+    /// its locks pass on; an expiry starts its lock-delay on them.
+    fn check_session_end(
+        &mut self,
+        before: &LockTable,
+        command: &Command,
+        response: &Result<Outcome, LockError>,
+    ) -> Result<(), TestCaseError> {
+        let (
+            Command::CloseSession { session, .. } | Command::ExpireSession { session },
+            Ok(Outcome::SessionEnded { released }),
+        ) = (command, response)
+        else {
+            return Ok(());
+        };
+        let now = self.table.now_ms();
+        let expired = matches!(command, Command::ExpireSession { .. });
+        let delay = before.session(*session).unwrap().lock_delay_ms;
+        for view in self.table.locks("", usize::MAX) {
+            prop_assert!(view.holder.as_ref().map(|h| h.session) != Some(*session));
+            prop_assert!(view.waiters.iter().all(|w| w.session != *session));
+        }
+        for name in released {
+            if expired && delay > 0 {
+                self.delay_until.insert(name.clone(), now + delay);
+            }
+            // The next waiter gets it in the same apply (unless a lock-delay holds it back).
+            let next = before
+                .lock(name)
+                .and_then(|v| v.waiters.first().map(|w| w.session));
+            let next = next.filter(|n| self.table.session(*n).is_some());
+            if let Some(next) = next {
+                if !(expired && delay > 0) {
+                    prop_assert_eq!(self.table.holder(name).map(|h| h.0), Some(next));
+                }
+            }
+        }
+        prop_assert!(self.table.session(*session).is_none());
         Ok(())
     }
 
@@ -477,6 +501,37 @@ impl Harness {
         }
         Ok(())
     }
+}
+
+/// Every grant one entry made: to waiters (its events) and to the caller
+/// (its answer, unless the caller already held the lock).
+fn grants(
+    command: &Command,
+    response: &Result<Outcome, LockError>,
+    events: &[Event],
+) -> Vec<(SessionId, String, u64)> {
+    let mut grants: Vec<(SessionId, String, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Granted {
+                session,
+                name,
+                token,
+            } => Some((*session, name.clone(), *token)),
+            _ => None,
+        })
+        .collect();
+    if let (
+        Command::Acquire { session, name, .. },
+        Ok(Outcome::Granted {
+            token,
+            reentrant: false,
+        }),
+    ) = (command, response)
+    {
+        grants.push((*session, name.clone(), *token));
+    }
+    grants
 }
 
 proptest! {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use raftlock_client::{Client, ClientOptions, LockInfo, SessionOptions};
+use raftlock_client::{
+    mode_from_wire, Client, ClientOptions, LockHolder, LockInfo, LockMode, SessionOptions,
+};
 
 use crate::blocking::block_on;
 use crate::errors::{self, to_py};
@@ -44,21 +46,43 @@ fn to_duration(what: &str, secs: f64) -> PyResult<Duration> {
     seconds(what, secs).map_err(errors::invalid)
 }
 
+/// A mode as Python sees it: "exclusive", "shared", "semaphore", or
+/// "unknown" for one this client does not know (a newer server).
+fn mode_name(mode: i32, limit: u32) -> &'static str {
+    match mode_from_wire(mode, limit) {
+        Some(LockMode::Exclusive) => "exclusive",
+        Some(LockMode::Shared) => "shared",
+        Some(LockMode::Semaphore { .. }) => "semaphore",
+        None => "unknown",
+    }
+}
+
+fn holder<'py>(py: Python<'py>, h: LockHolder, limit: u32) -> PyResult<Bound<'py, PyDict>> {
+    let holder = PyDict::new(py);
+    holder.set_item("session_id", h.session_id)?;
+    holder.set_item("label", h.label)?;
+    holder.set_item("token", h.fencing_token)?;
+    holder.set_item("since_ms", h.since_ms)?;
+    holder.set_item("mode", mode_name(h.mode, limit))?;
+    Ok(holder)
+}
+
 fn lock_info<'py>(py: Python<'py>, info: LockInfo) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
+    let limit = info.limit;
     dict.set_item("name", info.name)?;
-    let holder = match info.holder {
-        Some(h) => {
-            let holder = PyDict::new(py);
-            holder.set_item("session_id", h.session_id)?;
-            holder.set_item("label", h.label)?;
-            holder.set_item("token", h.fencing_token)?;
-            holder.set_item("since_ms", h.since_ms)?;
-            Some(holder)
-        }
-        None => None,
+    // A server without modes sends only `holder`.
+    let holders = if info.holders.is_empty() {
+        info.holder.into_iter().collect()
+    } else {
+        info.holders
     };
-    dict.set_item("holder", holder)?;
+    let holders = holders
+        .into_iter()
+        .map(|h| holder(py, h, limit))
+        .collect::<PyResult<Vec<_>>>()?;
+    dict.set_item("holder", holders.first())?;
+    dict.set_item("holders", holders)?;
     let waiters = info
         .waiters
         .into_iter()
@@ -66,11 +90,13 @@ fn lock_info<'py>(py: Python<'py>, info: LockInfo) -> PyResult<Bound<'py, PyDict
             let waiter = PyDict::new(py);
             waiter.set_item("session_id", w.session_id)?;
             waiter.set_item("label", w.label)?;
+            waiter.set_item("mode", mode_name(w.mode, limit))?;
             Ok(waiter)
         })
         .collect::<PyResult<Vec<_>>>()?;
     dict.set_item("waiters", waiters)?;
     dict.set_item("available_at_ms", info.available_at_ms)?;
+    dict.set_item("limit", limit)?;
     Ok(dict)
 }
 

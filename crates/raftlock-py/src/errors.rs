@@ -13,6 +13,7 @@ import_exception!(raftlock._errors, NotHeld);
 import_exception!(raftlock._errors, LockLost);
 import_exception!(raftlock._errors, ClusterUnavailable);
 import_exception!(raftlock._errors, InvalidArgument);
+import_exception!(raftlock._errors, ModeConflict);
 
 /// One exception per kind of error; the message is the Rust client's.
 pub fn to_py(error: Error) -> PyErr {
@@ -27,9 +28,19 @@ pub fn to_py(error: Error) -> PyErr {
         Error::SessionLost(reason) => LockLost::new_err((message, none, reason)),
         Error::InvalidArgument(_) => InvalidArgument::new_err((message,)),
         Error::Unavailable(_) => ClusterUnavailable::new_err((message,)),
+        Error::ModeConflict(_) => ModeConflict::new_err((message, none)),
         Error::StaleRequest { .. } | Error::SessionExists { .. } | Error::Other(_) => {
             RaftlockError::new_err((message,))
         }
+    }
+}
+
+/// [`to_py`] for an error about lock `name`: a mode conflict names it
+/// (the Rust error has only the server's message).
+pub fn to_py_for(error: Error, name: &str) -> PyErr {
+    match error {
+        Error::ModeConflict(message) => ModeConflict::new_err((message, name.to_string())),
+        other => to_py(other),
     }
 }
 

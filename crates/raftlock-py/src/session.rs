@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use raftlock_client::{Session, Wait};
+use raftlock_client::{LockMode, Session, Wait};
 use tokio::sync::watch;
 
 use crate::blocking::{block_on, signal_check};
-use crate::errors::{self, to_py, LockNotAcquired};
+use crate::errors::{self, to_py, to_py_for, LockNotAcquired};
 use crate::fork::ForkLocal;
 use crate::runtime::{runtime, wait_for, Stopped};
 use crate::wait::{seconds, wait_for as wait_from};
@@ -73,14 +73,30 @@ impl PySession {
     }
 }
 
+/// The mode Python asks for: `"exclusive"`, `"shared"`, or `"semaphore"`
+/// with its `limit` (which only a semaphore takes).
+fn lock_mode(mode: &str, limit: u32) -> Result<LockMode, String> {
+    match (mode, limit) {
+        ("exclusive", 0) => Ok(LockMode::Exclusive),
+        ("shared", 0) => Ok(LockMode::Shared),
+        ("semaphore", 1..) => Ok(LockMode::Semaphore { limit }),
+        ("semaphore", 0) => Err("a semaphore's limit must be at least 1".into()),
+        ("exclusive" | "shared", _) => Err(format!("only a semaphore takes a limit, not {mode}")),
+        _ => Err(format!(
+            "mode must be \"exclusive\", \"shared\" or \"semaphore\", not {mode:?}"
+        )),
+    }
+}
+
 /// Leaves the server's queue for `name` after an abandoned wait; if the
 /// grant won the race, gives the lock back (unless it was held before).
-async fn leave_queue(session: &Session, name: &str, held_before: bool) {
+async fn leave_queue(session: &Session, name: &str, mode: LockMode, held_before: bool) {
     if session.lost_reason().is_some() {
         return;
     }
-    // A try-lock cancels a queued wait server-side.
-    if session.lock(name, Wait::No).await.is_ok() && !held_before {
+    // A try-lock in the mode waited for cancels the wait server-side (in
+    // another mode it would be refused as a mode conflict).
+    if session.lock_with(name, Wait::No, mode).await.is_ok() && !held_before {
         let _ = session.release(name).await;
     }
 }
@@ -127,11 +143,14 @@ impl PySession {
         Ok(self.session()?.holds(name))
     }
 
-    /// Takes `name`, blocking with the GIL released. Returns
+    /// Takes `name` in `mode` ("exclusive", "shared", or "semaphore" with
+    /// `limit`), blocking with the GIL released. Returns
     /// `(fencing_token, reentrant)`. Raises LockNotAcquired when the wait
-    /// ends (or `cancel` is set), LockLost if the session is lost. On
-    /// Ctrl-C or cancel, it leaves the server's queue before returning.
-    #[pyo3(signature = (name, timeout=None, blocking=true, cancel=None))]
+    /// ends (or `cancel` is set), LockLost if the session is lost,
+    /// ModeConflict if the name is in use in another mode. On Ctrl-C or
+    /// cancel, it leaves the server's queue before returning.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (name, timeout=None, blocking=true, cancel=None, mode="exclusive", limit=0))]
     fn lock(
         &self,
         py: Python<'_>,
@@ -139,8 +158,11 @@ impl PySession {
         timeout: Option<f64>,
         blocking: bool,
         cancel: Option<PyRef<'_, CancelToken>>,
+        mode: &str,
+        limit: u32,
     ) -> PyResult<(u64, bool)> {
         let wait = wait_from(timeout, blocking).map_err(errors::invalid)?;
+        let mode = lock_mode(mode, limit).map_err(errors::invalid)?;
         let session = self.session()?;
         let rt = runtime().map_err(errors::no_runtime)?;
         let cancel = cancel.map(|c| c.flag.subscribe());
@@ -148,10 +170,14 @@ impl PySession {
         py.detach(move || {
             let waiting = {
                 let (session, name) = (session.clone(), name.clone());
-                Box::pin(async move { session.lock(&name, wait).await })
+                Box::pin(async move { session.lock_with(&name, wait, mode).await })
             };
             let (stopped, leftover) = match wait_for(rt, waiting, signal_check(), cancel) {
-                Ok(grant) => return grant.map(|g| (g.token, g.reentrant)).map_err(to_py),
+                Ok(grant) => {
+                    return grant
+                        .map(|g| (g.token, g.reentrant))
+                        .map_err(|e| to_py_for(e, &name))
+                }
                 Err(stopped) => stopped,
             };
             // Dropped here, outside the runtime, the Rust client's own
@@ -159,7 +185,7 @@ impl PySession {
             // awaited, so the caller may wait again at once without racing it.
             drop(leftover);
             let leave = Box::pin(async move {
-                let leave = leave_queue(&session, &name, held_before);
+                let leave = leave_queue(&session, &name, mode, held_before);
                 let _ = tokio::time::timeout(LEAVE_QUEUE_WITHIN, leave).await;
                 name
             });

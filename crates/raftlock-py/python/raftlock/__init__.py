@@ -4,6 +4,10 @@
 >>> client = raftlock.Client()                  # RAFTLOCK_ENDPOINTS or the dev cluster
 >>> with client.lock("results.h5") as held:     # waits its turn, first come first served
 ...     write_results(fencing_token=held.token)
+>>> with client.lock("results.h5", shared=True):  # with other readers, never a writer
+...     read_results()
+>>> with client.semaphore("gpus", 2):             # at most 2 holders at once
+...     train()
 
 The client is the Rust client (``raftlock-client``) underneath: it follows
 the leader, retries safely, and keeps the session alive in the background.
@@ -16,6 +20,7 @@ from ._errors import (
     InvalidArgument,
     LockLost,
     LockNotAcquired,
+    ModeConflict,
     NotHeld,
     NotOwner,
     RaftlockError,
@@ -36,6 +41,7 @@ __all__ = [
     "LockInfo",
     "LockLost",
     "LockNotAcquired",
+    "ModeConflict",
     "NotHeld",
     "NotOwner",
     "RaftlockError",

@@ -138,8 +138,12 @@ class Client:
         blocking: bool = True,
         *,
         lock_delay: float = 0,
+        shared: bool = False,
     ) -> Lock:
         """A :class:`Lock` on ``name`` (not yet acquired).
+
+        ``shared=True`` makes it a reader's lock: any number of shared
+        holders at once, never together with an exclusive one.
 
         ``with client.lock("results.h5") as held:`` acquires it and releases
         it after the block; ``held.token`` is the fencing token.
@@ -156,7 +160,44 @@ class Client:
             for resources that cannot check fencing tokens.
         """
         return Lock(
-            self, name, ttl=ttl, timeout=timeout, blocking=blocking, lock_delay=lock_delay
+            self,
+            name,
+            ttl=ttl,
+            timeout=timeout,
+            blocking=blocking,
+            lock_delay=lock_delay,
+            mode="shared" if shared else "exclusive",
+        )
+
+    def semaphore(
+        self,
+        name: str,
+        limit: int,
+        ttl: float = 10,
+        timeout: Optional[float] = None,
+        blocking: bool = True,
+        *,
+        lock_delay: float = 0,
+    ) -> Lock:
+        """A :class:`Lock` on one of ``limit`` slots of the semaphore
+        ``name`` (not yet acquired): at most ``limit`` holders at once, first
+        come, first served. Used like :meth:`lock`
+        (``with client.semaphore("gpus", 2) as slot: ... slot.token``).
+
+        :param limit: 1 to 65536. Everyone using ``name`` at the same time
+            must give the same limit, else :class:`ModeConflict`.
+
+        The other parameters are :meth:`lock`'s.
+        """
+        return Lock(
+            self,
+            name,
+            ttl=ttl,
+            timeout=timeout,
+            blocking=blocking,
+            lock_delay=lock_delay,
+            mode="semaphore",
+            limit=limit,
         )
 
     def lock_info(self, name: str) -> Optional[LockInfo]:

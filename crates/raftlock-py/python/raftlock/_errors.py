@@ -69,6 +69,21 @@ class LockLost(RaftlockError):
         return (type(self), (self.message, self.name, self.reason))
 
 
+class ModeConflict(RaftlockError):
+    """The lock ``name`` is in use in another mode: a semaphore asked for
+    as a lock (or the reverse), a semaphore with another limit, or this
+    process's session already holds or waits for it in another mode. The
+    message is the cluster's and says which. A name takes any mode again
+    once nobody holds or waits for it."""
+
+    def __init__(self, message: str, name: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.message, self.name))
+
+
 class ClusterUnavailable(RaftlockError):
     """No node could serve the request within the client's ``retry_for``
     (no quorum, all nodes down or unreachable)."""

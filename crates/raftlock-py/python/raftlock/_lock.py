@@ -3,6 +3,8 @@
 Works like ``threading.Lock`` (``acquire()``, ``release()``, ``with``), but
 across processes and hosts, with a fencing token, and with errors instead
 of ``False`` when it cannot be had. Not reentrant, like ``threading.Lock``.
+Held exclusively, shared with other readers, or as one of a semaphore's
+holders (``mode``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,26 @@ _FOREVER = 1e9
 #: MAX_TTL_MS and MAX_LOCK_DELAY_MS); the `raftlock lock` CLI says the same.
 _TTL_RANGE = (1, 3600)
 _LOCK_DELAY_RANGE = (0, 60)
+#: A semaphore's limit (raftlock_core's MAX_SEMAPHORE_LIMIT).
+_LIMIT_RANGE = (1, 65536)
+_MODES = ("exclusive", "shared", "semaphore")
+
+
+def _check_mode(mode: str, limit: Optional[int]) -> None:
+    """Refuses a mode or limit the cluster would, before any network call."""
+    if mode not in _MODES:
+        raise InvalidArgument(f"mode must be one of {', '.join(_MODES)}, not {mode!r}")
+    if mode != "semaphore":
+        if limit is not None:
+            raise InvalidArgument(f"only a semaphore takes a limit, not a {mode} lock")
+        return
+    low, high = _LIMIT_RANGE
+    if (
+        not isinstance(limit, numbers.Integral)
+        or isinstance(limit, bool)
+        or not low <= limit <= high
+    ):
+        raise InvalidArgument(f"a semaphore's limit must be {low} to {high}, not {limit!r}")
 
 
 def _check_seconds(what: str, value: float, allowed: Tuple[int, int]) -> None:
@@ -65,7 +87,13 @@ class Lock:
     Attributes while held: :attr:`token` (fencing token), :attr:`lost`
     (the session expired: the lock may be someone else's now).
 
+    ``mode`` is ``"exclusive"`` (the only holder), ``"shared"`` (with any
+    number of other shared holders, never with an exclusive one) or
+    ``"semaphore"`` (one of at most ``limit`` holders); see
+    :meth:`Client.lock` and :meth:`Client.semaphore`.
+
     Errors: :class:`LockNotAcquired` (try-lock or timeout),
+    :class:`ModeConflict` (the name is in use in another mode or limit),
     :class:`NotOwner` (release without holding; names the holder),
     :class:`LockLost` (on release, or leaving ``with``, if the lock was lost
     while held), :class:`ClusterUnavailable`.
@@ -83,9 +111,12 @@ class Lock:
         timeout: Optional[float] = None,
         blocking: bool = True,
         lock_delay: float = 0,
+        mode: str = "exclusive",
+        limit: Optional[int] = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"lock name must be a str, not {type(name).__name__}")
+        _check_mode(mode, limit)
         _check_wait(blocking, timeout)
         _check_seconds("ttl", ttl, _TTL_RANGE)
         _check_seconds("lock_delay", lock_delay, _LOCK_DELAY_RANGE)
@@ -95,6 +126,8 @@ class Lock:
         self.timeout = timeout
         self.blocking = blocking
         self.lock_delay = lock_delay
+        self.mode = mode
+        self.limit = limit
         self._session: Optional[_Session] = None
         self._gate: Optional[threading.Lock] = None
         self._process: Optional[int] = None
@@ -191,7 +224,12 @@ class Lock:
             try:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 token, _reentrant = session.native.lock(
-                    self.name, left if blocking else None, blocking, cancel
+                    self.name,
+                    left if blocking else None,
+                    blocking,
+                    cancel,
+                    self.mode,
+                    self.limit or 0,
                 )
             except LockLost:
                 gate.release()
@@ -282,10 +320,12 @@ class Lock:
                 label,
             )
         info = self.client.lock_info(self.name)
-        holder = info.holder if info is not None else None
-        if holder is None:
+        holders = info.holders if info is not None else ()
+        if not holders:
             raise NotHeld(f"lock {self.name!r} is not held by anyone", self.name, None)
-        if holder.session_id in self.client._own_session_ids():
+        own = self.client._own_session_ids()
+        holder = next((h for h in holders if h.session_id in own), holders[0])
+        if holder.session_id in own:
             raise NotOwner(
                 f"lock {self.name!r} is held by another Lock object of this process "
                 f"({holder.label!r}), not by this one",
@@ -358,6 +398,8 @@ class Lock:
             timeout=self.timeout,
             blocking=self.blocking,
             lock_delay=self.lock_delay,
+            mode=self.mode,
+            limit=self.limit,
         )
         return (_rebuild_lock, (self.client, self.name, kwargs))
 
@@ -365,4 +407,8 @@ class Lock:
         state = f"held, token={self._token}" if self.locked() else "not held"
         if self.lost:
             state += ", lost"
+        if self.mode == "shared":
+            state = f"shared, {state}"
+        elif self.mode == "semaphore":
+            state = f"semaphore of {self.limit}, {state}"
         return f"<raftlock.Lock {self.name!r} {state}>"

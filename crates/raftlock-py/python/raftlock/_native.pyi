@@ -34,6 +34,8 @@ class Session:
         timeout: Optional[float] = None,
         blocking: bool = True,
         cancel: Optional[CancelToken] = None,
+        mode: str = "exclusive",
+        limit: int = 0,
     ) -> Tuple[int, bool]:
         """Returns ``(fencing_token, reentrant)``."""
     def release(self, name: str) -> None: ...
