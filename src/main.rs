@@ -8,6 +8,7 @@ mod guarded;
 mod lock;
 mod serve;
 mod show;
+mod watch;
 
 use std::future::Future;
 use std::time::Duration;
@@ -85,6 +86,20 @@ enum Command {
     },
     /// Serve the ZeroMQ LockerServer / pypet lock protocol on top of the cluster.
     Gateway(raftlock_gateway::GatewayArgs),
+    /// Print the locks under a prefix, then every change to them (granted,
+    /// released, expired, queued, left the queue) with its log index, as it
+    /// happens, until interrupted. Survives leader changes without missing
+    /// or repeating a change.
+    Watch {
+        #[command(flatten)]
+        at: Endpoints,
+        /// Only locks whose names start with this (default: all).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_logging(default: &str) {
@@ -195,6 +210,13 @@ fn main() {
                 init_logging("warn");
                 with_client(endpoints(&matches, &before, at), |client| {
                     show::locks(client, prefix, limit, json)
+                })
+                .await
+            }
+            Command::Watch { at, prefix, json } => {
+                init_logging("warn");
+                with_client(endpoints(&matches, &before, at), |client| {
+                    watch::run(client, prefix, json)
                 })
                 .await
             }

@@ -30,11 +30,14 @@ mod reader;
 mod retry;
 mod session;
 mod silence;
+mod watch;
 
 pub use client::{Client, ClientOptions};
 pub use endpoint::parse_endpoint;
 pub use error::Error;
 pub use mode::mode_from_wire;
 pub use raftlock_core::LockMode;
+pub use raftlock_proto::v1::{ChangeKind, LeaveReason, LockChange};
 pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, Role, StatusResponse, Waiter};
 pub use session::{Grant, Session, SessionOptions, Wait};
+pub use watch::{Watch, WatchEvent};

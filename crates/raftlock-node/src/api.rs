@@ -387,6 +387,24 @@ impl Lock for LockService {
         }))
     }
 
+    type WatchStream =
+        tonic::codegen::tokio_stream::wrappers::ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = request.into_inner();
+        let stream = crate::watch::serve(
+            self.table.clone(),
+            req.prefix,
+            req.from_index,
+            self.stop.clone(),
+        )
+        .await?;
+        Ok(Response::new(stream.into()))
+    }
+
     async fn status(
         &self,
         _request: Request<StatusRequest>,
@@ -487,7 +505,7 @@ fn mode_of(req: &AcquireRequest) -> Result<LockMode, LockError> {
     Ok(mode)
 }
 
-fn wire_mode(mode: LockMode) -> i32 {
+pub(crate) fn wire_mode(mode: LockMode) -> i32 {
     match mode {
         LockMode::Exclusive => WireMode::Exclusive,
         LockMode::Shared => WireMode::Shared,

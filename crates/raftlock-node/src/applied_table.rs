@@ -1,6 +1,7 @@
 //! The applied lock table, shared between the state machine (which writes
 //! it on apply) and the API and leader tasks (which read it), and the
-//! stream of events that applying entries produces.
+//! stream of events that applying entries produces (and, for watchers, the
+//! finer change events with their history: see [`crate::watch`]).
 
 use std::sync::{Arc, RwLock};
 
@@ -8,6 +9,7 @@ use raftlock_core::{Event, LockTable};
 use tokio::sync::broadcast;
 
 use crate::fail_stop;
+use crate::watch::WatchHub;
 
 /// Room for bursts of grants before a slow waiter falls behind; a waiter
 /// that lags re-reads the table instead.
@@ -19,6 +21,7 @@ const EVENT_BACKLOG: usize = 4096;
 pub struct AppliedTable {
     table: Arc<RwLock<LockTable>>,
     events: broadcast::Sender<Event>,
+    watch: Arc<WatchHub>,
 }
 
 impl Default for AppliedTable {
@@ -33,6 +36,7 @@ impl AppliedTable {
         AppliedTable {
             table: Arc::new(RwLock::new(LockTable::new())),
             events,
+            watch: Arc::new(WatchHub::default()),
         }
     }
 
@@ -48,6 +52,21 @@ impl AppliedTable {
     pub fn update<T>(&self, f: impl FnOnce(&mut LockTable) -> T) -> T {
         let mut table = fail_stop::write(&self.table);
         f(&mut table)
+    }
+
+    /// A table whose watch history keeps `events` events, for tests.
+    #[cfg(test)]
+    pub fn with_watch_history(events: usize) -> Self {
+        AppliedTable {
+            watch: Arc::new(WatchHub::new(events)),
+            ..Self::new()
+        }
+    }
+
+    /// The change events for watchers. Recorded only inside [`Self::update`],
+    /// so a reader of the table sees the history up to the same entry.
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.watch
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -12,6 +12,8 @@
 //!   guard against losing the working majority.
 //! - `status`: every refusal turned into a gRPC `Status`, in one place.
 //! - `metrics`: the Prometheus exporter, and what it exports.
+//! - `watch`: the `Watch` stream: change events with a bounded history to
+//!   resume from, served by any node.
 //!
 //! Between the services and Raft:
 //! - `batcher`: groups concurrent commands into one log entry.
@@ -53,6 +55,7 @@ pub(crate) mod read_barrier;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod types;
+pub(crate) mod watch;
 
 pub use config::{NodeConfig, RaftTimings};
 pub use node::Node;

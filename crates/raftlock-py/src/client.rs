@@ -203,6 +203,14 @@ impl PyClient {
         Ok(dict)
     }
 
+    /// Watches the locks under `prefix`: their state, then every change.
+    #[pyo3(signature = (prefix=String::new()))]
+    fn watch(&self, py: Python<'_>, prefix: String) -> PyResult<crate::watch::PyWatch> {
+        let client = self.client()?;
+        let watch = block_on(py, async move { client.watch(&prefix) })?;
+        Ok(crate::watch::PyWatch::new(watch))
+    }
+
     fn __repr__(&self) -> String {
         format!("raftlock._native.Client({:?})", self.endpoints)
     }

@@ -26,6 +26,8 @@ mod client;
 mod errors;
 #[cfg(not(test))]
 mod session;
+#[cfg(not(test))]
+mod watch;
 
 /// Compiled part of the raftlock client (PyO3 over the Rust client).
 #[cfg(not(test))]
@@ -37,6 +39,8 @@ mod native {
     use crate::client::PyClient;
     #[pymodule_export]
     use crate::session::{CancelToken, PySession};
+    #[pymodule_export]
+    use crate::watch::PyWatch;
 
     /// A number identifying this process that changes in a forked child.
     #[pyfunction]

@@ -189,7 +189,12 @@ impl StateMachineStore {
     }
 
     fn restore(&mut self, meta: &SnapshotMeta, SnapshotData { table }: SnapshotData) {
-        self.table.update(|t| *t = table);
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        let watch = self.table.watch_hub();
+        self.table.update(|t| {
+            *t = table;
+            watch.restart_at(index);
+        });
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
     }
@@ -238,22 +243,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut responses = Vec::new();
         let mut events = Vec::new();
         let mut counts = metrics::Applied::default();
+        let watch = self.table.watch_hub();
         self.table.update(|table| {
             for entry in entries {
                 self.applied = Some(entry.log_id);
+                let index = entry.log_id.index;
                 let response = match entry.payload {
                     EntryPayload::Normal(proposal) => {
-                        let applied = table.apply(entry.log_id.index, &proposal);
+                        let (applied, changes) = table.apply_with_events(index, &proposal);
+                        watch.record(index, changes);
                         count(&mut counts, &proposal, &applied);
                         events.extend(applied.events);
                         applied.responses
                     }
                     EntryPayload::Membership(membership) => {
+                        watch.record(index, Vec::new());
                         self.membership = StoredMembership::new(Some(entry.log_id), membership);
                         Vec::new()
                     }
                     // A new leader's blank entry: nothing to do.
-                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Blank => {
+                        watch.record(index, Vec::new());
+                        Vec::new()
+                    }
                 };
                 responses.push(response);
             }

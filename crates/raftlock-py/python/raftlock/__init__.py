@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._info import Holder, LockInfo, Waiter
 from ._lock import Lock
+from ._watch import Watch, WatchEvent
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,8 @@ __all__ = [
     "NotHeld",
     "NotOwner",
     "RaftlockError",
+    "Watch",
+    "WatchEvent",
     "Waiter",
     "default_endpoints",
 ]

@@ -18,6 +18,7 @@ from . import _native
 from ._info import LockInfo
 from ._lock import Lock
 from ._session import _Session
+from ._watch import Watch
 
 DEFAULT_ENDPOINTS: Tuple[str, ...] = ("127.0.0.1:7899", "127.0.0.1:7900", "127.0.0.1:7901")
 """The ``raftlock dev`` cluster, used when neither ``endpoints`` nor
@@ -210,6 +211,11 @@ class Client:
         ``limit``; 0 means 10 000)."""
         infos, _truncated = self._native.list_locks(prefix, limit)
         return [LockInfo._from_native(i) for i in infos]
+
+    def watch(self, prefix: str = "") -> Watch:
+        """Watches the locks whose names start with ``prefix``: their state,
+        then every change with its log index (see :class:`Watch`)."""
+        return Watch(self._native.watch(prefix))
 
     def close(self) -> None:
         """Closes this process's sessions: every lock held through this
