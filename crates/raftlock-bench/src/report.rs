@@ -23,7 +23,11 @@ pub struct SystemResults {
     pub workers_16: CycleResult,
     pub workers_64: CycleResult,
     pub contended_16: CycleResult,
-    /// Raft terms around workloads 1-4: each election raises the term.
+    /// 16 readers on one name: shared (raftlock), exclusive (etcd).
+    pub readers_16: CycleResult,
+    /// 16 workers on a semaphore of 4 (raftlock), on 4 exclusive names (etcd).
+    pub semaphore_16: CycleResult,
+    /// Raft terms around workloads 1-6: each election raises the term.
     pub term_before_steady: u64,
     pub term_after_steady: u64,
     pub rss_after_throughput: Vec<NodeRss>,
@@ -102,7 +106,27 @@ fn max_rss_mb(rss: &[NodeRss]) -> Option<f64> {
 /// The comparison rows, in table order.
 pub fn rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
     let mut rows = throughput_rows(r, e);
-    rows.extend(contention_rows(&r.contended_16, &e.contended_16));
+    rows.extend(contention_rows(
+        "16 on one name",
+        "handoffs/s",
+        &r.contended_16,
+        &e.contended_16,
+        Some(Target::RatioAtLeast(10.0)),
+    ));
+    rows.extend(contention_rows(
+        "16 readers (etcd: exclusive)",
+        "holds/s",
+        &r.readers_16,
+        &e.readers_16,
+        None,
+    ));
+    rows.extend(contention_rows(
+        "semaphore N=4, 16 (etcd: 4 names)",
+        "holds/s",
+        &r.semaphore_16,
+        &e.semaphore_16,
+        None,
+    ));
     rows.extend(failover_rows(r, e));
     rows.push(elections_row(r, e));
     rows.extend(memory_rows(r, e));
@@ -172,20 +196,27 @@ fn throughput_rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
     rows
 }
 
-/// Workload 4: every worker on one name, so the wait (queueing and
-/// handoff) matters more than the cycle.
-fn contention_rows(a: &CycleResult, b: &CycleResult) -> [Row; 3] {
+/// Workloads 4-6: workers contending for one name (or a few), so the
+/// wait (queueing and handoff) matters more than the cycle. `rate` names
+/// what a completed cycle counts as.
+fn contention_rows(
+    label: &str,
+    rate: &str,
+    a: &CycleResult,
+    b: &CycleResult,
+    rate_target: Option<Target>,
+) -> [Row; 3] {
     [
         row(
-            "16 on one name: handoffs/s",
+            format!("{label}: {rate}"),
             "1/s",
             Higher,
             Some(a.cycles_per_sec),
             Some(b.cycles_per_sec),
-            Some(Target::RatioAtLeast(10.0)),
+            rate_target,
         ),
         row(
-            "16 on one name: p50 wait",
+            format!("{label}: p50 wait"),
             "ms",
             Lower,
             Some(us_to_ms(a.wait_p50_us)),
@@ -193,7 +224,7 @@ fn contention_rows(a: &CycleResult, b: &CycleResult) -> [Row; 3] {
             None,
         ),
         row(
-            "16 on one name: p99 wait",
+            format!("{label}: p99 wait"),
             "ms",
             Lower,
             Some(us_to_ms(a.wait_p99_us)),
@@ -228,7 +259,7 @@ fn failover_rows(r: &SystemResults, e: &SystemResults) -> [Row; 2] {
 
 fn elections_row(r: &SystemResults, e: &SystemResults) -> Row {
     row(
-        "elections in workloads 1-4",
+        "elections in workloads 1-6",
         "count",
         Lower,
         Some(r.elections_steady() as f64),
@@ -237,7 +268,7 @@ fn elections_row(r: &SystemResults, e: &SystemResults) -> Row {
     )
 }
 
-/// Resident memory per node: after the throughput workloads, and while
+/// Resident memory per node: after the timed workloads, and while
 /// holding many locks.
 fn memory_rows(r: &SystemResults, e: &SystemResults) -> [Row; 2] {
     [

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use raftlock_client::LockMode;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -16,7 +17,7 @@ use crate::raftlock_cluster::RaftlockCluster;
 use crate::report::{rows, table, Machine, Report, SystemResults};
 use crate::sessions::Target;
 use crate::system::{NodeRss, System};
-use crate::workloads::{cycles, CycleResult, Timing};
+use crate::workloads::{cycles, CycleResult, Names, Pattern, Timing};
 use crate::{chart, Args};
 
 /// How long and how much of everything.
@@ -88,13 +89,66 @@ fn order(k: usize) -> [usize; 2] {
     [[0, 1], [1, 0]][k % 2]
 }
 
-/// The four timed workloads: (workers, all on one name, label).
-const WORKLOADS: [(usize, bool, &str); 4] = [
-    (1, false, "1 worker, own name"),
-    (16, false, "16 workers, own names"),
-    (64, false, "64 workers, own names"),
-    (16, true, "16 workers, one name"),
+/// One timed workload: its label, worker count, and how each system's
+/// workers lock (the same, unless raftlock has a mode etcd lacks).
+struct Workload {
+    label: &'static str,
+    workers: usize,
+    raftlock: Pattern,
+    etcd: Pattern,
+}
+
+impl Workload {
+    const fn same(label: &'static str, workers: usize, names: Names) -> Workload {
+        Workload {
+            label,
+            workers,
+            raftlock: Pattern::exclusive(names),
+            etcd: Pattern::exclusive(names),
+        }
+    }
+
+    fn pattern(&self, system: &System) -> Pattern {
+        match system {
+            System::Raftlock(_) => self.raftlock,
+            System::Etcd(_) => self.etcd,
+        }
+    }
+}
+
+/// Workloads 1-6, in order; [`finish`] takes their results in this order.
+const WORKLOADS: [Workload; 6] = [
+    Workload::same("1 worker, own name", 1, Names::Own),
+    Workload::same("16 workers, own names", 16, Names::Own),
+    Workload::same("64 workers, own names", 64, Names::Own),
+    Workload::same("16 workers, one name", 16, Names::One),
+    // etcd has no shared locks: its users take the exclusive one.
+    Workload {
+        label: "16 readers, one name",
+        workers: 16,
+        raftlock: Pattern {
+            names: Names::One,
+            mode: LockMode::Shared,
+        },
+        etcd: Pattern::exclusive(Names::One),
+    },
+    // etcd has no semaphore: 4 exclusive names, 4 workers on each, admit
+    // the same 4 holders at once (with equal workers, its best case).
+    Workload {
+        label: "16 workers, semaphore N=4",
+        workers: 16,
+        raftlock: Pattern {
+            names: Names::One,
+            mode: LockMode::Semaphore {
+                limit: SEMAPHORE_LIMIT,
+            },
+        },
+        etcd: Pattern::exclusive(Names::Spread(SEMAPHORE_LIMIT as usize)),
+    },
 ];
+
+/// The semaphore workload's N.
+const SEMAPHORE_LIMIT: u32 = 4;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if !args.against.is_empty() {
@@ -174,7 +228,7 @@ fn work_dir(args: &Args) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
     })
 }
 
-/// Workloads 1-4 on both systems, with the Raft term read around them (to
+/// Workloads 1-6 on both systems, with the Raft term read around them (to
 /// count elections) and the nodes' RSS read after.
 async fn measure_throughput(
     systems: &[System; 2],
@@ -184,12 +238,13 @@ async fn measure_throughput(
     for (s, system) in systems.iter().enumerate() {
         partial[s].term_before = system.term().await?;
     }
-    for (k, (workers, shared, label)) in WORKLOADS.iter().enumerate() {
+    for (k, workload) in WORKLOADS.iter().enumerate() {
         for s in order(k) {
             let system = &systems[s];
             let tag = format!("w{}", k + 1);
             let target = system.connect().await?;
-            let result = cycles(&target, *workers, *shared, plan.timing(), &tag)
+            let (label, pattern) = (workload.label, workload.pattern(system));
+            let result = cycles(&target, workload.workers, pattern, plan.timing(), &tag)
                 .await
                 .with_context(|| format!("{label} on {}", system.name()))?;
             eprintln!(
@@ -294,7 +349,13 @@ async fn load_only(args: &Args) -> anyhow::Result<()> {
     let plan = Plan::from_args(args);
     let target = Target::Raftlock(raftlock_client::Client::new(args.against.clone())?);
     let timing = plan.timing();
-    let result = cycles(&target, args.workers, args.shared_name, timing, "load").await?;
+    let names = if args.shared_name {
+        Names::One
+    } else {
+        Names::Own
+    };
+    let pattern = Pattern::exclusive(names);
+    let result = cycles(&target, args.workers, pattern, timing, "load").await?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }
@@ -323,7 +384,8 @@ async fn start_clusters(
 }
 
 fn finish(name: &str, version: &str, p: Partial) -> anyhow::Result<SystemResults> {
-    let [one_worker, workers_16, workers_64, contended_16]: [CycleResult; 4] = p
+    let [one_worker, workers_16, workers_64, contended_16, readers_16, semaphore_16]: [CycleResult;
+        6] = p
         .throughput
         .try_into()
         .map_err(|_| anyhow::anyhow!("{name}: missing workload results"))?;
@@ -334,6 +396,8 @@ fn finish(name: &str, version: &str, p: Partial) -> anyhow::Result<SystemResults
         workers_16,
         workers_64,
         contended_16,
+        readers_16,
+        semaphore_16,
         term_before_steady: p.term_before,
         term_after_steady: p.term_after,
         rss_after_throughput: p.rss_after_throughput,

@@ -1,11 +1,13 @@
 //! One lock-holding session on either system, behind one interface the
 //! workloads use: a raftlock [`Session`], or an etcd lease kept alive in
 //! the background (one lease per worker, as `etcdctl lock` uses one).
+//! Shared and semaphore modes are raftlock's alone: etcd's lock service
+//! only has exclusive locks.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use raftlock_client::{Client, Session, SessionOptions, Wait};
+use raftlock_client::{Client, LockMode, Session, SessionOptions, Wait};
 use tokio::task::JoinHandle;
 
 use crate::etcd_api::EtcdClient;
@@ -47,14 +49,23 @@ impl Target {
 }
 
 impl Sess {
-    /// Takes `name`, waiting for it if someone else holds it.
+    /// Takes `name` exclusively, waiting for it if someone else holds it.
     pub async fn lock(&self, name: &str) -> anyhow::Result<Held> {
-        match self {
-            Sess::Raftlock(session) => {
-                session.lock(name, Wait::Forever).await?;
+        self.lock_in(name, LockMode::Exclusive).await
+    }
+
+    /// Takes `name` in `mode`, waiting until the mode admits this session.
+    /// An error for etcd in any mode but exclusive: it has no other.
+    pub async fn lock_in(&self, name: &str, mode: LockMode) -> anyhow::Result<Held> {
+        match (self, mode) {
+            (Sess::Raftlock(session), _) => {
+                session.lock_with(name, Wait::Forever, mode).await?;
                 Ok(Held::Raftlock(name.to_string()))
             }
-            Sess::Etcd(lease) => Ok(Held::Etcd(lease.client.lock(name, lease.id).await?)),
+            (Sess::Etcd(lease), LockMode::Exclusive) => {
+                Ok(Held::Etcd(lease.client.lock(name, lease.id).await?))
+            }
+            (Sess::Etcd(_), _) => anyhow::bail!("etcd has no {mode} locks"),
         }
     }
 

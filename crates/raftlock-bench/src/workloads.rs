@@ -1,6 +1,7 @@
 //! The timed acquire/release workloads: N workers, each with its own
-//! session, cycling lock + unlock on their own names (uncontended) or all
-//! on one name (contended), measured for a fixed time after a warm-up.
+//! session, cycling lock + unlock on their own names (uncontended), all
+//! on one name (contended), or spread over a few names, in one lock mode,
+//! measured for a fixed time after a warm-up.
 //! Also the small task pool the other workloads use to open, fill and
 //! close many sessions.
 
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use raftlock_client::LockMode;
 use tokio::time::Instant;
 
 use crate::sessions::{Sess, Target};
@@ -25,12 +27,50 @@ pub struct Timing {
     pub measure: Duration,
 }
 
+/// Which lock names a workload's workers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Names {
+    /// A name per worker: uncontended.
+    Own,
+    /// Every worker on one name.
+    One,
+    /// `n` names, worker `i` always on name `i mod n`: how an etcd user
+    /// spreads workers over `n` exclusive locks in place of a semaphore.
+    Spread(usize),
+}
+
+/// How a workload's workers lock: on which names, in which mode.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Pattern {
+    pub names: Names,
+    pub mode: LockMode,
+}
+
+impl Pattern {
+    pub const fn exclusive(names: Names) -> Pattern {
+        Pattern {
+            names,
+            mode: LockMode::Exclusive,
+        }
+    }
+
+    /// The name worker `worker` cycles on in the run tagged `tag`.
+    fn name(&self, tag: &str, worker: usize) -> String {
+        match self.names {
+            Names::Own => format!("bench/{tag}/{worker}"),
+            Names::One => format!("bench/{tag}/shared"),
+            Names::Spread(n) => format!("bench/{tag}/slot-{}", worker % n.max(1)),
+        }
+    }
+}
+
 /// What one run of one workload against one system measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CycleResult {
     pub workers: usize,
-    /// All workers on one lock name (contended) rather than one each.
-    pub shared_name: bool,
+    /// The names and mode the workers locked with.
+    pub pattern: Pattern,
     pub seconds: f64,
     /// Cycles (acquire + release) completed within the window.
     pub cycles: u64,
@@ -125,12 +165,12 @@ pub async fn close_sessions(sessions: Vec<Sess>) {
     .await;
 }
 
-/// `workers` workers cycle acquire + release on their own names (or all
-/// on one name when `shared_name`) for the warm-up plus the window.
+/// `workers` workers cycle acquire + release on the names and in the mode
+/// `pattern` gives, for the warm-up plus the window.
 pub async fn cycles(
     target: &Target,
     workers: usize,
-    shared_name: bool,
+    pattern: Pattern,
     timing: Timing,
     tag: &str,
 ) -> anyhow::Result<CycleResult> {
@@ -140,17 +180,13 @@ pub async fn cycles(
     let until = from + timing.measure;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, session) in sessions.into_iter().enumerate() {
-        let name = if shared_name {
-            format!("bench/{tag}/shared")
-        } else {
-            format!("bench/{tag}/{i}")
-        };
+        let name = pattern.name(tag, i);
         tasks.spawn(async move {
             let mut log = WorkerLog::default();
             tokio::time::sleep_until(start).await;
             while Instant::now() < until {
                 let t0 = Instant::now();
-                let held = match session.lock(&name).await {
+                let held = match session.lock_in(&name, pattern.mode).await {
                     Ok(held) => held,
                     Err(_) => {
                         log.errors += 1;
@@ -190,7 +226,7 @@ pub async fn cycles(
     let seconds = timing.measure.as_secs_f64();
     Ok(CycleResult {
         workers,
-        shared_name,
+        pattern,
         seconds,
         cycles: cycle_us.len() as u64,
         cycles_per_sec: cycle_us.len() as f64 / seconds,
@@ -200,4 +236,33 @@ pub async fn cycles(
         wait_p99_us: percentile(&wait_us, 99.0).unwrap_or(0),
         errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_names_split_workers_evenly() {
+        let pattern = Pattern::exclusive(Names::Spread(4));
+        let names: Vec<String> = (0..16).map(|i| pattern.name("w", i)).collect();
+        for slot in 0..4 {
+            let on_slot = names
+                .iter()
+                .filter(|n| **n == format!("bench/w/slot-{slot}"))
+                .count();
+            assert_eq!(on_slot, 4, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn own_and_one_name_patterns() {
+        let own = Pattern::exclusive(Names::Own);
+        assert_ne!(own.name("w", 0), own.name("w", 1));
+        let one = Pattern {
+            names: Names::One,
+            mode: LockMode::Shared,
+        };
+        assert_eq!(one.name("w", 0), one.name("w", 15));
+    }
 }
