@@ -327,3 +327,102 @@ async fn the_client_holds_in_every_mode_and_refuses_conflicts() {
         session.close().await.unwrap();
     }
 }
+
+/// Holders of every mode, and the queue, survive the leader's crash with
+/// their tokens; the semaphore still admits no more than its limit, and the
+/// next grants come with larger tokens from the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_and_semaphore_holds_survive_a_leader_crash() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client();
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        sessions.push(
+            client
+                .open_session(SessionOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let semaphore = LockMode::Semaphore { limit: 2 };
+    let r1 = sessions[0]
+        .lock_with("rw", Wait::No, LockMode::Shared)
+        .await
+        .unwrap();
+    let r2 = sessions[1]
+        .lock_with("rw", Wait::No, LockMode::Shared)
+        .await
+        .unwrap();
+    let s1 = sessions[2]
+        .lock_with("pool", Wait::No, semaphore)
+        .await
+        .unwrap();
+    let s2 = sessions[3]
+        .lock_with("pool", Wait::No, semaphore)
+        .await
+        .unwrap();
+    let queued = {
+        let s = sessions[4].clone();
+        tokio::spawn(async move { s.lock_with("pool", Wait::Forever, semaphore).await })
+    };
+    let started = Instant::now();
+    while lock_info(&cluster, "pool")
+        .await
+        .unwrap()
+        .waiters
+        .is_empty()
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    cluster.kill(leader);
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+
+    let tokens = |info: &LockInfo| -> Vec<u64> {
+        let mut t: Vec<u64> = info.holders.iter().map(|h| h.fencing_token).collect();
+        t.sort();
+        t
+    };
+    let rw = lock_info(&cluster, "rw").await.unwrap();
+    assert_eq!(tokens(&rw), {
+        let mut t = vec![r1.token, r2.token];
+        t.sort();
+        t
+    });
+    let pool = lock_info(&cluster, "pool").await.unwrap();
+    assert_eq!(
+        (pool.limit, pool.holders.len(), pool.waiters.len()),
+        (2, 2, 1)
+    );
+    assert_eq!(tokens(&pool), {
+        let mut t = vec![s1.token, s2.token];
+        t.sort();
+        t
+    });
+    assert!(
+        !queued.is_finished(),
+        "a third holder was admitted: {pool:?}"
+    );
+
+    // Freeing a slot grants the waiter, through the new leader.
+    sessions[2].release("pool").await.unwrap();
+    let s3 = tokio::time::timeout(Duration::from_secs(20), queued)
+        .await
+        .expect("the waiter is granted after the failover")
+        .unwrap()
+        .unwrap();
+    assert!(s3.token > s1.token.max(s2.token));
+    let pool = lock_info(&cluster, "pool").await.unwrap();
+    assert_eq!(pool.holders.len(), 2);
+    // A writer after the failover waits for both readers and outranks them.
+    sessions[0].release("rw").await.unwrap();
+    sessions[1].release("rw").await.unwrap();
+    let w = sessions[2]
+        .lock("rw", Wait::For(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(w.token > r1.token.max(r2.token));
+}
