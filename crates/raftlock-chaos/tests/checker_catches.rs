@@ -81,6 +81,12 @@ fn read(client: u64, at: u64, token: u64, access: Access, seen: Option<u64>) -> 
     }
 }
 
+/// Exactly one violation, and it says `what`.
+fn expect_one(violations: &[String], what: &str) {
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains(what), "{}", violations[0]);
+}
+
 #[test]
 fn two_overlapping_holders_are_reported() {
     let history = vec![
@@ -90,12 +96,7 @@ fn two_overlapping_holders_are_reported() {
         released(2, 60, 70),
     ];
     let violations = check_mutual_exclusion(&history);
-    assert_eq!(violations.len(), 1, "{violations:?}");
-    assert!(
-        violations[0].contains("not linearizable"),
-        "{}",
-        violations[0]
-    );
+    expect_one(&violations, "not linearizable");
 }
 
 #[test]
@@ -229,12 +230,7 @@ fn a_writer_overlapping_a_reader_is_reported() {
         released(2, 60, 70),
     ];
     let violations = check_mutual_exclusion(&history);
-    assert_eq!(violations.len(), 1, "{violations:?}");
-    assert!(
-        violations[0].contains("not linearizable"),
-        "{}",
-        violations[0]
-    );
+    expect_one(&violations, "not linearizable");
 
     // A reader granted while a writer holds is as wrong.
     let history = vec![
@@ -314,12 +310,7 @@ fn a_reader_that_saw_a_write_during_its_hold_is_reported() {
         read(1, 20, 5, Access::ReadEnd, Some(1)),
     ];
     let violations = check_reads(&events);
-    assert_eq!(violations.len(), 1, "{violations:?}");
-    assert!(
-        violations[0].contains("1 writes were accepted meanwhile"),
-        "{}",
-        violations[0]
-    );
+    expect_one(&violations, "1 writes were accepted meanwhile");
     // And the register accepted a reader's token below a writer's.
     assert_eq!(
         check_fencing(&events).len(),
@@ -380,12 +371,7 @@ fn a_writer_sharing_an_earlier_readers_token_is_reported() {
     ];
     assert!(check_mutual_exclusion(&history).is_empty());
     let violations = check_tokens_grow(&history);
-    assert_eq!(violations.len(), 1, "{violations:?}");
-    assert!(
-        violations[0].contains("token went back"),
-        "{}",
-        violations[0]
-    );
+    expect_one(&violations, "token went back");
 
     // A reader below a writer granted before it is as wrong.
     let history = vec![
