@@ -261,17 +261,7 @@ async fn resume_replays_the_history_and_resyncs_when_it_is_gone() {
         session.lock("r/a", Wait::No).await.unwrap();
     }
 
-    let mut channel = LockClient::connect(format!("http://{}", cluster.endpoint(1)))
-        .await
-        .unwrap();
-    let mut stream = channel
-        .watch(WatchRequest {
-            prefix: "r/".into(),
-            from_index: first.token - 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = raw_watch(&cluster, "r/", first.token - 1).await.unwrap();
     let replayed = stream.message().await.unwrap().unwrap();
     assert_eq!(replayed.kind(), WatchKind::Changes);
     assert_eq!(replayed.index, first.token);
@@ -282,17 +272,7 @@ async fn resume_replays_the_history_and_resyncs_when_it_is_gone() {
     cluster.stop(1);
     cluster.spawn(1);
     cluster.wait_for_leader(Duration::from_secs(20)).await;
-    let mut channel = LockClient::connect(format!("http://{}", cluster.endpoint(1)))
-        .await
-        .unwrap();
-    let mut stream = channel
-        .watch(WatchRequest {
-            prefix: "r/".into(),
-            from_index: first.token - 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = raw_watch(&cluster, "r/", first.token - 1).await.unwrap();
     let reset = stream.message().await.unwrap().unwrap();
     assert_eq!((reset.kind(), reset.resync), (WatchKind::Reset, true));
     let state = stream.message().await.unwrap().unwrap();
@@ -304,11 +284,7 @@ async fn resume_replays_the_history_and_resyncs_when_it_is_gone() {
         (WatchKind::Synced, reset.index)
     );
 
-    let ahead = channel
-        .watch(WatchRequest {
-            prefix: "r/".into(),
-            from_index: 1 << 40,
-        })
+    let ahead = raw_watch(&cluster, "r/", 1 << 40)
         .await
         .expect_err("an index never applied is refused");
     assert_eq!(ahead.code(), tonic::Code::Unavailable);
@@ -320,4 +296,22 @@ async fn next(watch: &mut raftlock_client::Watch) -> WatchEvent {
         .expect("a watch event within 20 s")
         .expect("the watch goes on")
         .expect("no watch error")
+}
+
+/// A Watch call on node 1 through the generated stub, no resuming client.
+async fn raw_watch(
+    cluster: &Cluster,
+    prefix: &str,
+    from_index: u64,
+) -> Result<tonic::Streaming<raftlock_proto::v1::WatchResponse>, tonic::Status> {
+    let mut channel = LockClient::connect(format!("http://{}", cluster.endpoint(1)))
+        .await
+        .unwrap();
+    channel
+        .watch(WatchRequest {
+            prefix: prefix.into(),
+            from_index,
+        })
+        .await
+        .map(tonic::Response::into_inner)
 }
