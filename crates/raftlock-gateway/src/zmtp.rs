@@ -2,9 +2,10 @@
 //! security) to answer REQ and DEALER peers as a ROUTER socket does.
 //!
 //! Written here rather than taken from the `zeromq` crate (0.4.1) because
-//! that crate trusts the peer: it reserves whatever length a frame header
-//! claims (a 1 TB header aborts the process) and its ROUTER `recv` reaches
-//! `todo!()` on a command frame after the handshake. Here every length a
+//! its source shows it trusting the peer: its decoder reserves whatever
+//! length a frame header claims (so a 1 TB claim would fail the allocation
+//! and abort), and its ROUTER `recv` reaches `todo!()` on a command frame
+//! after the handshake. (Read in the source, not run against it.) Here every length a
 //! peer sends is checked against a limit before anything is allocated, an
 //! oversized message is read past in small pieces (so it can still be
 //! answered), and every violation is an error for that connection only.
