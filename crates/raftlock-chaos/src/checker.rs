@@ -1,107 +1,37 @@
-//! Checks a recorded run: fenced safety, no lost updates, readers saw no
-//! write during their hold, each lock's acquire/release history
-//! linearizable against a readers-writer lock, tokens that only grow, and
-//! how long the cluster was unavailable after each fault.
+//! Checks a recorded run: fenced safety, no lost updates, each lock's
+//! acquire/release history linearizable against a mutex, and how long the
+//! cluster was unavailable after each fault.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::history::{Access, FaultEvent, LockEvent, LockOp, Outcome, RegisterEvent};
-use crate::linearizability::{check_rw_lock, MutexOp};
+use crate::history::{FaultEvent, LockEvent, LockOp, Outcome, RegisterEvent};
+use crate::linearizability::{check_mutex, MutexOp};
 
-/// The highest token accepted on one register, and by whom.
-#[derive(Clone, Copy, Default)]
-struct Bar {
-    token: u64,
-    client: u64,
-}
-
-impl Bar {
-    fn raise(&mut self, e: &RegisterEvent) {
-        if e.token >= self.token {
-            *self = Bar {
-                token: e.token,
-                client: e.client,
-            };
-        }
-    }
-}
-
-/// Fenced safety: every accepted writer's operation carries a token at
-/// least as high as every token accepted before it on that register, and
-/// every accepted reader's read one at least as high as every writer's.
+/// Fenced safety: every accepted operation carries a token at least as
+/// high as every token accepted before it on that register.
 pub fn check_fencing(events: &[RegisterEvent]) -> Vec<String> {
-    // Per register: the bar for writers (any token) and for readers.
-    let mut highest: HashMap<&str, (Bar, Bar)> = HashMap::new();
+    let mut highest: HashMap<&str, (u64, u64)> = HashMap::new();
     let mut violations = Vec::new();
     for e in events.iter().filter(|e| e.accepted) {
-        let (any, writers) = highest.entry(&e.lock).or_default();
-        let writer = e.access == Access::Exclusive;
-        let bar = if writer { *any } else { *writers };
-        if e.token < bar.token {
+        let (seen, by) = highest.entry(&e.lock).or_insert((0, 0));
+        if e.token < *seen {
             violations.push(format!(
                 "stale token accepted on {:?} at {:?}: client {} used token {} after client {} used {}",
-                e.lock, e.at, e.client, e.token, bar.client, bar.token
+                e.lock, e.at, e.client, e.token, by, seen
             ));
-            continue;
-        }
-        any.raise(e);
-        if writer {
-            writers.raise(e);
-        }
-    }
-    violations
-}
-
-/// Readers saw no write: for each reader's hold whose first and last reads
-/// were both accepted, no write was accepted on that register in between
-/// and both reads returned the same value. (A write in between makes the
-/// last read stale, so the register must refuse it.)
-pub fn check_reads(events: &[RegisterEvent]) -> Vec<String> {
-    let mut writes: HashMap<&str, usize> = HashMap::new();
-    // Per (client, register): the hold's first read and the writes before it.
-    let mut open: HashMap<(u64, &str), (&RegisterEvent, usize)> = HashMap::new();
-    let mut violations = Vec::new();
-    for e in events {
-        let written = writes.entry(&e.lock).or_default();
-        match e.access {
-            Access::Exclusive => *written += usize::from(e.accepted && e.write.is_some()),
-            Access::ReadStart => {
-                open.insert((e.client, &e.lock), (e, *written));
-            }
-            Access::ReadEnd => {
-                let Some((start, before)) = open.remove(&(e.client, e.lock.as_str())) else {
-                    violations.push(format!(
-                        "client {} ended a read of {:?} at {:?} it never started",
-                        e.client, e.lock, e.at
-                    ));
-                    continue;
-                };
-                if !(start.accepted && e.accepted) {
-                    continue;
-                }
-                let during = *written - before;
-                if during > 0 || start.seen != e.seen {
-                    violations.push(format!(
-                        "client {} read {:?} with token {} from {:?} to {:?} and saw {:?} then {:?}; \
-                         {during} writes were accepted meanwhile",
-                        e.client, e.lock, e.token, start.at, e.at, start.seen, e.seen
-                    ));
-                }
-            }
+        } else {
+            *seen = e.token;
+            *by = e.client;
         }
     }
     violations
 }
 
 /// Tokens only grow: a grant requested after another grant of the same
-/// lock was acknowledged carries a higher token, in every mode. Readers
-/// granted by one entry share its index, but they were all asked for
-/// before that entry, so none was acknowledged before another was asked
-/// for: a reader never equals a token acknowledged before it was asked
-/// for, nor does a writer (alone in its entry). A cluster that forgot an
+/// lock was acknowledged carries a higher token. A cluster that forgot an
 /// acknowledged grant (a lost log, a node that came back empty and was
 /// elected) hands out tokens again from lower numbers; a resource fenced
 /// by tokens would then refuse honest writers, which is how this shows up
@@ -173,7 +103,7 @@ pub fn check_updates(events: &[RegisterEvent], finals: &HashMap<String, u64>) ->
     violations
 }
 
-/// The lock operations a lock's events imply.
+/// The mutex operations a lock's events imply.
 pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
     events
         .iter()
@@ -187,7 +117,6 @@ pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
             Some(MutexOp {
                 client: e.client,
                 acquire: e.op == LockOp::Acquire,
-                shared: e.shared,
                 invoked: e.invoked,
                 returned,
             })
@@ -195,8 +124,6 @@ pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
         .collect()
 }
 
-/// Each lock's history is linearizable against a readers-writer lock: no
-/// writer's hold overlaps any other hold, while readers may overlap.
 pub fn check_mutual_exclusion(events: &[LockEvent]) -> Vec<String> {
     let mut locks: Vec<&str> = events.iter().map(|e| e.lock.as_str()).collect();
     locks.sort_unstable();
@@ -204,7 +131,7 @@ pub fn check_mutual_exclusion(events: &[LockEvent]) -> Vec<String> {
     locks
         .into_iter()
         .filter_map(|lock| {
-            check_rw_lock(mutex_ops(events, lock))
+            check_mutex(mutex_ops(events, lock))
                 .err()
                 .map(|v| format!("lock {lock:?}: {v}"))
         })

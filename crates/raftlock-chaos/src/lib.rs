@@ -1,8 +1,7 @@
-//! raftlock's chaos suite: a lock-set workload of writers and readers
-//! against a fenced register, nemeses that crash, pause and partition nodes
-//! (locally or in docker-compose), and a checker that fails loudly: fenced
-//! safety, no lost updates, readers see no write, per-lock linearizability
-//! against a readers-writer lock, tokens that only grow, availability.
+//! raftlock's chaos suite: a lock-set workload against a fenced register,
+//! nemeses that crash, pause and partition nodes (locally or in
+//! docker-compose), and a checker that fails loudly: fenced safety, no
+//! lost updates, per-lock linearizability against a mutex, availability.
 
 pub mod checker;
 pub mod docker;

@@ -1,7 +1,6 @@
-//! Is one lock's history linearizable against a readers-writer lock (a
-//! mutex when every acquire is exclusive)? A Wing & Gong style search (with
-//! Lowe's memoization) over the order in which concurrent operations could
-//! have taken effect.
+//! Is one lock's history linearizable against a mutex? A Wing & Gong style
+//! search (with Lowe's memoization) over the order in which concurrent
+//! operations could have taken effect.
 //!
 //! Operations whose outcome is unknown may take effect at any time after
 //! they were invoked, or never.
@@ -14,8 +13,6 @@ use crate::history::At;
 pub struct MutexOp {
     pub client: u64,
     pub acquire: bool,
-    /// A shared (reader's) acquire; readers may hold the lock together.
-    pub shared: bool,
     pub invoked: At,
     /// `None`: no answer came back; it may or may not have taken effect.
     pub returned: Option<At>,
@@ -26,7 +23,7 @@ pub struct MutexOp {
 pub struct Violation {
     pub from: At,
     pub to: At,
-    pub holders: Holders,
+    pub holder: Option<u64>,
     /// The operations that could have gone next, none of which fits.
     pub stuck: Vec<MutexOp>,
 }
@@ -35,15 +32,11 @@ impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "not linearizable between {:?} and {:?}: holders then {:?}; none of these fits:",
-            self.from, self.to, self.holders
+            "not linearizable between {:?} and {:?}: holder then {:?}; none of these fits:",
+            self.from, self.to, self.holder
         )?;
         for op in &self.stuck {
-            let what = match (op.acquire, op.shared) {
-                (true, false) => "acquire",
-                (true, true) => "acquire shared",
-                (false, _) => "release",
-            };
+            let what = if op.acquire { "acquire" } else { "release" };
             write!(
                 f,
                 " [client {} {what} {:?}..{:?}]",
@@ -54,36 +47,10 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// Who holds the lock at a point of the search.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Holders {
-    #[default]
-    Free,
-    Writer(u64),
-    /// Never empty: the last reader out frees the lock.
-    Readers(BTreeSet<u64>),
-}
-
-/// The lock after `op`, or `None` if the lock could not have done it.
-fn step(holders: &Holders, op: &MutexOp) -> Option<Holders> {
-    match (holders, op.acquire, op.shared) {
-        (Holders::Free, true, false) => Some(Holders::Writer(op.client)),
-        (Holders::Free, true, true) => Some(Holders::Readers(BTreeSet::from([op.client]))),
-        (Holders::Readers(r), true, true) if !r.contains(&op.client) => {
-            let mut r = r.clone();
-            r.insert(op.client);
-            Some(Holders::Readers(r))
-        }
-        (Holders::Writer(w), false, _) if *w == op.client => Some(Holders::Free),
-        (Holders::Readers(r), false, _) if r.contains(&op.client) => {
-            let mut r = r.clone();
-            r.remove(&op.client);
-            Some(if r.is_empty() {
-                Holders::Free
-            } else {
-                Holders::Readers(r)
-            })
-        }
+fn step(holder: Option<u64>, op: &MutexOp) -> Option<Option<u64>> {
+    match (holder, op.acquire) {
+        (None, true) => Some(Some(op.client)),
+        (Some(h), false) if h == op.client => Some(None),
         _ => None,
     }
 }
@@ -155,12 +122,12 @@ struct Frame {
     candidates: Vec<usize>,
     next: usize,
     chosen: Option<usize>,
-    state_before: Holders,
+    state_before: Option<u64>,
 }
 
 impl Frame {
     /// A new search level that will try `candidates` from `state`.
-    fn new(candidates: Vec<usize>, state: Holders) -> Self {
+    fn new(candidates: Vec<usize>, state: Option<u64>) -> Self {
         Frame {
             candidates,
             next: 0,
@@ -170,27 +137,27 @@ impl Frame {
     }
 }
 
-/// Checks `ops` (any order) against a readers-writer lock that starts free.
-pub fn check_rw_lock(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
+/// Checks `ops` (any order) against a mutex that starts free.
+pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
     ops.sort_by_key(|op| op.invoked);
     let mut pending = Pending::default();
     for i in 0..ops.len() {
         pending.restore(&ops, i);
     }
-    let mut state = Holders::Free;
+    let mut state: Option<u64> = None;
     let mut hash: u128 = 0;
-    let mut visited: HashSet<(u128, Holders)> = HashSet::new();
+    let mut visited: HashSet<(u128, Option<u64>)> = HashSet::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut worst: Option<(usize, Violation)> = None;
 
     match pending.candidates() {
         None => return Ok(()),
-        Some(c) => stack.push(Frame::new(c, state.clone())),
+        Some(c) => stack.push(Frame::new(c, state)),
     }
     while let Some(frame) = stack.last_mut() {
         if let Some(i) = frame.chosen.take() {
             // Undo the last choice before trying the next one.
-            state = frame.state_before.clone();
+            state = frame.state_before;
             hash ^= key(i);
             pending.restore(&ops, i);
         }
@@ -198,14 +165,15 @@ pub fn check_rw_lock(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
         while frame.next < frame.candidates.len() {
             let i = frame.candidates[frame.next];
             frame.next += 1;
-            let Some(new_state) = step(&state, &ops[i]) else {
+            let Some(new_state) = step(state, &ops[i]) else {
                 continue;
             };
-            if !visited.insert((hash ^ key(i), new_state.clone())) {
+            if !visited.insert((hash ^ key(i), new_state)) {
                 continue;
             }
-            frame.state_before = std::mem::replace(&mut state, new_state);
+            frame.state_before = state;
             frame.chosen = Some(i);
+            state = new_state;
             hash ^= key(i);
             pending.take(&ops, i);
             advanced = true;
@@ -225,7 +193,7 @@ pub fn check_rw_lock(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
                     Violation {
                         from,
                         to,
-                        holders: state.clone(),
+                        holder: state,
                         stuck,
                     },
                 ));
@@ -235,7 +203,7 @@ pub fn check_rw_lock(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
         }
         match pending.candidates() {
             None => return Ok(()),
-            Some(c) => stack.push(Frame::new(c, state.clone())),
+            Some(c) => stack.push(Frame::new(c, state)),
         }
     }
     Err(worst

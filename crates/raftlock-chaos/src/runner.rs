@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::checker::{self, Availability};
-use crate::history::{Access, At, FaultEvent, History, LockEvent, LockOp, Outcome};
+use crate::history::{At, FaultEvent, History};
 use crate::nodes::Nodes;
 use crate::register::FencedRegister;
 use crate::workload::{Workload, WorkloadConfig};
@@ -78,8 +78,6 @@ pub struct RunConfig {
     pub rounds: usize,
     pub seed: u64,
     pub clients: usize,
-    /// How many of the clients read under shared locks (the rest write).
-    pub readers: usize,
     pub locks: Vec<String>,
     pub ttl: Duration,
     /// Faults to draw from; those the backend cannot do are left out.
@@ -95,15 +93,8 @@ pub struct Report {
     pub faults: BTreeMap<String, usize>,
     pub operations: usize,
     pub grants: usize,
-    /// Of the grants, those to readers (shared).
-    pub shared_grants: usize,
     pub register_ops: usize,
     pub stale_refused: usize,
-    /// Readers' holds (each reads the register twice); those whose last
-    /// read was refused as stale (a writer used the register after the
-    /// reader's session had expired).
-    pub reads: usize,
-    pub reads_refused: usize,
     pub violations: Vec<String>,
     pub availability: BTreeMap<String, Availability>,
     /// The raw history, for digging into a failure.
@@ -119,12 +110,8 @@ impl Report {
             println!("    {kind:<18} {n}");
         }
         println!(
-            "  lock operations: {} ({} grants, {} shared); register operations: {} ({} refused for a stale token)",
-            self.operations, self.grants, self.shared_grants, self.register_ops, self.stale_refused
-        );
-        println!(
-            "  reader holds: {} ({} with the last read refused as stale)",
-            self.reads, self.reads_refused
+            "  lock operations: {} ({} grants); register operations: {} ({} refused for a stale token)",
+            self.operations, self.grants, self.register_ops, self.stale_refused
         );
         println!("  unavailability per fault (longest time without a grant; heal -> full health):");
         for (kind, a) in &self.availability {
@@ -157,7 +144,6 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
     let workload = Workload::start(
         WorkloadConfig {
             clients: config.clients,
-            readers: config.readers,
             locks: config.locks.clone(),
             ttl: config.ttl,
             endpoints: nodes.endpoints(),
@@ -413,27 +399,22 @@ fn judge(
     let fault_events = history.faults.lock().unwrap().clone();
     violations.extend(checker::check_fencing(&register_events));
     violations.extend(checker::check_updates(&register_events, &register.values()));
-    violations.extend(checker::check_reads(&register_events));
     violations.extend(checker::check_mutual_exclusion(&locks));
     violations.extend(checker::check_tokens_grow(&locks));
-    let granted: Vec<&LockEvent> = locks
-        .iter()
-        .filter(|e| e.op == LockOp::Acquire && matches!(e.outcome, Outcome::Ok(_)))
-        .collect();
-    let read_ends = register_events
-        .iter()
-        .filter(|e| e.access == Access::ReadEnd);
     Report {
         seed,
         rounds: fault_events.len(),
         faults: counts,
         operations: locks.len(),
-        grants: granted.len(),
-        shared_grants: granted.iter().filter(|e| e.shared).count(),
+        grants: locks
+            .iter()
+            .filter(|e| {
+                e.op == crate::history::LockOp::Acquire
+                    && matches!(e.outcome, crate::history::Outcome::Ok(_))
+            })
+            .count(),
         register_ops: register_events.len(),
         stale_refused: register_events.iter().filter(|e| !e.accepted).count(),
-        reads: read_ends.clone().count(),
-        reads_refused: read_ends.filter(|e| !e.accepted).count(),
         violations,
         availability: checker::availability(&fault_events, &locks),
         history: Some(history),
