@@ -10,6 +10,7 @@
 //! - `api`: the `raftlock.v1.Lock` service: validation, proposals, long-poll grants.
 //! - `admin`: the `raftlock.v1.Cluster` service: membership changes, with a
 //!   guard against losing the working majority.
+//! - `caller`: who is calling (the principal authentication found).
 //! - `status`: every refusal turned into a gRPC `Status`, in one place.
 //! - `metrics`: the Prometheus exporter, and what it exports.
 //! - `watch`: the `Watch` stream: change events with a bounded history to
@@ -42,6 +43,7 @@ pub(crate) mod admin;
 pub(crate) mod api;
 pub(crate) mod applied_table;
 pub(crate) mod batcher;
+pub(crate) mod caller;
 pub mod config;
 pub(crate) mod election;
 pub(crate) mod fail_stop;
