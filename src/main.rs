@@ -2,6 +2,7 @@
 //! lock, and look at the cluster and its locks.
 
 mod args;
+mod auth_cmd;
 mod cluster;
 mod exit;
 mod guarded;
@@ -84,6 +85,9 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },
+    /// Manage the auth file of principals, roles and token hashes
+    /// (default ./raftlock-auth.toml): add, rotate, remove, list.
+    Auth(auth_cmd::AuthArgs),
     /// Serve the ZeroMQ LockerServer / pypet lock protocol on top of the cluster.
     Gateway(raftlock_gateway::GatewayArgs),
     /// Print the locks under a prefix, then every change to them (granted,
@@ -220,6 +224,7 @@ fn main() {
                 })
                 .await
             }
+            Command::Auth(args) => auth_cmd::run(args),
             Command::Gateway(mut args) => {
                 init_logging("info");
                 args.endpoints = endpoints(

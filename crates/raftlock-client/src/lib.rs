@@ -30,6 +30,7 @@ mod reader;
 mod retry;
 mod session;
 mod silence;
+mod token_file;
 mod watch;
 
 pub use client::{Client, ClientOptions};
@@ -40,4 +41,5 @@ pub use raftlock_core::LockMode;
 pub use raftlock_proto::v1::{ChangeKind, LeaveReason, LockChange};
 pub use raftlock_proto::v1::{LockHolder, LockInfo, Member, Role, StatusResponse, Waiter};
 pub use session::{Grant, Session, SessionOptions, Wait};
+pub use token_file::read_token_file;
 pub use watch::{Watch, WatchEvent};

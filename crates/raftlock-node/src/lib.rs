@@ -10,6 +10,8 @@
 //! - `api`: the `raftlock.v1.Lock` service: validation, proposals, long-poll grants.
 //! - `admin`: the `raftlock.v1.Cluster` service: membership changes, with a
 //!   guard against losing the working majority.
+//! - [`auth`]: principals, roles and hashed tokens from the auth file, and
+//!   the gRPC layer that authenticates each request and records its caller.
 //! - `caller`: who is calling (the principal authentication found).
 //! - `status`: every refusal turned into a gRPC `Status`, in one place.
 //! - `metrics`: the Prometheus exporter, and what it exports.
@@ -42,6 +44,7 @@
 pub(crate) mod admin;
 pub(crate) mod api;
 pub(crate) mod applied_table;
+pub mod auth;
 pub(crate) mod batcher;
 pub(crate) mod caller;
 pub mod config;

@@ -1,0 +1,313 @@
+//! The layer as a tower service in front of a dummy inner service, with
+//! real `http::Request`s: who gets through, with which `Caller`, and what
+//! the refused get back.
+
+use std::convert::Infallible;
+use std::path::Path;
+
+use http::header::AUTHORIZATION;
+use tonic::Code;
+use tower::ServiceExt;
+
+use super::*;
+use crate::auth::file::{AuthFile, PrincipalEntry};
+use crate::auth::token;
+
+const ALICE: &str = "rlt_alice-token";
+const BOB: &str = "rlt_bob-token";
+const OPS: &str = "rlt_ops-token";
+const CAROL: &str = "rlt_carol-token";
+
+fn entry(name: &str, role: &str, token: &str) -> PrincipalEntry {
+    PrincipalEntry {
+        name: name.into(),
+        role: role.into(),
+        token_sha256: token::hash_hex(token),
+        prefixes: None,
+        client_cert: false,
+    }
+}
+
+fn write_file(path: &Path, alice_token: &str) {
+    let mut alice = entry("alice", "lock", alice_token);
+    alice.prefixes = Some(vec!["alice/".into(), "shared/".into()]);
+    let mut carol = entry("carol", "lock", CAROL);
+    carol.client_cert = true;
+    let file = AuthFile {
+        principals: vec![
+            alice,
+            entry("bob", "read", BOB),
+            entry("ops", "admin", OPS),
+            carol,
+        ],
+    };
+    file.save(path).unwrap();
+}
+
+/// A store on a file in a directory that lives as long as the store.
+fn store() -> (AuthStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth.toml");
+    write_file(&path, ALICE);
+    (AuthStore::load(&path).unwrap(), dir)
+}
+
+/// What the inner service saw, returned in its response's extensions.
+#[derive(Clone, Debug)]
+struct Seen {
+    caller: Option<Caller>,
+    authorization: bool,
+}
+
+/// A client certificate's identity, as a TLS acceptor would record it.
+#[derive(Clone)]
+struct PeerCert(String);
+
+async fn call(
+    layer: &AuthLayer,
+    path: &str,
+    authorization: Option<&str>,
+    cert: Option<&str>,
+) -> http::Response<String> {
+    let inner = tower::service_fn(|request: http::Request<()>| async move {
+        let mut response = http::Response::new("from the service".to_string());
+        response.extensions_mut().insert(Seen {
+            caller: request.extensions().get::<Caller>().cloned(),
+            authorization: request.headers().contains_key(AUTHORIZATION),
+        });
+        Ok::<_, Infallible>(response)
+    });
+    let mut request = http::Request::builder().method("POST").uri(path);
+    if let Some(value) = authorization {
+        request = request.header(AUTHORIZATION, value);
+    }
+    if let Some(cert) = cert {
+        request = request.extension(PeerCert(cert.into()));
+    }
+    let service = layer.layer(inner);
+    service.oneshot(request.body(()).unwrap()).await.unwrap()
+}
+
+async fn call_with(layer: &AuthLayer, path: &str, token: &str) -> http::Response<String> {
+    call(layer, path, Some(&format!("Bearer {token}")), None).await
+}
+
+/// What the inner service saw, or a panic naming the refusal.
+fn admitted(response: &http::Response<String>) -> Seen {
+    match response.extensions().get::<Seen>() {
+        Some(seen) => seen.clone(),
+        None => panic!("refused: {:?}", refusal(response)),
+    }
+}
+
+/// The gRPC status the layer answered with, read from the headers as a
+/// client reads it; the inner service must not have been called.
+fn refusal(response: &http::Response<String>) -> tonic::Status {
+    assert!(response.extensions().get::<Seen>().is_none(), "admitted");
+    tonic::Status::from_header_map(response.headers()).expect("a grpc-status header")
+}
+
+fn cert_reader() -> impl ClientCertIdentity {
+    |extensions: &http::Extensions| extensions.get::<PeerCert>().map(|c| c.0.clone())
+}
+
+#[tokio::test]
+async fn no_token_or_a_wrong_one_is_unauthenticated_without_saying_which() {
+    let (store, _dir) = store();
+    let layer = AuthLayer::for_clients(store);
+    let acquire = "/raftlock.v1.Lock/Acquire";
+    let answers = [
+        call(&layer, acquire, None, None).await,
+        call_with(&layer, acquire, "rlt_not-a-token").await,
+        call_with(&layer, acquire, &token::hash_hex(ALICE)).await,
+        call(&layer, acquire, Some(&format!("Basic {ALICE}")), None).await,
+        call(&layer, acquire, Some(ALICE), None).await,
+        call(&layer, acquire, Some("Bearer "), None).await,
+    ];
+    for response in &answers {
+        let status = refusal(response);
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), "missing or unknown token");
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_is_a_trailers_only_grpc_response() {
+    let (store, _dir) = store();
+    let response = call(
+        &AuthLayer::for_clients(store),
+        "/raftlock.v1.Lock/Status",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert_eq!(response.headers()["grpc-status"], "16");
+    assert!(response.body().is_empty());
+}
+
+#[tokio::test]
+async fn a_role_too_low_is_denied_naming_principal_role_method_and_need() {
+    let (store, _dir) = store();
+    let layer = AuthLayer::for_clients(store);
+    let status = refusal(&call_with(&layer, "/raftlock.v1.Lock/Acquire", BOB).await);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "principal \"bob\" (role read) may not call Acquire: it needs role lock"
+    );
+    let status = refusal(&call_with(&layer, "/raftlock.v1.Cluster/RemoveMember", ALICE).await);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "principal \"alice\" (role lock) may not call RemoveMember: it needs role admin"
+    );
+}
+
+#[tokio::test]
+async fn the_right_role_reaches_the_service_as_its_caller_without_the_token() {
+    let (store, _dir) = store();
+    let layer = AuthLayer::for_clients(store);
+    let seen = admitted(&call_with(&layer, "/raftlock.v1.Lock/Acquire", ALICE).await);
+    assert_eq!(
+        seen.caller,
+        Some(Caller {
+            principal: "alice".into(),
+            prefixes: Some(vec!["alice/".into(), "shared/".into()]),
+        })
+    );
+    assert!(!seen.authorization, "the token went on to the service");
+
+    let seen = admitted(
+        &call(
+            &layer,
+            "/raftlock.v1.Lock/Watch",
+            Some(&format!("bearer  {BOB} ")),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(seen.caller.unwrap().principal, "bob");
+    // Higher roles include the lower ones.
+    for path in [
+        "/raftlock.v1.Lock/ListLocks",
+        "/raftlock.v1.Lock/OpenSession",
+        "/raftlock.v1.Cluster/AddLearner",
+    ] {
+        let seen = admitted(&call_with(&layer, path, OPS).await);
+        assert_eq!(
+            seen.caller.unwrap(),
+            Caller {
+                principal: "ops".into(),
+                prefixes: None
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn raft_rpcs_are_refused_for_clients_and_passed_untouched_for_peers() {
+    let (store, _dir) = store();
+    let append = "/raftlock.raft.v1.Raft/AppendEntries";
+    let clients = AuthLayer::for_clients(store.clone());
+    for response in [
+        call(&clients, append, None, None).await,
+        call_with(&clients, append, OPS).await,
+    ] {
+        let status = refusal(&response);
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(
+            status.message().contains("Raft RPC"),
+            "{}",
+            status.message()
+        );
+    }
+    let peers = AuthLayer::for_peers(store);
+    let seen = admitted(&call(&peers, append, None, None).await);
+    assert!(seen.caller.is_none());
+    let seen = admitted(&call_with(&peers, append, BOB).await);
+    assert!(
+        seen.caller.is_none() && seen.authorization,
+        "not untouched: {seen:?}"
+    );
+    // The peer layer still checks clients.
+    let status = refusal(&call_with(&peers, "/raftlock.v1.Lock/Acquire", BOB).await);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        refusal(&call(&peers, "/raftlock.v1.Lock/Acquire", None, None).await).code(),
+        Code::Unauthenticated
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_refused_whoever_asks() {
+    let (store, _dir) = store();
+    for layer in [
+        AuthLayer::for_clients(store.clone()),
+        AuthLayer::for_peers(store),
+    ] {
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/raftlock.v1.Lock/Acquire/x",
+            "/",
+            "/raftlock.v1.Lock/Nope",
+        ] {
+            let status = refusal(&call_with(&layer, path, OPS).await);
+            assert_eq!(status.code(), Code::PermissionDenied, "{path}");
+            assert!(status.message().starts_with("unknown method"), "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_certificate_counts_only_when_accepted_and_allowed() {
+    let (store, _dir) = store();
+    let acquire = "/raftlock.v1.Lock/Acquire";
+    let with_certs = AuthLayer::for_clients(store.clone()).with_client_certs(cert_reader());
+    let seen = admitted(&call(&with_certs, acquire, None, Some("raftlock://client/carol")).await);
+    assert_eq!(seen.caller.unwrap().principal, "carol");
+    // A wrong token does not spoil an accepted certificate; a right token
+    // wins over it.
+    let wrong = call(
+        &with_certs,
+        acquire,
+        Some("Bearer rlt_wrong"),
+        Some("raftlock://client/carol"),
+    )
+    .await;
+    assert_eq!(admitted(&wrong).caller.unwrap().principal, "carol");
+    let both = call(
+        &with_certs,
+        acquire,
+        Some(&format!("Bearer {ALICE}")),
+        Some("raftlock://client/carol"),
+    )
+    .await;
+    assert_eq!(admitted(&both).caller.unwrap().principal, "alice");
+    // bob has no client_cert = true; a node's certificate is no client's.
+    for cert in ["raftlock://client/bob", "raftlock://node/carol", "carol"] {
+        let status =
+            refusal(&call(&with_certs, "/raftlock.v1.Lock/Status", None, Some(cert)).await);
+        assert_eq!(status.code(), Code::Unauthenticated, "{cert}");
+    }
+    // Without a certificate reader the certificate is not looked at.
+    let tokens_only = AuthLayer::for_clients(store);
+    let status = refusal(&call(&tokens_only, acquire, None, Some("raftlock://client/carol")).await);
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_reload_rotates_tokens_in_a_running_layer() {
+    let (store, dir) = store();
+    let layer = AuthLayer::for_clients(store.clone());
+    let status = "/raftlock.v1.Lock/Status";
+    admitted(&call_with(&layer, status, ALICE).await);
+    write_file(&dir.path().join("auth.toml"), "rlt_alice-new");
+    store.reload().unwrap();
+    assert_eq!(
+        refusal(&call_with(&layer, status, ALICE).await).code(),
+        Code::Unauthenticated
+    );
+    admitted(&call_with(&layer, status, "rlt_alice-new").await);
+}
