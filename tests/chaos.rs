@@ -31,6 +31,7 @@ async fn loopback_chaos_finds_no_violation() {
             rounds: 5,
             seed,
             clients: 16,
+            readers: 5,
             locks: vec!["L".into(), "hdf5:/home/shared/results.h5".into()],
             ttl: Duration::from_secs(2),
             faults,

@@ -1,37 +1,67 @@
-//! Checks a recorded run: fenced safety, no lost updates, each lock's
-//! acquire/release history linearizable against a mutex, and how long the
-//! cluster was unavailable after each fault.
+//! Checks a recorded run: fenced safety, no lost updates, the readers'
+//! rules (crate::readers), writers' acquire/release history linearizable
+//! against a mutex (a bounded search), tokens that only grow, and how long
+//! the cluster was unavailable after each fault.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::history::{FaultEvent, LockEvent, LockOp, Outcome, RegisterEvent};
-use crate::linearizability::{check_mutex, MutexOp};
+use crate::history::{Access, FaultEvent, LockEvent, LockOp, Outcome, RegisterEvent};
+use crate::linearizability::{check_mutex_within, MutexOp, Verdict, SEARCH_BUDGET};
+use crate::readers;
 
-/// Fenced safety: every accepted operation carries a token at least as
-/// high as every token accepted before it on that register.
+/// The highest token accepted on one register, and by whom.
+#[derive(Clone, Copy, Default)]
+struct Bar {
+    token: u64,
+    client: u64,
+}
+
+impl Bar {
+    fn raise(&mut self, e: &RegisterEvent) {
+        if e.token >= self.token {
+            *self = Bar {
+                token: e.token,
+                client: e.client,
+            };
+        }
+    }
+}
+
+/// Fenced safety: every accepted writer's operation carries a token at
+/// least as high as every token accepted before it on that register, and
+/// every accepted reader's read one at least as high as every writer's.
 pub fn check_fencing(events: &[RegisterEvent]) -> Vec<String> {
-    let mut highest: HashMap<&str, (u64, u64)> = HashMap::new();
+    // Per register: the bar for writers (any token) and for readers.
+    let mut highest: HashMap<&str, (Bar, Bar)> = HashMap::new();
     let mut violations = Vec::new();
     for e in events.iter().filter(|e| e.accepted) {
-        let (seen, by) = highest.entry(&e.lock).or_insert((0, 0));
-        if e.token < *seen {
+        let (any, writers) = highest.entry(&e.lock).or_default();
+        let writer = e.access == Access::Exclusive;
+        let bar = if writer { *any } else { *writers };
+        if e.token < bar.token {
             violations.push(format!(
                 "stale token accepted on {:?} at {:?}: client {} used token {} after client {} used {}",
-                e.lock, e.at, e.client, e.token, by, seen
+                e.lock, e.at, e.client, e.token, bar.client, bar.token
             ));
-        } else {
-            *seen = e.token;
-            *by = e.client;
+            continue;
+        }
+        any.raise(e);
+        if writer {
+            writers.raise(e);
         }
     }
     violations
 }
 
 /// Tokens only grow: a grant requested after another grant of the same
-/// lock was acknowledged carries a higher token. A cluster that forgot an
+/// lock was acknowledged carries a higher token, in every mode. Readers
+/// granted by one entry share its index, but they were all asked for
+/// before that entry, so none was acknowledged before another was asked
+/// for: a reader never equals a token acknowledged before it was asked
+/// for, nor does a writer (alone in its entry). A cluster that forgot an
 /// acknowledged grant (a lost log, a node that came back empty and was
 /// elected) hands out tokens again from lower numbers; a resource fenced
 /// by tokens would then refuse honest writers, which is how this shows up
@@ -103,11 +133,13 @@ pub fn check_updates(events: &[RegisterEvent], finals: &HashMap<String, u64>) ->
     violations
 }
 
-/// The mutex operations a lock's events imply.
+/// The writers' (exclusive) operations on one lock, as mutex operations.
+/// Readers are left to the direct rules of crate::readers: a search over
+/// which readers hold together is exponential in the unknown outcomes.
 pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
     events
         .iter()
-        .filter(|e| e.lock == lock)
+        .filter(|e| e.lock == lock && !e.shared)
         .filter_map(|e| {
             let returned = match e.outcome {
                 Outcome::Ok(_) => e.completed,
@@ -124,18 +156,81 @@ pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
         .collect()
 }
 
-pub fn check_mutual_exclusion(events: &[LockEvent]) -> Vec<String> {
+/// The mutex search over every lock's writers: violations, and the locks
+/// whose search ran out of budget (not violations, but said aloud).
+#[derive(Clone, Debug, Default)]
+pub struct MutexFindings {
+    pub violations: Vec<String>,
+    pub inconclusive: Vec<String>,
+    /// States the searches visited, all locks together.
+    pub states: usize,
+}
+
+/// Each lock's writers are linearizable against a mutex.
+pub fn check_mutual_exclusion(events: &[LockEvent]) -> MutexFindings {
+    check_mutual_exclusion_within(events, SEARCH_BUDGET)
+}
+
+/// The same, with each lock's search bounded by `budget` states.
+pub fn check_mutual_exclusion_within(events: &[LockEvent], budget: usize) -> MutexFindings {
     let mut locks: Vec<&str> = events.iter().map(|e| e.lock.as_str()).collect();
     locks.sort_unstable();
     locks.dedup();
-    locks
-        .into_iter()
-        .filter_map(|lock| {
-            check_mutex(mutex_ops(events, lock))
-                .err()
-                .map(|v| format!("lock {lock:?}: {v}"))
-        })
-        .collect()
+    let mut findings = MutexFindings::default();
+    for lock in locks {
+        let search = check_mutex_within(mutex_ops(events, lock), budget);
+        findings.states += search.states;
+        match search.verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable(v) => findings.violations.push(format!("lock {lock:?}: {v}")),
+            Verdict::Inconclusive => findings.inconclusive.push(format!(
+                "lock {lock:?}: inconclusive: budget exhausted ({} states) in the writers' mutex \
+                 search; the direct overlap and register checks still ran",
+                search.states
+            )),
+        }
+    }
+    findings
+}
+
+/// Everything the checker found in a history.
+#[derive(Clone, Debug, Default)]
+pub struct Findings {
+    pub violations: Vec<String>,
+    /// Searches that ran out of budget: printed, not violations.
+    pub inconclusive: Vec<String>,
+    pub search_states: usize,
+}
+
+/// Runs every safety check on a history.
+pub fn check_all(
+    locks: &[LockEvent],
+    register: &[RegisterEvent],
+    finals: &HashMap<String, u64>,
+) -> Findings {
+    check_all_within(locks, register, finals, SEARCH_BUDGET)
+}
+
+/// Runs every safety check, each lock's mutex search bounded by `budget`.
+pub fn check_all_within(
+    locks: &[LockEvent],
+    register: &[RegisterEvent],
+    finals: &HashMap<String, u64>,
+    budget: usize,
+) -> Findings {
+    let mut violations = check_fencing(register);
+    violations.extend(check_updates(register, finals));
+    violations.extend(readers::check_reads(register));
+    violations.extend(readers::check_writer_tokens(locks, register));
+    violations.extend(readers::check_certain_overlaps(locks));
+    let mutex = check_mutual_exclusion_within(locks, budget);
+    violations.extend(mutex.violations);
+    violations.extend(check_tokens_grow(locks));
+    Findings {
+        violations,
+        inconclusive: mutex.inconclusive,
+        search_states: mutex.states,
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -35,10 +35,23 @@ pub struct LockEvent {
     pub client: u64,
     pub lock: String,
     pub op: LockOp,
+    /// Taken (or asked for) in shared mode, as a reader.
+    pub shared: bool,
     pub invoked: At,
     /// `None` when the client never heard back.
     pub completed: Option<At>,
     pub outcome: Outcome,
+}
+
+/// Under which lock mode, and when in a hold, the register was used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Access {
+    /// A writer's read or write, under an exclusive lock.
+    Exclusive,
+    /// A reader's first look, just after its shared grant.
+    ReadStart,
+    /// The same reader's last look, just before it releases.
+    ReadEnd,
 }
 
 /// One operation on the fenced register, as the register decided it.
@@ -48,9 +61,12 @@ pub struct RegisterEvent {
     pub lock: String,
     pub at: At,
     pub token: u64,
+    pub access: Access,
     /// `Some(v)` for a write of v, `None` for a read.
     pub write: Option<u64>,
     pub accepted: bool,
+    /// What an accepted read returned.
+    pub seen: Option<u64>,
 }
 
 /// A fault the nemesis injected, and what it measured.

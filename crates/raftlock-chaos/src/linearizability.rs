@@ -3,7 +3,10 @@
 //! operations could have taken effect.
 //!
 //! Operations whose outcome is unknown may take effect at any time after
-//! they were invoked, or never.
+//! they were invoked, or never. Many of them together (power cuts leave
+//! whole batches unanswered) can make the search exponential, so it counts
+//! the states it visits and gives up at a budget: an inconclusive verdict,
+//! which is printed but is not a violation.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -137,8 +140,34 @@ impl Frame {
     }
 }
 
-/// Checks `ops` (any order) against a mutex that starts free.
-pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
+/// States a search may visit before it gives up. At roughly 50 bytes of
+/// memo per state this bounds it to about 100 MB and a few seconds.
+pub const SEARCH_BUDGET: usize = 2_000_000;
+
+/// What the search concluded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable(Violation),
+    /// The budget ran out first: neither proven nor refuted.
+    Inconclusive,
+}
+
+/// A verdict and the states visited to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Search {
+    pub verdict: Verdict,
+    pub states: usize,
+}
+
+/// Checks `ops` (any order) against a mutex that starts free, within
+/// [`SEARCH_BUDGET`].
+pub fn check_mutex(ops: Vec<MutexOp>) -> Search {
+    check_mutex_within(ops, SEARCH_BUDGET)
+}
+
+/// Checks `ops` against a mutex, visiting at most `budget` states.
+pub fn check_mutex_within(mut ops: Vec<MutexOp>, budget: usize) -> Search {
     ops.sort_by_key(|op| op.invoked);
     let mut pending = Pending::default();
     for i in 0..ops.len() {
@@ -150,11 +179,15 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut worst: Option<(usize, Violation)> = None;
 
+    let done = |verdict, states| Search { verdict, states };
     match pending.candidates() {
-        None => return Ok(()),
+        None => return done(Verdict::Linearizable, 0),
         Some(c) => stack.push(Frame::new(c, state)),
     }
     while let Some(frame) = stack.last_mut() {
+        if visited.len() >= budget {
+            return done(Verdict::Inconclusive, visited.len());
+        }
         if let Some(i) = frame.chosen.take() {
             // Undo the last choice before trying the next one.
             state = frame.state_before;
@@ -202,11 +235,14 @@ pub fn check_mutex(mut ops: Vec<MutexOp>) -> Result<(), Violation> {
             continue;
         }
         match pending.candidates() {
-            None => return Ok(()),
+            None => return done(Verdict::Linearizable, visited.len()),
             Some(c) => stack.push(Frame::new(c, state)),
         }
     }
-    Err(worst
-        .map(|(_, v)| v)
-        .expect("a failed search has a dead end"))
+    let verdict = match worst {
+        Some((_, v)) => Verdict::NotLinearizable(v),
+        // Unreachable: a search that fails has met a dead end.
+        None => Verdict::Inconclusive,
+    };
+    done(verdict, visited.len())
 }

@@ -32,6 +32,10 @@ struct Args {
     seed: Option<u64>,
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// How many of the clients are readers (shared locks on the same
+    /// names); default a third of them.
+    #[arg(long)]
+    readers: Option<usize>,
     /// Lock names to contend on, comma-separated.
     #[arg(long, default_value = "L", value_delimiter = ',')]
     locks: Vec<String>,
@@ -117,6 +121,7 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
         rounds: args.rounds,
         seed,
         clients: args.clients,
+        readers: args.readers.unwrap_or(args.clients / 3).min(args.clients),
         locks: args.locks,
         ttl: Duration::from_secs(args.ttl),
         faults,

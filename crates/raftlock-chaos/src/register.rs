@@ -1,15 +1,20 @@
-//! The protected resource: a fenced register per lock name. It refuses any
-//! read or write carrying a token lower than the highest it has seen, as a
-//! storage service that checks fencing tokens would.
+//! The protected resource: a fenced register per lock name. It refuses a
+//! writer's read or write carrying a token lower than the highest it has
+//! seen, and a reader's read carrying a token lower than the highest a
+//! writer used, as a storage service that checks fencing tokens would.
+//! Readers raise no bar: readers granted apart hold different tokens
+//! together, and the older one is no less entitled to read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::history::{History, RegisterEvent};
+use crate::history::{Access, History, RegisterEvent};
 
 #[derive(Default)]
 struct Cell {
     highest_token: u64,
+    /// The highest token a writer (exclusive holder) used: the readers' bar.
+    highest_writer_token: u64,
     value: u64,
 }
 
@@ -32,12 +37,25 @@ impl FencedRegister {
         }
     }
 
+    /// A writer's read, under an exclusive lock.
     pub fn read(&self, client: u64, lock: &str, token: u64) -> Result<u64, Stale> {
-        self.apply(client, lock, token, None)
+        self.apply(client, lock, token, Access::Exclusive, None)
+    }
+
+    /// A reader's read under a shared lock, at the start or the end of its
+    /// hold (`access`).
+    pub fn read_shared(
+        &self,
+        client: u64,
+        lock: &str,
+        token: u64,
+        access: Access,
+    ) -> Result<u64, Stale> {
+        self.apply(client, lock, token, access, None)
     }
 
     pub fn write(&self, client: u64, lock: &str, token: u64, value: u64) -> Result<u64, Stale> {
-        self.apply(client, lock, token, Some(value))
+        self.apply(client, lock, token, Access::Exclusive, Some(value))
     }
 
     /// The current value of every cell, for the end-of-run check.
@@ -46,12 +64,28 @@ impl FencedRegister {
         cells.iter().map(|(k, c)| (k.clone(), c.value)).collect()
     }
 
-    fn apply(&self, client: u64, lock: &str, token: u64, write: Option<u64>) -> Result<u64, Stale> {
+    fn apply(
+        &self,
+        client: u64,
+        lock: &str,
+        token: u64,
+        access: Access,
+        write: Option<u64>,
+    ) -> Result<u64, Stale> {
         let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
         let cell = cells.entry(lock.to_string()).or_default();
-        let accepted = token >= cell.highest_token;
+        let writer = access == Access::Exclusive;
+        let bar = if writer {
+            cell.highest_token
+        } else {
+            cell.highest_writer_token
+        };
+        let accepted = token >= bar;
         if accepted {
-            cell.highest_token = token;
+            cell.highest_token = cell.highest_token.max(token);
+            if writer {
+                cell.highest_writer_token = token;
+            }
             if let Some(v) = write {
                 cell.value = v;
             }
@@ -66,15 +100,15 @@ impl FencedRegister {
                 lock: lock.to_string(),
                 at: self.history.now(),
                 token,
+                access,
                 write,
                 accepted,
+                seen: (accepted && write.is_none()).then_some(cell.value),
             });
         if accepted {
             Ok(cell.value)
         } else {
-            Err(Stale {
-                highest_token: cell.highest_token,
-            })
+            Err(Stale { highest_token: bar })
         }
     }
 }

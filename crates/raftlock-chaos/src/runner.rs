@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::checker::{self, Availability};
-use crate::history::{At, FaultEvent, History};
+use crate::history::{Access, At, FaultEvent, History, LockEvent, LockOp, Outcome};
 use crate::nodes::Nodes;
 use crate::register::FencedRegister;
 use crate::workload::{Workload, WorkloadConfig};
@@ -78,6 +78,8 @@ pub struct RunConfig {
     pub rounds: usize,
     pub seed: u64,
     pub clients: usize,
+    /// How many of the clients read under shared locks (the rest write).
+    pub readers: usize,
     pub locks: Vec<String>,
     pub ttl: Duration,
     /// Faults to draw from; those the backend cannot do are left out.
@@ -92,10 +94,25 @@ pub struct Report {
     pub rounds: usize,
     pub faults: BTreeMap<String, usize>,
     pub operations: usize,
+    /// Lock operations whose outcome the client never learned.
+    pub unknown_outcomes: usize,
     pub grants: usize,
+    /// Of the grants, those to readers (shared).
+    pub shared_grants: usize,
     pub register_ops: usize,
     pub stale_refused: usize,
+    /// Readers' holds (each reads the register twice); those whose last
+    /// read was refused as stale (a writer used the register after the
+    /// reader's session had expired).
+    pub reads: usize,
+    pub reads_refused: usize,
     pub violations: Vec<String>,
+    /// Checks that ran out of budget: neither passed nor failed.
+    pub inconclusive: Vec<String>,
+    /// How long the checker took on the whole history, and the states the
+    /// writers' mutex search visited.
+    pub checker_ms: u64,
+    pub search_states: usize,
     pub availability: BTreeMap<String, Availability>,
     /// The raw history, for digging into a failure.
     #[serde(skip)]
@@ -110,8 +127,17 @@ impl Report {
             println!("    {kind:<18} {n}");
         }
         println!(
-            "  lock operations: {} ({} grants); register operations: {} ({} refused for a stale token)",
-            self.operations, self.grants, self.register_ops, self.stale_refused
+            "  lock operations: {} ({} grants, {} shared; {} with unknown outcome); register operations: {} ({} refused for a stale token)",
+            self.operations,
+            self.grants,
+            self.shared_grants,
+            self.unknown_outcomes,
+            self.register_ops,
+            self.stale_refused
+        );
+        println!(
+            "  reader holds: {} ({} with the last read refused as stale)",
+            self.reads, self.reads_refused
         );
         println!("  unavailability per fault (longest time without a grant; heal -> full health):");
         for (kind, a) in &self.availability {
@@ -122,6 +148,14 @@ impl Report {
                 a.heal_to_healthy.p50_ms,
                 a.heal_to_healthy.max_ms
             );
+        }
+        println!(
+            "  checker: {} ms, {} mutex-search states",
+            self.checker_ms, self.search_states
+        );
+        println!("  inconclusive: {}", self.inconclusive.len());
+        for i in &self.inconclusive {
+            println!("    {i}");
         }
         println!("  violations: {}", self.violations.len());
         for v in &self.violations {
@@ -144,6 +178,7 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
     let workload = Workload::start(
         WorkloadConfig {
             clients: config.clients,
+            readers: config.readers,
             locks: config.locks.clone(),
             ttl: config.ttl,
             endpoints: nodes.endpoints(),
@@ -397,25 +432,36 @@ fn judge(
     let locks = history.locks.lock().unwrap().clone();
     let register_events = history.register.lock().unwrap().clone();
     let fault_events = history.faults.lock().unwrap().clone();
-    violations.extend(checker::check_fencing(&register_events));
-    violations.extend(checker::check_updates(&register_events, &register.values()));
-    violations.extend(checker::check_mutual_exclusion(&locks));
-    violations.extend(checker::check_tokens_grow(&locks));
+    let checking = std::time::Instant::now();
+    let findings = checker::check_all(&locks, &register_events, &register.values());
+    let checker_ms = checking.elapsed().as_millis() as u64;
+    violations.extend(findings.violations);
+    let granted: Vec<&LockEvent> = locks
+        .iter()
+        .filter(|e| e.op == LockOp::Acquire && matches!(e.outcome, Outcome::Ok(_)))
+        .collect();
+    let read_ends = register_events
+        .iter()
+        .filter(|e| e.access == Access::ReadEnd);
     Report {
         seed,
         rounds: fault_events.len(),
         faults: counts,
         operations: locks.len(),
-        grants: locks
+        unknown_outcomes: locks
             .iter()
-            .filter(|e| {
-                e.op == crate::history::LockOp::Acquire
-                    && matches!(e.outcome, crate::history::Outcome::Ok(_))
-            })
+            .filter(|e| e.outcome == Outcome::Unknown)
             .count(),
+        grants: granted.len(),
+        shared_grants: granted.iter().filter(|e| e.shared).count(),
         register_ops: register_events.len(),
         stale_refused: register_events.iter().filter(|e| !e.accepted).count(),
+        reads: read_ends.clone().count(),
+        reads_refused: read_ends.filter(|e| !e.accepted).count(),
         violations,
+        inconclusive: findings.inconclusive,
+        checker_ms,
+        search_states: findings.search_states,
         availability: checker::availability(&fault_events, &locks),
         history: Some(history),
     }

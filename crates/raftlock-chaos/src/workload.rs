@@ -1,5 +1,7 @@
-//! The workload, in Jepsen's lock-set shape: clients loop acquire, read
-//! the fenced register, sleep 0-50 ms, write it back incremented, release.
+//! The workload, in Jepsen's lock-set shape: writers loop acquire
+//! (exclusive), read the fenced register, sleep 0-50 ms, write it back
+//! incremented, release; readers loop acquire (shared, on the same names),
+//! read the register, sleep 0-50 ms, read it again, release.
 //!
 //! Each client runs on its own thread with its own single-threaded tokio
 //! runtime, so pausing a client (blocking that thread) freezes its
@@ -10,15 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use raftlock_client::{Client, ClientOptions, Error, Session, SessionOptions, Wait};
+use raftlock_client::{Client, ClientOptions, Error, LockMode, Session, SessionOptions, Wait};
 use rand::{Rng, SeedableRng};
 
-use crate::history::{History, LockEvent, LockOp, Outcome};
+use crate::history::{Access, History, LockEvent, LockOp, Outcome};
 use crate::register::FencedRegister;
 
 #[derive(Clone, Debug)]
 pub struct WorkloadConfig {
     pub clients: usize,
+    /// How many of the clients are readers (shared locks); the rest write.
+    pub readers: usize,
     pub locks: Vec<String>,
     pub ttl: Duration,
     pub endpoints: Vec<String>,
@@ -80,7 +84,8 @@ impl Workload {
     }
 
     /// Freezes one client that holds a lock (if any does) for `pause`,
-    /// between its read and its write. Returns which.
+    /// between its read and its write (a reader: between its two reads).
+    /// Returns which.
     pub fn pause_a_holder(&self, rng: &mut impl Rng, pause: Duration) -> Option<usize> {
         let holding: Vec<usize> = (0..self.workers.len())
             .filter(|i| self.workers[*i].holding.load(Ordering::SeqCst))
@@ -122,6 +127,12 @@ async fn run_client(
         connect_timeout: Duration::from_millis(500),
     };
     let client = Client::with_options(config.endpoints.clone(), options).expect("endpoints");
+    let reader = n < config.readers;
+    let mode = if reader {
+        LockMode::Shared
+    } else {
+        LockMode::Exclusive
+    };
     let mut current: Option<Held> = None;
     while !stop.load(Ordering::SeqCst) {
         let Some(held) = current.as_ref() else {
@@ -135,6 +146,7 @@ async fn run_client(
                 client: id,
                 lock: lock.clone(),
                 op,
+                shared: reader,
                 invoked,
                 completed,
                 outcome,
@@ -144,7 +156,7 @@ async fn run_client(
         let invoked = history.now();
         let grant = held
             .session
-            .lock(&lock, Wait::For(Duration::from_secs(3)))
+            .lock_with(&lock, Wait::For(Duration::from_secs(3)), mode)
             .await;
         let granted_at = history.now();
         let token = match grant {
@@ -171,7 +183,11 @@ async fn run_client(
         };
 
         worker.holding.store(true, Ordering::SeqCst);
-        increment(&register, &worker, id, &lock, token, &mut rng).await;
+        if reader {
+            read_twice(&register, &worker, id, &lock, token, &mut rng).await;
+        } else {
+            increment(&register, &worker, id, &lock, token, &mut rng).await;
+        }
         worker.holding.store(false, Ordering::SeqCst);
 
         let invoked = history.now();
@@ -236,18 +252,40 @@ async fn increment(
     rng: &mut rand::rngs::StdRng,
 ) {
     let read = register.read(id, lock, token);
+    pause_if_asked(worker);
+    if let Ok(value) = read {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=50))).await;
+        let _ = register.write(id, lock, token, value + 1);
+    }
+}
+
+/// A reader's hold: read the register, maybe pause as the nemesis asked,
+/// wait a little and read it again. The checker expects the same value
+/// both times, unless the register refused the second read as stale.
+async fn read_twice(
+    register: &FencedRegister,
+    worker: &Worker,
+    id: u64,
+    lock: &str,
+    token: u64,
+    rng: &mut rand::rngs::StdRng,
+) {
+    let _ = register.read_shared(id, lock, token, Access::ReadStart);
+    pause_if_asked(worker);
+    tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=50))).await;
+    let _ = register.read_shared(id, lock, token, Access::ReadEnd);
+}
+
+/// Freezes this client if the nemesis asked: a process pause, so this
+/// thread, and with it the session's keepalive, stops.
+fn pause_if_asked(worker: &Worker) {
     let pause = worker
         .pause
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take();
     if let Some(pause) = pause {
-        // A process pause: this thread, and with it the keepalive, stops.
         std::thread::sleep(pause);
-    }
-    if let Ok(value) = read {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=50))).await;
-        let _ = register.write(id, lock, token, value + 1);
     }
 }
 
