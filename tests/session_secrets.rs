@@ -81,6 +81,41 @@ fn unhex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Every call that acts as session `id`, made with `wrong` for its
+/// secret: each must be refused. Returns the refusals' messages.
+async fn act_without_the_secret(
+    raw: &mut LockClient<Channel>,
+    id: &str,
+    wrong: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let release = ReleaseRequest {
+        session_id: id.into(),
+        session_secret: wrong.into(),
+        seq: 10,
+        name: NAME.into(),
+    };
+    seen.push(denied(raw.release(release).await, "release"));
+    let close = CloseSessionRequest {
+        session_id: id.into(),
+        session_secret: wrong.into(),
+        seq: 11,
+    };
+    seen.push(denied(raw.close_session(close).await, "close"));
+    let keep_alive = KeepAliveRequest {
+        session_id: id.into(),
+        session_secret: wrong.into(),
+    };
+    seen.push(denied(raw.keep_alive(keep_alive).await, "keepalive"));
+    // The owner's own request number: its answer (the token) must not leak.
+    seen.push(denied(
+        raw.acquire(acquire(id, wrong, 1)).await,
+        "replayed acquire",
+    ));
+    seen.push(denied(raw.acquire(acquire(id, wrong, 12)).await, "acquire"));
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_opener_acts_as_its_session_and_its_secret_is_shown_nowhere() {
     let _serial = serial().await;
@@ -103,33 +138,10 @@ async fn only_the_opener_acts_as_its_session_and_its_secret_is_shown_nowhere() {
         .into_inner();
     assert!(granted.acquired);
 
-    let mut seen = Vec::new();
     let made_up = "ab".repeat(32);
+    let mut seen = Vec::new();
     for wrong in ["", made_up.as_str(), other.session_secret.as_str()] {
-        let release = ReleaseRequest {
-            session_id: id.into(),
-            session_secret: wrong.into(),
-            seq: 10,
-            name: NAME.into(),
-        };
-        seen.push(denied(raw.release(release).await, "release"));
-        let close = CloseSessionRequest {
-            session_id: id.into(),
-            session_secret: wrong.into(),
-            seq: 11,
-        };
-        seen.push(denied(raw.close_session(close).await, "close"));
-        let keep_alive = KeepAliveRequest {
-            session_id: id.into(),
-            session_secret: wrong.into(),
-        };
-        seen.push(denied(raw.keep_alive(keep_alive).await, "keepalive"));
-        // The owner's own request number: its answer (the token) must not leak.
-        seen.push(denied(
-            raw.acquire(acquire(id, wrong, 1)).await,
-            "replayed acquire",
-        ));
-        seen.push(denied(raw.acquire(acquire(id, wrong, 12)).await, "acquire"));
+        seen.extend(act_without_the_secret(&mut raw, id, wrong).await);
     }
     assert!(seen[0].starts_with(&format!("session {id} belongs to another caller: release")));
 
