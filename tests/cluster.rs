@@ -292,12 +292,14 @@ async fn refusals_are_clear_and_harmless() {
             session_id: closed.id().into(),
             seq: 1,
             name: "shared:file".into(),
+            ..Default::default()
         })
         .await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
     let garbage = raw
         .keep_alive(raftlock_proto::v1::KeepAliveRequest {
             session_id: "not-a-session".into(),
+            ..Default::default()
         })
         .await;
     assert_eq!(garbage.unwrap_err().code(), tonic::Code::InvalidArgument);

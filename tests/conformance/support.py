@@ -283,7 +283,8 @@ class Client:
         )
 
     def session(self, **kwargs) -> "Session":
-        return Session(self, self.open(**kwargs).session_id)
+        reply = self.open(**kwargs)
+        return Session(self, reply.session_id, reply.session_secret)
 
     def get_lock(self, name: str):
         return self.call("GetLock", pb.GetLockRequest(name=name))
@@ -304,12 +305,14 @@ class Client:
 
 
 class Session:
-    """A session id and its request numbers: ``next_seq`` starts at 1 and
-    adds one per request, as the doc asks."""
+    """A session id, its secret (sent on every call that acts as the
+    session) and its request numbers: ``next_seq`` starts at 1 and adds one
+    per request, as the doc asks."""
 
-    def __init__(self, client: Client, session_id: str) -> None:
+    def __init__(self, client: Client, session_id: str, secret: str = "") -> None:
         self.client = client
         self.id = session_id
+        self.secret = secret
         self.seq = 0
 
     def next_seq(self) -> int:
@@ -321,6 +324,7 @@ class Session:
         return pb.AcquireRequest(
             session_id=self.id, seq=self.next_seq() if seq is None else seq, name=name,
             wait_ms=wait_ms, leave_queue_on_timeout=leave, mode=mode, limit=limit,
+            session_secret=self.secret,
         )
 
     def acquire(self, name: str, seq: Optional[int] = None, wait_ms: int = 0,
@@ -342,16 +346,18 @@ class Session:
     def release(self, name: str, seq: Optional[int] = None):
         return self.client.call(
             "Release",
-            pb.ReleaseRequest(session_id=self.id,
+            pb.ReleaseRequest(session_id=self.id, session_secret=self.secret,
                               seq=self.next_seq() if seq is None else seq, name=name),
         )
 
     def keep_alive(self):
-        return self.client.call("KeepAlive", pb.KeepAliveRequest(session_id=self.id))
+        return self.client.call(
+            "KeepAlive", pb.KeepAliveRequest(session_id=self.id, session_secret=self.secret)
+        )
 
     def close(self, seq: Optional[int] = None):
         return self.client.call(
             "CloseSession",
-            pb.CloseSessionRequest(session_id=self.id,
+            pb.CloseSessionRequest(session_id=self.id, session_secret=self.secret,
                                    seq=self.next_seq() if seq is None else seq),
         )

@@ -38,7 +38,8 @@ def test_open_session_answers_a_32_hex_digit_id_and_the_ttl(client):
 def test_open_session_accepts_the_bounds(client, ttl_ms, lock_delay_ms, label):
     reply = client.open(ttl_ms=ttl_ms, lock_delay_ms=lock_delay_ms, label=label)
     assert reply.ttl_ms == ttl_ms
-    client.call("CloseSession", pb.CloseSessionRequest(session_id=reply.session_id, seq=1))
+    client.call("CloseSession", pb.CloseSessionRequest(
+        session_id=reply.session_id, session_secret=reply.session_secret, seq=1))
 
 
 @pytest.mark.parametrize(

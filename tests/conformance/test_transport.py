@@ -25,21 +25,26 @@ from support import (
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
-# Every leader-only call, as a request a follower must not serve.
+# Every leader-only call, as a request a follower must not serve (made by
+# the session's opener: with its id and secret).
 LEADER_ONLY = {
-    "OpenSession": lambda sid, name: pb.OpenSessionRequest(ttl_ms=60_000, label="redirected"),
-    "KeepAlive": lambda sid, name: pb.KeepAliveRequest(session_id=sid),
-    "CloseSession": lambda sid, name: pb.CloseSessionRequest(session_id=sid, seq=3),
-    "Acquire": lambda sid, name: pb.AcquireRequest(session_id=sid, seq=1, name=name),
-    "Release": lambda sid, name: pb.ReleaseRequest(session_id=sid, seq=2, name=name),
-    "GetLock": lambda sid, name: pb.GetLockRequest(name=name),
-    "ListLocks": lambda sid, name: pb.ListLocksRequest(prefix=name),
+    "OpenSession": lambda s, name: pb.OpenSessionRequest(ttl_ms=60_000, label="redirected"),
+    "KeepAlive": lambda s, name: pb.KeepAliveRequest(
+        session_id=s.session_id, session_secret=s.session_secret),
+    "CloseSession": lambda s, name: pb.CloseSessionRequest(
+        session_id=s.session_id, session_secret=s.session_secret, seq=3),
+    "Acquire": lambda s, name: pb.AcquireRequest(
+        session_id=s.session_id, session_secret=s.session_secret, seq=1, name=name),
+    "Release": lambda s, name: pb.ReleaseRequest(
+        session_id=s.session_id, session_secret=s.session_secret, seq=2, name=name),
+    "GetLock": lambda s, name: pb.GetLockRequest(name=name),
+    "ListLocks": lambda s, name: pb.ListLocksRequest(prefix=name),
 }
 
 
 @pytest.mark.parametrize("method", list(LEADER_ONLY))
 def test_a_follower_redirects_to_the_leader_which_serves(client, name, method):
-    sid = client.open().session_id
+    sid = client.open()
     # The calls in the order a session makes them, so each one succeeds
     # on the leader: Acquire before Release before CloseSession.
     if method in ("Release", "CloseSession"):
@@ -137,7 +142,8 @@ def test_a_malformed_session_id_is_invalid_argument(client, name, sid):
 def test_a_session_id_in_upper_case_hex_names_the_same_session(client, name):
     s = client.session()
     assert s.acquire(name).acquired
-    upper = pb.ReleaseRequest(session_id=s.id.upper(), seq=99, name=name)
+    upper = pb.ReleaseRequest(session_id=s.id.upper(), session_secret=s.secret, seq=99,
+                              name=name)
     client.call("Release", upper)
     assert not client.get_lock(name).HasField("lock")
 

@@ -31,6 +31,11 @@ pub enum Error {
     /// message says which.
     #[error("{0}")]
     ModeConflict(String),
+    /// The call acted as a session it does not own: another principal
+    /// opened it, or the session's secret was missing or wrong. Nothing
+    /// changed; retrying cannot help. `message` is the server's words.
+    #[error("{message}")]
+    NotSessionOwner { session_id: String, message: String },
     /// The session expired (or was closed): its locks are gone.
     #[error("session lost: {0}")]
     SessionLost(String),
@@ -58,6 +63,9 @@ impl Error {
         // A refusal with fields, read from the message, and whether it is
         // shown as the bare message or after its code.
         let (refusal, bare) = match (code, ErrorKind::of(status)) {
+            (Code::PermissionDenied, Some(ErrorKind::NotSessionOwner)) => {
+                return not_session_owner(message)
+            }
             (Code::PermissionDenied, _) => (not_holder(&message), true),
             (Code::FailedPrecondition, Some(ErrorKind::NotHeld)) => (not_held(&message), true),
             (Code::FailedPrecondition, Some(ErrorKind::StaleRequest)) => {
@@ -113,6 +121,20 @@ fn not_holder(message: &str) -> Option<Error> {
         holder_label,
         holder_session,
     })
+}
+
+/// `session SESSION belongs to another caller: ...`: the session is read
+/// if the message names it; the message is kept whole either way.
+fn not_session_owner(message: String) -> Error {
+    let session_id = message
+        .strip_prefix("session ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_default()
+        .to_string();
+    Error::NotSessionOwner {
+        session_id,
+        message,
+    }
 }
 
 /// `lock "NAME" is not held by anyone`
@@ -236,6 +258,29 @@ mod tests {
         // Without its kind it is just another failed precondition.
         let bare = Status::new(Code::FailedPrecondition, "in use as a semaphore");
         assert!(matches!(Error::from_status(&bare), Error::Other(_)));
+    }
+
+    #[test]
+    fn a_call_without_the_secret_is_refused_as_not_the_owner() {
+        let refusal = LockError::NotSessionOwner {
+            session: SessionId(0xabc),
+            request: "release \"db\"".into(),
+        };
+        let status = ErrorKind::NotSessionOwner.status(Code::PermissionDenied, refusal.to_string());
+        let got = Error::from_status(&status);
+        assert_eq!(
+            got,
+            Error::NotSessionOwner {
+                session_id: SessionId(0xabc).to_string(),
+                message: refusal.to_string(),
+            }
+        );
+        assert_eq!(got.to_string(), refusal.to_string());
+        // Never retried: the next try would be refused the same way.
+        assert!(matches!(
+            crate::retry::Next::<()>::after(&status),
+            crate::retry::Next::Fail(Error::NotSessionOwner { .. })
+        ));
     }
 
     #[test]

@@ -105,9 +105,13 @@ pub struct Session {
     inner: Arc<Inner>,
 }
 
+/// No Debug: `secret` must never reach a log or an error message.
 struct Inner {
     client: Client,
     id: String,
+    /// Proves this client opened the session: sent on every call that
+    /// acts as it, shown nowhere.
+    secret: String,
     ttl: Duration,
     seq: AtomicU64,
     lost: Arc<watch::Sender<Option<String>>>,
@@ -149,7 +153,10 @@ impl Client {
         let lost = Arc::new(lost);
         let task = tokio::spawn(keep_alive(
             self.clone(),
-            reply.session_id.clone(),
+            SessionKey {
+                id: reply.session_id.clone(),
+                secret: reply.session_secret.clone(),
+            },
             ttl,
             sent,
             lost.clone(),
@@ -158,6 +165,7 @@ impl Client {
             inner: Arc::new(Inner {
                 client: self.clone(),
                 id: reply.session_id,
+                secret: reply.session_secret,
                 ttl,
                 seq: AtomicU64::new(UNNUMBERED),
                 lost,
@@ -332,6 +340,7 @@ impl Session {
             leave_queue_on_timeout,
             mode: mode as i32,
             limit,
+            session_secret: self.inner.secret.clone(),
         }
     }
 
@@ -342,18 +351,21 @@ impl Session {
             session_id: self.inner.id.clone(),
             seq: self.next_seq(),
             name: name.to_string(),
+            session_secret: self.inner.secret.clone(),
         };
         let result = self
             .inner
             .client
             .unary(req, |c, r| async move { lock_service(c).release(r).await })
             .await;
-        // Any answer but these says the session does not hold it now.
+        // Any answer but these says the session does not hold it now (a
+        // refusal as not the owner changed nothing: it still does).
         let outcome_unknown = matches!(
             result,
             Err(Error::Unavailable(_)
                 | Error::StaleRequest { .. }
                 | Error::SessionExists { .. }
+                | Error::NotSessionOwner { .. }
                 | Error::Other(_))
         );
         if !outcome_unknown {
@@ -376,6 +388,7 @@ impl Session {
         let req = CloseSessionRequest {
             session_id: self.inner.id.clone(),
             seq: self.next_seq(),
+            session_secret: self.inner.secret.clone(),
         };
         let result = self
             .inner
@@ -430,13 +443,19 @@ impl Drop for LeaveQueue {
     }
 }
 
+/// What the keepalive task needs to act as the session.
+struct SessionKey {
+    id: String,
+    secret: String,
+}
+
 /// Refreshes the session every TTL / [`KEEPALIVES_PER_TTL`]. The session counts as lost when the
 /// leader says it is gone, or the moment a TTL has passed since the last
 /// keepalive that was confirmed was sent: past that point the leader may
 /// have expired it.
 async fn keep_alive(
     client: Client,
-    session_id: String,
+    key: SessionKey,
     ttl: Duration,
     opened_at: Instant,
     lost: Arc<watch::Sender<Option<String>>>,
@@ -444,7 +463,10 @@ async fn keep_alive(
     let mut confirmed_at = opened_at;
     let interval = ttl / KEEPALIVES_PER_TTL;
     let mut next_attempt = opened_at + interval;
-    let req = KeepAliveRequest { session_id };
+    let req = KeepAliveRequest {
+        session_id: key.id.clone(),
+        session_secret: key.secret.clone(),
+    };
     // One slow node must not use up the whole TTL: try others in time.
     let per_attempt = client.options().rpc_timeout.min(interval);
     loop {
@@ -464,8 +486,9 @@ async fn keep_alive(
             // This task has no request numbers of its own, and a close
             // needs none: closing twice ends the same.
             let close = CloseSessionRequest {
-                session_id: req.session_id.clone(),
+                session_id: key.id,
                 seq: UNNUMBERED,
+                session_secret: key.secret,
             };
             let _ = client
                 .call(
@@ -487,7 +510,14 @@ async fn keep_alive(
                 confirmed_at = sent;
                 next_attempt = sent + interval;
             }
-            Err(Error::SessionLost(reason)) => {
+            // Not the owner: the cluster will never take this session's
+            // keepalives, so it is as good as gone.
+            Err(
+                Error::SessionLost(reason)
+                | Error::NotSessionOwner {
+                    message: reason, ..
+                },
+            ) => {
                 lost.send_replace(Some(reason));
                 return;
             }
@@ -511,6 +541,7 @@ mod tests {
             inner: Arc::new(Inner {
                 client,
                 id: "0".repeat(32),
+                secret: "5".repeat(64),
                 ttl: DEFAULT_TTL,
                 seq: AtomicU64::new(UNNUMBERED),
                 lost: Arc::new(watch::channel(None).0),
@@ -537,6 +568,8 @@ mod tests {
         let a = session.acquire_request("db", Until::Forever, LockMode::Shared);
         let b = session.acquire_request("db", Until::Forever, LockMode::Shared);
         assert!(b.seq > a.seq);
+        // Every call acting as the session carries its secret.
+        assert_eq!(a.session_secret, "5".repeat(64));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LockKind, LockMode, SessionId};
+use crate::{LockKind, LockMode, SecretHash, SessionId, SessionOwner};
 
 /// One replicated log entry's payload: the commands the leader gathered
 /// while its previous entry was being written, plus its wall-clock time,
@@ -72,6 +72,24 @@ pub enum Command {
         wait: bool,
         mode: LockMode,
     },
+    /// Opens a session bound to its opener: only `owner` may act as it.
+    /// Appended (like [`Command::AsSession`]) so older entries still decode.
+    OpenSessionOwned {
+        session: SessionId,
+        label: String,
+        ttl_ms: u64,
+        lock_delay_ms: u64,
+        owner: SessionOwner,
+    },
+    /// `command` (a close, acquire, release or cancel), sent by the caller
+    /// with this principal and secret hash. Applied only if the session it
+    /// names is owned by that caller (or has no owner); otherwise refused
+    /// with [`LockError::NotSessionOwner`], changing and remembering nothing.
+    AsSession {
+        principal: String,
+        secret_hash: SecretHash,
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -83,6 +101,7 @@ impl Command {
             | Command::AcquireWith { session, seq, .. }
             | Command::Release { session, seq, .. }
             | Command::CancelWait { session, seq, .. } => Some((*session, *seq)),
+            Command::AsSession { command, .. } => command.request_id(),
             _ => None,
         }
     }
@@ -98,6 +117,8 @@ impl Command {
     pub fn request_digest(&self) -> u64 {
         let mut digest = Fnv1a::new();
         match self {
+            // Who sends a request does not change what it asks.
+            Command::AsSession { command, .. } => return command.request_digest(),
             Command::CloseSession { .. } => digest.write(&[1]),
             Command::Acquire { name, wait, .. }
             | Command::AcquireWith {
@@ -130,9 +151,10 @@ impl Command {
                 digest.write(&[4]);
                 digest.write(name.as_bytes());
             }
-            Command::OpenSession { .. } | Command::ExpireSession { .. } | Command::Tick => {
-                digest.write(&[0])
-            }
+            Command::OpenSession { .. }
+            | Command::OpenSessionOwned { .. }
+            | Command::ExpireSession { .. }
+            | Command::Tick => digest.write(&[0]),
         }
         digest.finish()
     }
@@ -140,7 +162,10 @@ impl Command {
     /// A short description for error messages: what a request asked.
     pub fn describe(&self) -> String {
         match self {
-            Command::OpenSession { .. } => "open a session".into(),
+            Command::OpenSession { .. } | Command::OpenSessionOwned { .. } => {
+                "open a session".into()
+            }
+            Command::AsSession { command, .. } => command.describe(),
             Command::CloseSession { .. } => "close the session".into(),
             Command::ExpireSession { .. } => "expire a session".into(),
             Command::Acquire { name, wait, .. } => {
@@ -282,6 +307,11 @@ pub enum LockError {
         asked: LockMode,
         waiting: bool,
     },
+    /// Appended: refusals are kept in snapshots' retry memory, so the
+    /// variants before it keep their places. The caller is not the principal that opened the session, or did
+    /// not send its secret. Says what was refused, never the secret.
+    #[error("session {session} belongs to another caller: {request} needs the session's secret")]
+    NotSessionOwner { session: SessionId, request: String },
 }
 
 pub type Response = Result<Outcome, LockError>;

@@ -1,18 +1,73 @@
-//! Reading lock tables laid out by raftlock before lock modes existed
-//! (snapshot format 2), so a node can take over an older snapshot.
+//! Reading lock tables laid out by older raftlock versions, so a node can
+//! take over an older snapshot: format 2 (before lock modes) and format 3
+//! (before sessions had owners).
 //!
 //! Format 2 kept one optional holder and a queue of session ids per name;
-//! every one of those holds and waits was exclusive. Sessions, their retry
-//! memory and the lock-delay schedule are laid out as before (answers and
-//! refusals gained variants only at the end of their enums).
+//! every one of those holds and waits was exclusive. Formats 2 and 3 lay
+//! out sessions without an owner: such a session accepts any caller until
+//! it ends. Retry memory and the lock-delay schedule are laid out as now
+//! (answers and refusals gained variants only at the end of their enums).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Deserialize;
 
 use crate::queue::{Holder, Lock, Waiter};
-use crate::sessions::Session;
+use crate::sessions::{Remembered, Session};
 use crate::{LockMode, LockTable, SessionId};
+
+/// A lock table as format 3 serialized it: as now, but sessions have no
+/// owner. Decode, convert with [`LockTable::from`] and check with
+/// [`LockTable::check_consistent`], as [`LockTableV2`].
+#[derive(Debug, Deserialize)]
+pub struct LockTableV3 {
+    now_ms: u64,
+    sessions: BTreeMap<SessionId, SessionV3>,
+    locks: BTreeMap<String, Lock>,
+    delayed: BTreeSet<(u64, String)>,
+}
+
+/// A session before owners: every field of [`Session`] but the last.
+#[derive(Debug, Deserialize)]
+struct SessionV3 {
+    label: String,
+    ttl_ms: u64,
+    lock_delay_ms: u64,
+    held: BTreeSet<String>,
+    waiting: BTreeSet<String>,
+    recent: VecDeque<Remembered>,
+    evicted_through: u64,
+}
+
+impl From<SessionV3> for Session {
+    fn from(old: SessionV3) -> Self {
+        Session {
+            label: old.label,
+            ttl_ms: old.ttl_ms,
+            lock_delay_ms: old.lock_delay_ms,
+            held: old.held,
+            waiting: old.waiting,
+            recent: old.recent,
+            evicted_through: old.evicted_through,
+            owner: None,
+        }
+    }
+}
+
+fn sessions_of(old: BTreeMap<SessionId, SessionV3>) -> BTreeMap<SessionId, Session> {
+    old.into_iter().map(|(id, s)| (id, s.into())).collect()
+}
+
+impl From<LockTableV3> for LockTable {
+    fn from(old: LockTableV3) -> Self {
+        LockTable {
+            now_ms: old.now_ms,
+            sessions: sessions_of(old.sessions),
+            locks: old.locks,
+            delayed: old.delayed,
+        }
+    }
+}
 
 /// A lock table as format 2 serialized it. Decode the snapshot body into
 /// this (with the same bincode settings) and convert with
@@ -21,7 +76,7 @@ use crate::{LockMode, LockTable, SessionId};
 #[derive(Debug, Deserialize)]
 pub struct LockTableV2 {
     now_ms: u64,
-    sessions: BTreeMap<SessionId, Session>,
+    sessions: BTreeMap<SessionId, SessionV3>,
     locks: BTreeMap<String, LockV2>,
     delayed: BTreeSet<(u64, String)>,
 }
@@ -74,7 +129,7 @@ impl From<LockTableV2> for LockTable {
             .collect();
         LockTable {
             now_ms: old.now_ms,
-            sessions: old.sessions,
+            sessions: sessions_of(old.sessions),
             locks,
             delayed: old.delayed,
         }

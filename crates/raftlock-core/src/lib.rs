@@ -13,6 +13,7 @@
 mod command;
 mod compat;
 pub mod events;
+mod owner;
 mod queue;
 mod sessions;
 pub mod table;
@@ -20,8 +21,9 @@ mod types;
 mod view;
 
 pub use command::{Applied, Command, Event, LockError, Outcome, Proposal, Response};
-pub use compat::LockTableV2;
+pub use compat::{LockTableV2, LockTableV3};
 pub use events::{LeaveReason, LockEvent, LockMirror, MirroredLock};
+pub use owner::{SecretHash, SessionOwner};
 pub use table::LockTable;
 pub use types::{
     validate_label, validate_lock_delay, validate_mode, validate_name, validate_ttl, LockKind,

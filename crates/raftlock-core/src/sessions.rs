@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::table::LockTable;
 use crate::types::{validate_label, validate_lock_delay, validate_ttl};
-use crate::{Command, LockError, Outcome, Response, SessionId, DEDUP_WINDOW};
+use crate::{Command, LockError, Outcome, Response, SessionId, SessionOwner, DEDUP_WINDOW};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Session {
@@ -20,6 +20,9 @@ pub(crate) struct Session {
     pub(crate) recent: VecDeque<Remembered>,
     /// Highest seq evicted from `recent`; older retries are refused.
     pub(crate) evicted_through: u64,
+    /// Who may act as this session; `None` for a session opened before
+    /// sessions had owners (anyone may, until it ends).
+    pub(crate) owner: Option<SessionOwner>,
 }
 
 /// A numbered request's first answer, and what that request asked
@@ -56,6 +59,7 @@ impl LockTable {
         label: &str,
         ttl_ms: u64,
         lock_delay_ms: u64,
+        owner: Option<SessionOwner>,
     ) -> Response {
         validate_ttl(ttl_ms)?;
         validate_label(label)?;
@@ -73,6 +77,7 @@ impl LockTable {
                 waiting: BTreeSet::new(),
                 recent: VecDeque::new(),
                 evicted_through: 0,
+                owner,
             },
         );
         Ok(Outcome::SessionOpened { session, ttl_ms })

@@ -108,18 +108,13 @@ impl LockTable {
         };
         let mut responses = Vec::with_capacity(proposal.commands.len());
         for command in &proposal.commands {
-            let request = command.request_id().filter(|(_, seq)| *seq != 0);
-            let response =
-                match request.and_then(|(session, seq)| self.remembered(session, seq, command)) {
-                    Some(first_answer) => first_answer,
-                    None => {
-                        let response = self.execute(&mut entry, command);
-                        if let Some((session, seq)) = request {
-                            self.remember(session, seq, command.request_digest(), &response);
-                        }
-                        response
-                    }
-                };
+            // A caller who does not own the session is refused before the
+            // retry memory is read: it must not learn a remembered answer,
+            // and its refusal is not remembered for the owner's retry.
+            let response = match self.check_owner(command) {
+                Ok(()) => self.answer(&mut entry, command),
+                Err(refusal) => Err(refusal),
+            };
             responses.push(response);
         }
         // Lock-delays that ran out are settled by whichever entry comes
@@ -132,6 +127,22 @@ impl LockTable {
         (applied, entry.changes)
     }
 
+    /// A numbered request's remembered answer if it is a retry, else the
+    /// answer of applying it now (remembered for its retries).
+    fn answer(&mut self, entry: &mut EntryApply, command: &Command) -> Response {
+        let request = command.request_id().filter(|(_, seq)| *seq != 0);
+        if let Some(first_answer) =
+            request.and_then(|(session, seq)| self.remembered(session, seq, command))
+        {
+            return first_answer;
+        }
+        let response = self.execute(entry, command);
+        if let Some((session, seq)) = request {
+            self.remember(session, seq, command.request_digest(), &response);
+        }
+        response
+    }
+
     fn execute(&mut self, entry: &mut EntryApply, command: &Command) -> Response {
         match command {
             Command::OpenSession {
@@ -139,7 +150,22 @@ impl LockTable {
                 label,
                 ttl_ms,
                 lock_delay_ms,
-            } => self.open_session(*session, label, *ttl_ms, *lock_delay_ms),
+            } => self.open_session(*session, label, *ttl_ms, *lock_delay_ms, None),
+            Command::OpenSessionOwned {
+                session,
+                label,
+                ttl_ms,
+                lock_delay_ms,
+                owner,
+            } => self.open_session(
+                *session,
+                label,
+                *ttl_ms,
+                *lock_delay_ms,
+                Some(owner.clone()),
+            ),
+            // The owner was checked before; nesting is refused there.
+            Command::AsSession { command, .. } => self.execute(entry, command),
             Command::CloseSession { session, .. } => self.end_session(entry, *session, false),
             Command::ExpireSession { session } => self.end_session(entry, *session, true),
             Command::Acquire {

@@ -1,9 +1,14 @@
-//! Bytes written before lock modes existed still mean what they meant: log
-//! entries (bincode 1.3 `Command`s) and format-2 snapshot tables.
+//! Bytes written by older versions still mean what they meant: log entries
+//! (bincode 1.3 `Command`s), format-2 snapshot tables (before lock modes)
+//! and format-3 ones (before session owners).
 //!
-//! The fixtures were written by raftlock at commit 446737e, before modes.
+//! `v2-table.hex` was written by raftlock at commit 446737e, before modes;
+//! `v3-table.hex` by the lock table at commit 66c65dc, before owners.
 
-use raftlock_core::{Command, LockMode, LockTable, LockTableV2, Outcome, Proposal, SessionId};
+use raftlock_core::{
+    Command, LockMode, LockTable, LockTableV2, LockTableV3, Outcome, Proposal, SecretHash,
+    SessionId,
+};
 
 fn unhex(text: &str) -> Vec<u8> {
     let text = text.trim();
@@ -159,5 +164,47 @@ fn a_truncated_old_table_is_an_error() {
     let bytes = unhex(include_str!("fixtures/v2-table.hex"));
     for cut in [1, bytes.len() / 2, bytes.len() - 1] {
         assert!(bincode::deserialize::<LockTableV2>(&bytes[..cut]).is_err());
+    }
+}
+
+/// Sessions alpha (0x11) and beta (0x22); alpha holds "db" (token 3) with
+/// beta queued, beta holds "pool" shared (token 5). Written before owners.
+#[test]
+fn a_format_3_table_loads_with_sessions_anyone_may_act_as() {
+    let bytes = unhex(include_str!("fixtures/v3-table.hex"));
+    let old: LockTableV3 = bincode::deserialize(&bytes).unwrap();
+    let mut t = LockTable::from(old);
+    assert_eq!(t.check_consistent(), Ok(()));
+    let (a, b) = (SessionId(0x11), SessionId(0x22));
+    assert_eq!(t.holder("db"), Some((a, 3)));
+    assert_eq!(t.held_by("pool", b), Some((LockMode::Shared, 5)));
+    assert_eq!(t.session_owner(a), Some(None));
+    assert_eq!(t.session_owner(b), Some(None));
+
+    // An owner-less session accepts any caller: alpha's release, sent as
+    // some principal with some secret, hands "db" to beta.
+    let release = Command::AsSession {
+        principal: "anyone".into(),
+        secret_hash: SecretHash([9; 32]),
+        command: Box::new(Command::Release {
+            session: a,
+            seq: 2,
+            name: "db".into(),
+        }),
+    };
+    let got = t.apply(6, &Proposal::single(140, release));
+    assert_eq!(got.responses, vec![Ok(Outcome::Released)]);
+    assert_eq!(t.holder("db"), Some((b, 6)));
+
+    // The new layout round-trips, and is not the old one.
+    let again: LockTable = bincode::deserialize(&bincode::serialize(&t).unwrap()).unwrap();
+    assert_eq!(again, t);
+}
+
+#[test]
+fn a_truncated_format_3_table_is_an_error() {
+    let bytes = unhex(include_str!("fixtures/v3-table.hex"));
+    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(bincode::deserialize::<LockTableV3>(&bytes[..cut]).is_err());
     }
 }

@@ -4,6 +4,12 @@
 //! the leader (see [`crate::status`]). A waiting Acquire is a long-poll:
 //! the handler listens for the grant event that applying someone else's
 //! release or expiry produces, so no client ever polls the table.
+//!
+//! A session belongs to whoever opened it: the opener gets a secret (see
+//! [`secret`]), and every call acting as the session must send it from the
+//! same principal, or the lock table refuses it.
+
+mod secret;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,12 +29,14 @@ use tonic::{Request, Response, Status};
 use crate::admin::members_of;
 use crate::applied_table::AppliedTable;
 use crate::batcher::Batcher;
+use crate::caller::Caller;
 use crate::leader_duties::SessionClock;
 use crate::metrics::RpcTimer;
 use crate::raft_calls::{leader_other_than, NotServed};
 use crate::read_barrier::ReadBarrier;
-use crate::status::{lock_refused, shutting_down, unexpected};
+use crate::status::{lock_refused, name_not_allowed, shutting_down, unexpected};
 use crate::types::{NodeId, Raft};
+use secret::{new_secret, Claim};
 
 /// Largest client request accepted, in bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
@@ -138,23 +146,21 @@ impl LockService {
         if !req.leave_queue_on_timeout || Duration::from_millis(req.wait_ms) > MAX_POLL {
             return Ok(self.not_acquired(&req.name, true, 0));
         }
-        self.leave_queue(queued.session, &req.name, queued.unreachable)
-            .await
+        self.leave_queue(&queued, &req.name).await
     }
 
     /// The caller gives up: leave the queue, unless the grant won the race.
-    async fn leave_queue(
-        &self,
-        session: SessionId,
-        name: &str,
-        unreachable: Option<NodeId>,
-    ) -> Result<AcquireResponse, Status> {
-        let command = Command::CancelWait {
-            session,
+    /// Sent as the session, like the Acquire that queued.
+    async fn leave_queue(&self, queued: &Queued, name: &str) -> Result<AcquireResponse, Status> {
+        let command = queued.claim.wrap(Command::CancelWait {
+            session: queued.session,
             seq: 0,
             name: name.to_string(),
-        };
-        match self.propose_or_redirect(command, unreachable).await? {
+        });
+        match self
+            .propose_or_redirect(command, queued.unreachable)
+            .await?
+        {
             Outcome::Granted { token, .. } => Ok(granted(token, false)),
             _ => Ok(self.not_acquired(name, false, 0)),
         }
@@ -210,18 +216,22 @@ impl Lock for LockService {
     ) -> Result<Response<OpenSessionResponse>, Status> {
         let _timer = RpcTimer::start("open_session");
         let unreachable = unreachable_leader(&request);
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         validate_ttl(req.ttl_ms).map_err(lock_refused)?;
         validate_lock_delay(req.lock_delay_ms).map_err(lock_refused)?;
         validate_label(&req.label).map_err(lock_refused)?;
         let session = SessionId(rand::random::<u128>());
+        let secret = new_secret();
+        let owner = Claim::new(&caller, &secret).owner();
         match self
             .propose_or_redirect(
-                Command::OpenSession {
+                Command::OpenSessionOwned {
                     session,
                     label: req.label,
                     ttl_ms: req.ttl_ms,
                     lock_delay_ms: req.lock_delay_ms,
+                    owner,
                 },
                 unreachable,
             )
@@ -230,6 +240,7 @@ impl Lock for LockService {
             Outcome::SessionOpened { session, ttl_ms } => Ok(Response::new(OpenSessionResponse {
                 session_id: session.to_string(),
                 ttl_ms,
+                session_secret: secret,
             })),
             other => Err(unexpected(other)),
         }
@@ -241,13 +252,25 @@ impl Lock for LockService {
     ) -> Result<Response<KeepAliveResponse>, Status> {
         let _timer = RpcTimer::start("keep_alive");
         let session = parse_session(&request.get_ref().session_id)?;
+        let claim = Claim::new(&Caller::of(&request), &request.get_ref().session_secret);
         // Only the leader's clock counts; confirming leadership also makes
         // sure every session committed so far is visible here.
         self.confirm_leading(unreachable_leader(&request)).await?;
-        let ttl_ms = self
+        let (ttl_ms, owned) = self
             .table
-            .read(|t| t.session(session).map(|s| s.ttl_ms))
+            .read(|t| {
+                let owned = claim.owns(t.session_owner(session).flatten());
+                t.session(session).map(|s| (s.ttl_ms, owned))
+            })
             .ok_or_else(|| lock_refused(LockError::UnknownSession(session)))?;
+        // Not a log write, so the table cannot refuse it: refuse it here,
+        // before the deadline moves.
+        if !owned {
+            return Err(lock_refused(LockError::NotSessionOwner {
+                session,
+                request: "keep the session alive".into(),
+            }));
+        }
         self.clock
             .keep_alive(session, Duration::from_millis(ttl_ms))
             .map_err(|_| lock_refused(LockError::UnknownSession(session)))?;
@@ -260,14 +283,16 @@ impl Lock for LockService {
     ) -> Result<Response<CloseSessionResponse>, Status> {
         let _timer = RpcTimer::start("close_session");
         let unreachable = unreachable_leader(&request);
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
+        let claim = Claim::new(&caller, &req.session_secret);
         match self
             .propose_or_redirect(
-                Command::CloseSession {
+                claim.wrap(Command::CloseSession {
                     session,
                     seq: req.seq,
-                },
+                }),
                 unreachable,
             )
             .await?
@@ -285,9 +310,14 @@ impl Lock for LockService {
     ) -> Result<Response<AcquireResponse>, Status> {
         let _timer = RpcTimer::start("acquire");
         let unreachable = unreachable_leader(&request);
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_refused)?;
+        if !caller.may_use(&req.name) {
+            return Err(name_not_allowed(&caller, &req.name));
+        }
+        let claim = Claim::new(&caller, &req.session_secret);
         let wait = Duration::from_millis(req.wait_ms);
         let until = tokio::time::Instant::now() + wait.min(MAX_POLL);
         // Subscribe before proposing so a grant right after cannot be missed.
@@ -310,7 +340,10 @@ impl Lock for LockService {
                 mode,
             },
         };
-        let answer = match self.propose_or_redirect(command, unreachable).await? {
+        let answer = match self
+            .propose_or_redirect(claim.wrap(command), unreachable)
+            .await?
+        {
             Outcome::Granted { token, reentrant } => granted(token, reentrant),
             Outcome::Busy {
                 available_at_ms, ..
@@ -320,6 +353,7 @@ impl Lock for LockService {
                     session,
                     until,
                     unreachable,
+                    claim,
                 };
                 self.wait_in_queue(&mut events, &req, queued).await?
             }
@@ -334,16 +368,21 @@ impl Lock for LockService {
     ) -> Result<Response<ReleaseResponse>, Status> {
         let _timer = RpcTimer::start("release");
         let unreachable = unreachable_leader(&request);
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let session = parse_session(&req.session_id)?;
         validate_name(&req.name).map_err(lock_refused)?;
+        if !caller.may_use(&req.name) {
+            return Err(name_not_allowed(&caller, &req.name));
+        }
+        let claim = Claim::new(&caller, &req.session_secret);
         match self
             .propose_or_redirect(
-                Command::Release {
+                claim.wrap(Command::Release {
                     session,
                     seq: req.seq,
                     name: req.name,
-                },
+                }),
                 unreachable,
             )
             .await?
@@ -443,12 +482,13 @@ impl Lock for LockService {
     }
 }
 
-/// An Acquire the lock table queued: whose, how long it may wait here,
-/// and which leader the client could not reach.
+/// An Acquire the lock table queued: whose (and who asked), how long it
+/// may wait here, and which leader the client could not reach.
 struct Queued {
     session: SessionId,
     until: tokio::time::Instant,
     unreachable: Option<NodeId>,
+    claim: Claim,
 }
 
 fn granted(token: u64, reentrant: bool) -> AcquireResponse {

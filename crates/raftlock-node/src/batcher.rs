@@ -105,6 +105,12 @@ fn approx_size(command: &Command) -> usize {
     FIXED
         + match command {
             Command::OpenSession { label, .. } => label.len(),
+            Command::OpenSessionOwned { label, owner, .. } => {
+                label.len() + owner.principal.len() + 32
+            }
+            Command::AsSession {
+                principal, command, ..
+            } => principal.len() + 32 + approx_size(command),
             Command::Acquire { name, .. }
             | Command::AcquireWith { name, .. }
             | Command::Release { name, .. }

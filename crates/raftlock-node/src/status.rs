@@ -10,6 +10,7 @@ use raftlock_proto::{ErrorKind, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use tonic::{Code, Status};
 
 use crate::admin::MembershipRefused;
+use crate::caller::Caller;
 use crate::raft_calls::NotServed;
 
 /// A refusal by the lock table (or by the same validation, run before
@@ -28,8 +29,18 @@ pub(crate) fn lock_refused(e: LockError) -> Status {
         LockError::ModeConflict { .. } | LockError::OwnModeConflict { .. } => {
             (Code::FailedPrecondition, ErrorKind::ModeConflict)
         }
+        LockError::NotSessionOwner { .. } => (Code::PermissionDenied, ErrorKind::NotSessionOwner),
     };
     kind.status(code, e.to_string())
+}
+
+/// The caller's principal may not use this lock name (its prefixes do
+/// not cover it).
+pub(crate) fn name_not_allowed(caller: &Caller, name: &str) -> Status {
+    Status::permission_denied(format!(
+        "{} may not use lock name {name:?}",
+        caller.describe()
+    ))
 }
 
 /// The state machine answered a command with an outcome of another kind:
@@ -94,6 +105,32 @@ mod tests {
         let meta = status.metadata();
         assert_eq!(meta.get(LEADER_ID_HEADER).unwrap(), "2");
         assert_eq!(meta.get(LEADER_ADDR_HEADER).unwrap(), "10.0.0.2:7900");
+    }
+
+    #[test]
+    fn a_caller_without_the_secret_is_denied_by_kind() {
+        let refusal = LockError::NotSessionOwner {
+            session: raftlock_core::SessionId(0xab),
+            request: "release \"db\"".into(),
+        };
+        let status = lock_refused(refusal);
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(ErrorKind::of(&status), Some(ErrorKind::NotSessionOwner));
+        assert_eq!(
+            status.message(),
+            "session 000000000000000000000000000000ab belongs to another caller: \
+             release \"db\" needs the session's secret"
+        );
+        let caller = Caller {
+            principal: "alice".into(),
+            prefixes: Some(vec!["alice/".into()]),
+        };
+        let status = name_not_allowed(&caller, "bob/x");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(
+            status.message(),
+            "principal \"alice\" may not use lock name \"bob/x\""
+        );
     }
 
     #[test]

@@ -42,10 +42,13 @@ pub enum ErrorKind {
     /// The name is in use in another mode (or semaphore limit), or this
     /// session already holds or waits for it in another mode.
     ModeConflict,
+    /// The caller is not the one that opened the session, or did not send
+    /// the session's secret.
+    NotSessionOwner,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::InvalidArgument,
         ErrorKind::SeqReused,
         ErrorKind::SessionExpired,
@@ -55,6 +58,7 @@ impl ErrorKind {
         ErrorKind::StaleRequest,
         ErrorKind::NoLeader,
         ErrorKind::ModeConflict,
+        ErrorKind::NotSessionOwner,
     ];
 
     /// The wire form.
@@ -69,6 +73,7 @@ impl ErrorKind {
             ErrorKind::StaleRequest => "stale-request",
             ErrorKind::NoLeader => "no-leader",
             ErrorKind::ModeConflict => "mode-conflict",
+            ErrorKind::NotSessionOwner => "not-session-owner",
         }
     }
 

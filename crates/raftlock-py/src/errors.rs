@@ -29,9 +29,10 @@ pub fn to_py(error: Error) -> PyErr {
         Error::InvalidArgument(_) => InvalidArgument::new_err((message,)),
         Error::Unavailable(_) => ClusterUnavailable::new_err((message,)),
         Error::ModeConflict(_) => ModeConflict::new_err((message, none)),
-        Error::StaleRequest { .. } | Error::SessionExists { .. } | Error::Other(_) => {
-            RaftlockError::new_err((message,))
-        }
+        Error::StaleRequest { .. }
+        | Error::SessionExists { .. }
+        | Error::NotSessionOwner { .. }
+        | Error::Other(_) => RaftlockError::new_err((message,)),
     }
 }
 

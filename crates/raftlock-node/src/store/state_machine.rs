@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use raftlock_core::{Command, Event, LockTable, LockTableV2, Outcome, Proposal, Response};
+use raftlock_core::{
+    Command, Event, LockTable, LockTableV2, LockTableV3, Outcome, Proposal, Response,
+};
 use serde::{Deserialize, Serialize};
 
 use super::early_ack::EarlyAck;
@@ -97,6 +99,12 @@ struct SnapshotData {
     table: LockTable,
 }
 
+/// What a format-3 snapshot held: a table from before session owners.
+#[derive(Deserialize)]
+struct SnapshotDataV3 {
+    table: LockTableV3,
+}
+
 /// What a format-2 snapshot held: a table from before lock modes.
 #[derive(Deserialize)]
 struct SnapshotDataV2 {
@@ -109,7 +117,10 @@ struct SnapshotDataV2 {
 /// last byte whenever the table's serialized layout changes (and keep a
 /// reader for the one before it). Snapshots of raftlock before the tag
 /// existed start with the table's clock instead.
-const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x03";
+const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x04";
+/// Format 3: sessions without owners; read and converted (they accept
+/// any caller until they end).
+const SNAPSHOT_FORMAT_V3: &[u8; 8] = b"rlsnap\x00\x03";
 /// Format 2: every hold and wait exclusive; read and converted.
 const SNAPSHOT_FORMAT_V2: &[u8; 8] = b"rlsnap\x00\x02";
 
@@ -134,6 +145,13 @@ impl SnapshotData {
             Some((tag, body)) if tag == SNAPSHOT_FORMAT => {
                 let data: SnapshotData = decode(body)?;
                 data.checked()
+            }
+            Some((tag, body)) if tag == SNAPSHOT_FORMAT_V3 => {
+                let old: SnapshotDataV3 = decode(body)?;
+                SnapshotData {
+                    table: LockTable::from(old.table),
+                }
+                .checked()
             }
             Some((tag, body)) if tag == SNAPSHOT_FORMAT_V2 => {
                 let old: SnapshotDataV2 = decode(body)?;
@@ -399,6 +417,50 @@ mod tests {
         assert!(err.to_string().contains("snapshot format 1"), "{err}");
 
         assert!(SnapshotData::decode(b"rls").is_err());
+    }
+
+    fn fixture(hex: &str) -> Vec<u8> {
+        let hex = hex.trim();
+        (0..hex.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+
+    /// A format-3 snapshot (written before session owners) is read; its
+    /// sessions have no owner. A format-4 one keeps its owners.
+    #[test]
+    fn format_3_snapshots_load_and_owners_survive_a_round_trip() {
+        let mut data = SNAPSHOT_FORMAT_V3.to_vec();
+        data.extend_from_slice(&fixture(include_str!(
+            "../../../raftlock-core/tests/fixtures/v3-table.hex"
+        )));
+        let restored = SnapshotData::decode(&data).unwrap();
+        let old = raftlock_core::SessionId(0x11);
+        assert_eq!(restored.table.session_owner(old), Some(None));
+        for cut in [9, data.len() / 2, data.len() - 1] {
+            assert!(SnapshotData::decode(&data[..cut]).is_err());
+        }
+
+        let mut table = restored.table;
+        let owner = raftlock_core::SessionOwner {
+            principal: "alice".into(),
+            secret_hash: raftlock_core::SecretHash([3; 32]),
+        };
+        let owned = raftlock_core::SessionId(0x33);
+        let open = Command::OpenSessionOwned {
+            session: owned,
+            label: "owned".into(),
+            ttl_ms: 5_000,
+            lock_delay_ms: 0,
+            owner: owner.clone(),
+        };
+        table.apply(9, &Proposal::single(200, open));
+        let again = SnapshotData { table }.encode().unwrap();
+        assert_eq!(again[..8], SNAPSHOT_FORMAT[..]);
+        let back = SnapshotData::decode(&again).unwrap();
+        assert_eq!(back.table.session_owner(owned), Some(Some(&owner)));
+        assert_eq!(back.table.session_owner(old), Some(None));
     }
 
     /// A format-2 snapshot (written before lock modes, the fixture comes from
