@@ -32,6 +32,7 @@ mod session;
 mod silence;
 mod watch;
 
+pub use admin::client_addr;
 pub use client::{Client, ClientOptions};
 pub use endpoint::parse_endpoint;
 pub use error::Error;
