@@ -283,7 +283,6 @@ async fn redirects_name_the_leader_on_the_port_they_came_in_on() {
         .unwrap();
     let read = GetLockRequest {
         name: "redirected".into(),
-        ..GetLockRequest::default()
     };
     let refused = lock.get_lock(read).await.expect_err("a follower redirects");
     assert_eq!(leader_named(refused), Some(cluster.endpoint(leader)));
