@@ -212,7 +212,11 @@ fn advertised(args: &ServerArgs) -> Result<MemberAddr, String> {
     let peer = (args.advertise_peer.clone())
         .or_else(|| args.advertise.clone())
         .unwrap_or_else(|| peer_listen.to_string());
-    let given = [&args.advertise, &args.advertise_peer, &args.advertise_client];
+    let given = [
+        &args.advertise,
+        &args.advertise_peer,
+        &args.advertise_client,
+    ];
     for addr in args.join.iter().chain(given.into_iter().flatten()) {
         parse_endpoint(addr)?;
     }
