@@ -22,8 +22,8 @@ pub enum ClusterCommand {
         /// The address the other nodes reach it at (its --peer-listen, or
         /// its one address if it has no peer port), HOST:PORT.
         peer_addr: String,
-        /// The address clients reach it at (its --listen), HOST:PORT, if
-        /// not PEER_ADDR (a node that serves everything on one port).
+        /// The address clients reach it at (its --listen), HOST:PORT. Leave
+        /// it out for a node without --peer-listen: PEER_ADDR serves both.
         #[arg(long)]
         client_addr: Option<String>,
         /// Give up if it has not caught up within this many seconds.
