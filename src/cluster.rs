@@ -1,10 +1,14 @@
 //! `raftlock cluster add|remove`: membership changes, and the `--join`
 //! flow a new server runs to add itself.
+//!
+//! The Cluster service is on the nodes' peer ports: `cluster` is given
+//! client endpoints, asks one for the members' peer addresses and makes
+//! the change there; `--join` is given peer addresses to begin with.
 
 use std::time::Duration;
 
 use clap::Subcommand;
-use raftlock_client::{parse_endpoint, Client, Error, Member};
+use raftlock_client::{client_addr, parse_endpoint, Client, Error, Member};
 
 use crate::exit;
 
@@ -15,8 +19,13 @@ pub enum ClusterCommand {
     Add {
         /// The new node's id.
         id: u64,
-        /// The address the other nodes reach it at (HOST:PORT).
-        addr: String,
+        /// The address the other nodes reach it at (its --peer-listen, or
+        /// its one address if it has no peer port), HOST:PORT.
+        peer_addr: String,
+        /// The address clients reach it at (its --listen), HOST:PORT. Leave
+        /// it out for a node without --peer-listen: PEER_ADDR serves both.
+        #[arg(long)]
+        client_addr: Option<String>,
         /// Give up if it has not caught up within this many seconds.
         #[arg(long, default_value = "300", value_parser = crate::parse_duration_secs)]
         timeout: Duration,
@@ -31,16 +40,37 @@ pub enum ClusterCommand {
     },
 }
 
+/// How long each client endpoint gets to name the members.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub async fn run(client: Client, command: ClusterCommand) -> i32 {
-    if let ClusterCommand::Add { addr, .. } = &command {
-        if let Err(message) = parse_endpoint(addr) {
+    if let ClusterCommand::Add {
+        peer_addr,
+        client_addr,
+        ..
+    } = &command
+    {
+        let given = std::iter::once(peer_addr).chain(client_addr);
+        if let Some(Err(message)) = given.map(|a| parse_endpoint(a)).find(Result::is_err) {
             eprintln!("raftlock cluster add: {message}");
             return exit::USAGE;
         }
     }
+    let admin = match client.membership_client(STATUS_TIMEOUT).await {
+        Ok(admin) => admin,
+        Err(e) => return exit::unavailable(&e),
+    };
     let result = match command {
-        ClusterCommand::Add { id, addr, timeout } => add(&client, id, &addr, timeout, true).await,
-        ClusterCommand::Remove { id, force } => client.remove_member(id, force).await,
+        ClusterCommand::Add {
+            id,
+            peer_addr,
+            client_addr,
+            timeout,
+        } => {
+            let client_addr = client_addr.unwrap_or_default();
+            add(&admin, id, &peer_addr, &client_addr, timeout, true).await
+        }
+        ClusterCommand::Remove { id, force } => admin.remove_member(id, force).await,
     };
     match result {
         Ok(members) => {
@@ -55,22 +85,32 @@ fn print_members(members: &[Member]) {
     println!("members:");
     for m in members {
         let kind = if m.voter { "voter" } else { "learner" };
-        println!("  {:<4} {:<24} {kind}", m.id, m.addr);
+        println!(
+            "  {:<4} peer {:<24} client {:<24} {kind}",
+            m.id,
+            m.addr,
+            client_addr(m)
+        );
     }
 }
 
-/// Learner, catch up, voter. Shows progress on stderr when `progress`.
+/// Learner, catch up, voter, through `admin` (a client of the peer
+/// addresses); the catching up is watched through the members' client
+/// addresses. Shows progress on stderr when `progress`.
 pub async fn add(
-    client: &Client,
+    admin: &Client,
     id: u64,
-    addr: &str,
+    peer_addr: &str,
+    client_addr: &str,
     timeout: Duration,
     progress: bool,
 ) -> Result<Vec<Member>, Error> {
-    let members = client.add_learner(id, addr).await?;
+    let members = admin.add_learner(id, peer_addr, client_addr).await?;
     if members.iter().any(|m| m.id == id && m.voter) {
         return Ok(members);
     }
+    let clients: Vec<&str> = members.iter().map(raftlock_client::client_addr).collect();
+    let client = Client::new(clients)?;
     let until = tokio::time::Instant::now() + timeout;
     loop {
         let leader = client.leader_status(Duration::from_secs(1)).await;
@@ -100,12 +140,13 @@ pub async fn add(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    client.promote(id).await
+    admin.promote(id).await
 }
 
-/// `raftlock server --join`: ask the cluster to add this node until it has.
-pub async fn join(seeds: Vec<String>, id: u64, advertise: String) {
-    let client = match Client::new(seeds) {
+/// `raftlock server --join`: ask the cluster (through `seeds`, members'
+/// peer addresses) to add this node until it has.
+pub async fn join(seeds: Vec<String>, id: u64, peer_addr: String, client_addr: String) {
+    let admin = match Client::new(seeds) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(%e, "--join: bad addresses");
@@ -113,7 +154,15 @@ pub async fn join(seeds: Vec<String>, id: u64, advertise: String) {
         }
     };
     loop {
-        match add(&client, id, &advertise, Duration::from_secs(600), false).await {
+        let added = add(
+            &admin,
+            id,
+            &peer_addr,
+            &client_addr,
+            Duration::from_secs(600),
+            false,
+        );
+        match added.await {
             Ok(members) => {
                 tracing::info!(?members, "joined the cluster as a voter");
                 return;

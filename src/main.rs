@@ -47,7 +47,8 @@ struct Endpoints {
 enum Command {
     /// Run one cluster node.
     Server(serve::ServerArgs),
-    /// Run a local cluster in the foreground (ports 7899, 7900, ...).
+    /// Run a local cluster in the foreground (client ports 7899, 7900, ...;
+    /// peer ports 7999, 8000, ...).
     Dev(serve::DevArgs),
     /// Run a command while holding a lock.
     Lock {

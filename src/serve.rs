@@ -3,13 +3,14 @@
 mod datadir;
 mod dev;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 use raftlock_client::parse_endpoint;
 use raftlock_node::config::parse_peers;
-use raftlock_node::{Node, NodeConfig, RaftTimings};
+use raftlock_node::{MemberAddr, Node, NodeConfig, RaftTimings};
 
 use crate::exit;
 
@@ -20,20 +21,35 @@ pub struct ServerArgs {
     /// This node's id (a positive number, unique in the cluster).
     #[arg(long)]
     id: u64,
-    /// Address to listen on, for clients and other nodes alike.
+    /// Address to serve clients on (the lock API, status, watch).
     #[arg(long, default_value = "127.0.0.1:7899")]
     listen: SocketAddr,
-    /// Initial members as ID=HOST:PORT,... (this node included). On a first
+    /// Address to serve the other nodes on: Raft and membership changes.
+    /// Keep it on a network clients cannot reach. Without it, those are
+    /// served on --listen too, open to every client (a warning says so).
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
+    /// Initial members as ID=PEER_ADDR/CLIENT_ADDR,... (this node
+    /// included); ID=HOST:PORT for a node without --peer-listen. On a first
     /// start the lowest id bootstraps the cluster; later starts resume.
     #[arg(long, default_value = "", conflicts_with = "join")]
     peers: String,
     /// Instead of --peers: join an existing cluster through any of these
-    /// members (HOST:PORT,...). The node asks to be added and waits.
+    /// members' peer addresses (HOST:PORT,...). The node asks to be added
+    /// and waits.
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
-    /// The address other nodes and clients reach this node at, if not
-    /// --listen (e.g. when listening on 0.0.0.0). Used with --join.
+    /// The address other nodes reach this node at, if not --peer-listen
+    /// (e.g. when listening on 0.0.0.0). Used with --join.
     #[arg(long)]
+    advertise_peer: Option<String>,
+    /// The address clients reach this node at, if not --listen. Used with
+    /// --join.
+    #[arg(long)]
+    advertise_client: Option<String>,
+    /// Both --advertise-peer and --advertise-client, for a node without
+    /// --peer-listen (one address for both).
+    #[arg(long, conflicts_with_all = ["peer_listen", "advertise_peer", "advertise_client"])]
     advertise: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
@@ -97,9 +113,21 @@ pub async fn server(args: ServerArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Err(message) = check_own_entry(&args, &peers) {
+        eprintln!("raftlock server: --peers: {message}");
+        return exit::USAGE;
+    }
+    let advertised = match advertised(&args) {
+        Ok(advertised) => advertised,
+        Err(message) => {
+            eprintln!("raftlock server: {message}");
+            return exit::USAGE;
+        }
+    };
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
+        peer_listen: args.peer_listen,
         peers,
         data_dir: args.data_dir,
         timings: args.timings.timings(),
@@ -107,27 +135,16 @@ pub async fn server(args: ServerArgs) -> i32 {
         metrics_listen: args.metrics_listen,
         early_ack: !args.no_early_ack,
     };
-    // A bad --join or --advertise would otherwise only show in the log of
-    // a node that never joins.
-    let addresses = args.join.iter().chain(&args.advertise);
-    if let Some(Err(message)) = addresses.map(|a| parse_endpoint(a)).find(Result::is_err) {
-        eprintln!("raftlock server: {message}");
-        return exit::USAGE;
-    }
-    let advertise = args.advertise.unwrap_or_else(|| args.listen.to_string());
-    if !args.join.is_empty()
-        && args.listen.ip().is_unspecified()
-        && advertise == args.listen.to_string()
-    {
-        eprintln!(
-            "raftlock server: --join with --listen {} needs --advertise HOST:PORT",
-            args.listen
-        );
-        return exit::USAGE;
-    }
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
         return exit::FAILURE;
+    }
+    if args.peer_listen.is_none() {
+        tracing::warn!(
+            listen = %args.listen,
+            "no --peer-listen: Raft and membership changes are served on --listen, \
+             reachable by every client that can reach this node"
+        );
     }
     let node = match Node::start(config.clone()).await {
         Ok(node) => node,
@@ -143,7 +160,8 @@ pub async fn server(args: ServerArgs) -> i32 {
                 tokio::spawn(crate::cluster::join(
                     args.join.clone(),
                     config.id,
-                    advertise,
+                    advertised.peer,
+                    advertised.client,
                 ));
             }
         }
@@ -159,6 +177,63 @@ pub async fn server(args: ServerArgs) -> i32 {
     }
     tracing::info!("stopping");
     finish(node.shutdown().await)
+}
+
+/// With two listeners, this node's own `--peers` entry must name two
+/// addresses, and one without: the other nodes would otherwise send Raft
+/// to a port that does not serve it.
+fn check_own_entry(args: &ServerArgs, peers: &BTreeMap<u64, String>) -> Result<(), String> {
+    let Some(own) = peers.get(&args.id) else {
+        return Ok(()); // Node::start says so
+    };
+    let single = MemberAddr::parse(own)?.is_single();
+    match (single, args.peer_listen.is_some()) {
+        (true, true) => Err(format!(
+            "node {} is {own}, one address, but has --peer-listen: \
+             give ID=PEER_ADDR/CLIENT_ADDR",
+            args.id
+        )),
+        (false, false) => Err(format!(
+            "node {} is {own}, two addresses, but has no --peer-listen",
+            args.id
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The addresses a joining node asks to be added with: the --advertise
+/// flags, else its listen addresses. A bad one would otherwise only show
+/// in the log of a node that never joins.
+fn advertised(args: &ServerArgs) -> Result<MemberAddr, String> {
+    let client = (args.advertise_client.clone())
+        .or_else(|| args.advertise.clone())
+        .unwrap_or_else(|| args.listen.to_string());
+    let peer_listen = args.peer_listen.unwrap_or(args.listen);
+    let peer = (args.advertise_peer.clone())
+        .or_else(|| args.advertise.clone())
+        .unwrap_or_else(|| peer_listen.to_string());
+    let given = [
+        &args.advertise,
+        &args.advertise_peer,
+        &args.advertise_client,
+    ];
+    for addr in args.join.iter().chain(given.into_iter().flatten()) {
+        parse_endpoint(addr)?;
+    }
+    if !args.join.is_empty() {
+        let unspecified = [
+            (args.listen, &client, "--advertise-client"),
+            (peer_listen, &peer, "--advertise-peer"),
+        ];
+        for (listen, advertised, flag) in unspecified {
+            if listen.ip().is_unspecified() && *advertised == listen.to_string() {
+                return Err(format!(
+                    "--join listening on {listen} needs {flag} HOST:PORT"
+                ));
+            }
+        }
+    }
+    Ok(MemberAddr { peer, client })
 }
 
 fn finish(result: anyhow::Result<()>) -> i32 {

@@ -14,6 +14,7 @@ use raftlock_client::Client;
 use support::{serial, BIN};
 
 /// `count` consecutive free loopback ports (dev puts node N on port + N - 1).
+/// A dev cluster takes [`DEV_PORTS`].
 fn free_ports(count: u16) -> u16 {
     for _ in 0..100 {
         let base = std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,11 +88,16 @@ impl Drop for Reaper {
 }
 
 /// Whether `pid` still runs (a zombie waiting for its reaper does not).
-/// `raftlock dev` on ports from `base`, its data under `data`, stdout piped.
+/// Ports a 3-node dev cluster takes from its base: 3 client, then 3 peer.
+const DEV_PORTS: u16 = 6;
+
+/// `raftlock dev` on ports from `base` (clients, then peers), its data
+/// under `data`, stdout piped.
 fn start_dev(data: &std::path::Path, base: u16, stdin: Stdio, stderr: Stdio) -> Reaper {
     Reaper {
         child: Command::new(BIN)
             .args(["dev", "--port", &base.to_string()])
+            .args(["--peer-port", &(base + 3).to_string()])
             .arg(format!("--data-dir={}", data.display()))
             .stdin(stdin)
             .stdout(Stdio::piped())
@@ -114,11 +120,13 @@ fn alive(pid: u32) -> bool {
 
 /// A one-node `raftlock server` on `dir`, once its data is open.
 async fn server_on(dir: &std::path::Path) -> Reaper {
-    let port = free_ports(1);
+    let port = free_ports(2);
     let addr = format!("127.0.0.1:{port}");
+    let peer_addr = format!("127.0.0.1:{}", port + 1);
     let child = Command::new(BIN)
         .args(["server", "--id", "1", "--listen", &addr])
-        .arg(format!("--peers=1={addr}"))
+        .args(["--peer-listen", &peer_addr])
+        .arg(format!("--peers=1={peer_addr}/{addr}"))
         .arg(format!("--data-dir={}", dir.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -145,7 +153,7 @@ async fn dev_and_server_refuse_a_data_dir_in_use_and_name_the_process() {
     let _serial = serial().await;
     let data = tempfile::TempDir::new().unwrap();
     let holder = server_on(&data.path().join("node1")).await;
-    let base = free_ports(3);
+    let base = free_ports(DEV_PORTS);
 
     let mut dev = start_dev(data.path(), base, Stdio::null(), Stdio::piped());
     let until = Instant::now() + Duration::from_secs(10);
@@ -195,7 +203,7 @@ async fn dev_and_server_refuse_a_data_dir_in_use_and_name_the_process() {
 async fn dev_restarts_a_killed_node_and_ctrl_c_stops_every_node() {
     let _serial = serial().await;
     let data = tempfile::TempDir::new().unwrap();
-    let base = free_ports(3);
+    let base = free_ports(DEV_PORTS);
     let mut dev = start_dev(data.path(), base, Stdio::piped(), Stdio::null());
     let lines = lines_of(&mut dev.child);
     let mut pids = Vec::new();
@@ -281,11 +289,48 @@ fn server_refuses_a_malformed_join_address_at_once() {
     assert!(stderr.contains("\"node2\" has no port"), "{stderr}");
 }
 
+/// Runs `raftlock server ARGS` that must refuse to start; its stderr.
+fn refused_server(args: &[&str]) -> String {
+    let data = tempfile::TempDir::new().unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--id", "1"])
+        .args(args)
+        .arg(format!("--data-dir={}", data.path().display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[test]
+fn server_refuses_peers_that_disagree_with_its_listeners() {
+    let stderr = refused_server(&[
+        "--listen=127.0.0.1:0",
+        "--peer-listen=127.0.0.1:0",
+        "--peers=1=127.0.0.1:7899",
+    ]);
+    assert!(stderr.contains("give ID=PEER_ADDR/CLIENT_ADDR"), "{stderr}");
+    let stderr = refused_server(&[
+        "--listen=127.0.0.1:0",
+        "--peers=1=127.0.0.1:7999/127.0.0.1:7899",
+    ]);
+    assert!(stderr.contains("has no --peer-listen"), "{stderr}");
+    let stderr = refused_server(&[
+        "--listen=127.0.0.1:0",
+        "--peer-listen=127.0.0.1:0",
+        "--advertise=127.0.0.1:7899",
+        "--join=127.0.0.1:7999",
+    ]);
+    assert!(stderr.contains("--advertise"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_do_not_outlive_a_killed_dev() {
     let _serial = serial().await;
     let data = tempfile::TempDir::new().unwrap();
-    let base = free_ports(3);
+    let base = free_ports(DEV_PORTS);
     let mut dev = start_dev(data.path(), base, Stdio::null(), Stdio::null());
     let lines = lines_of(&mut dev.child);
     for id in 1..=3 {

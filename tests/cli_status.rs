@@ -74,9 +74,14 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
         .find(|l| l.starts_with(&format!("{victim} ")))
         .unwrap_or_else(|| panic!("no row for node {victim}: {stdout}"));
     let columns: Vec<&str> = row.split_whitespace().collect();
-    // ID ADDRESS ROLE TERM APPLIED LAG SNAPSHOT UPTIME VERSION REACHABLE
+    // ID ADDRESS PEER-ADDRESS ROLE TERM APPLIED LAG SNAPSHOT UPTIME VERSION REACHABLE
     assert_eq!(
-        &columns[2..],
+        &columns[1..3],
+        &[cluster.endpoint(victim), cluster.peer_addr(victim)],
+        "{stdout}"
+    );
+    assert_eq!(
+        &columns[3..],
         &["unreachable", "-", "-", "-", "-", "-", "-", "no"],
         "{stdout}"
     );
@@ -97,6 +102,8 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
         .find(|m| m["id"] == victim)
         .unwrap();
     assert_eq!(member["reachable"], false);
+    assert_eq!(member["addr"], cluster.endpoint(victim).as_str());
+    assert_eq!(member["peer_addr"], cluster.peer_addr(victim).as_str());
     assert!(member["term"].is_null(), "{member}");
     assert_eq!(report["leader"], leader);
     assert_eq!(report["quorum"], true);

@@ -1,7 +1,10 @@
 //! Operating a cluster: adding nodes (caught up by snapshot), `--join`,
 //! removing voters (the leader too), refusing changes that would leave a
 //! single voter, replacing a node whose disk is gone, and a rolling
-//! restart under load with zero failed client operations.
+//! restart under load with zero failed client operations. And the two
+//! ports: the client port serves no Raft or membership call, the peer port
+//! no lock call, each port's redirects name the leader on that kind of
+//! port, and single-port nodes (as before the split) still work.
 
 mod support;
 
@@ -10,6 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftlock_client::{Client, Error, Member, SessionOptions, Wait};
+use raftlock_proto::raft::raft_client::RaftClient;
+use raftlock_proto::raft::RaftMessage;
+use raftlock_proto::v1::cluster_client::ClusterClient;
+use raftlock_proto::v1::lock_client::LockClient;
+use raftlock_proto::v1::{GetLockRequest, PromoteRequest, StatusRequest};
+use raftlock_proto::LEADER_ADDR_HEADER;
 use support::{serial, Cluster};
 
 const SMALL_SNAPSHOTS: &[&str] = &["--snapshot-every", "50"];
@@ -59,7 +68,9 @@ async fn cluster_add_catches_up_from_a_snapshot() {
     let client = cluster.client();
     fill(&client, "pre/", 200).await;
     let addr = cluster.add_node(4, false);
+    let peer_addr = cluster.peer_addr(4);
     cluster.spawn(4);
+    // Through the client endpoints only: the command finds the peer ports.
     let out = std::process::Command::new(support::BIN)
         .args([
             "--endpoints",
@@ -67,6 +78,8 @@ async fn cluster_add_catches_up_from_a_snapshot() {
             "cluster",
             "add",
             "4",
+            &peer_addr,
+            "--client-addr",
             &addr,
         ])
         .output()
@@ -78,6 +91,8 @@ async fn cluster_add_catches_up_from_a_snapshot() {
     );
     let leader = wait_for_voter(&client, 4).await;
     assert_eq!(voters(&leader.members), vec![1, 2, 3, 4]);
+    let added = leader.members.iter().find(|m| m.id == 4).unwrap();
+    assert_eq!((&added.addr, &added.client_addr), (&peer_addr, &addr));
     cluster
         .wait_applied(4, leader.last_applied, Duration::from_secs(20))
         .await;
@@ -95,7 +110,12 @@ async fn remove_the_leader_and_refuse_a_single_voter() {
     let cluster = Cluster::start(3).await;
     let client = cluster.client();
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
-    let members = client.remove_member(leader, false).await.unwrap();
+    let members = cluster
+        .admin()
+        .await
+        .remove_member(leader, false)
+        .await
+        .unwrap();
     assert_eq!(voters(&members).len(), 2);
     assert!(!voters(&members).contains(&leader));
     // The other two elect a leader among themselves and keep serving.
@@ -123,11 +143,12 @@ async fn remove_the_leader_and_refuse_a_single_voter() {
         .into_iter()
         .find(|v| *v != status.id)
         .unwrap();
-    match client.remove_member(other, false).await {
+    let admin = cluster.admin().await;
+    match admin.remove_member(other, false).await {
         Err(Error::Other(msg)) => assert!(msg.contains("--force"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let members = client.remove_member(other, true).await.unwrap();
+    let members = admin.remove_member(other, true).await.unwrap();
     assert_eq!(voters(&members), vec![status.id]);
     session.close().await.unwrap();
 }
@@ -142,7 +163,12 @@ async fn a_node_with_a_lost_disk_is_replaced_and_rejoins() {
     let victim = (1..=3).find(|id| *id != leader).unwrap();
     cluster.kill(victim);
     // Its disk is gone: remove it, wipe it, let it join again as a new node.
-    let members = client.remove_member(victim, false).await.unwrap();
+    let members = cluster
+        .admin()
+        .await
+        .remove_member(victim, false)
+        .await
+        .unwrap();
     assert!(!members.iter().any(|m| m.id == victim));
     fill(&client, "b/", 100).await;
     cluster.wipe_and_rejoin(victim);
@@ -203,4 +229,110 @@ async fn rolling_restart_under_load_fails_no_client_operation() {
         done.load(Ordering::SeqCst) > before,
         "still making progress after the restarts"
     );
+}
+
+/// The gRPC code of `call`'s error (a success is a test failure).
+fn code_of<T: std::fmt::Debug>(call: Result<T, tonic::Status>) -> tonic::Code {
+    call.expect_err("the call was served").code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_port_serves_only_its_own_services() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let url = |addr: String| format!("http://{addr}");
+    for id in 1..=3 {
+        let client_port = url(cluster.endpoint(id));
+        let peer_port = url(cluster.peer_addr(id));
+        let mut raft = RaftClient::connect(client_port.clone()).await.unwrap();
+        let empty = || RaftMessage {
+            data: Vec::new().into(),
+        };
+        let unimplemented = tonic::Code::Unimplemented;
+        assert_eq!(code_of(raft.append_entries(empty()).await), unimplemented);
+        assert_eq!(code_of(raft.vote(empty()).await), unimplemented);
+        assert_eq!(code_of(raft.install_snapshot(empty()).await), unimplemented);
+        assert_eq!(code_of(raft.pre_vote(empty()).await), unimplemented);
+        let mut membership = ClusterClient::connect(client_port).await.unwrap();
+        let promote = PromoteRequest { id: 9 };
+        assert_eq!(code_of(membership.promote(promote).await), unimplemented);
+        let mut lock = LockClient::connect(peer_port.clone()).await.unwrap();
+        assert_eq!(code_of(lock.status(StatusRequest {}).await), unimplemented);
+        // The peer port does serve Raft: garbage is refused, not unknown.
+        let mut raft = RaftClient::connect(peer_port).await.unwrap();
+        assert_eq!(
+            code_of(raft.vote(empty()).await),
+            tonic::Code::InvalidArgument
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_name_the_leader_on_the_port_they_came_in_on() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let leader_named = |status: tonic::Status| {
+        let header = status.metadata().get(LEADER_ADDR_HEADER).cloned();
+        header.map(|v| v.to_str().unwrap().to_string())
+    };
+
+    let mut lock = LockClient::connect(format!("http://{}", cluster.endpoint(follower)))
+        .await
+        .unwrap();
+    let read = GetLockRequest {
+        name: "redirected".into(),
+    };
+    let refused = lock.get_lock(read).await.expect_err("a follower redirects");
+    assert_eq!(leader_named(refused), Some(cluster.endpoint(leader)));
+    let status = lock.status(StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.leader_addr, cluster.endpoint(leader));
+    assert_eq!(status.addr, cluster.endpoint(follower));
+    assert_eq!(status.peer_addr, cluster.peer_addr(follower));
+
+    let mut membership = ClusterClient::connect(format!("http://{}", cluster.peer_addr(follower)))
+        .await
+        .unwrap();
+    let refused = membership
+        .promote(PromoteRequest { id: leader })
+        .await
+        .expect_err("a follower redirects");
+    assert_eq!(leader_named(refused), Some(cluster.peer_addr(leader)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_port_nodes_still_form_a_cluster_and_take_new_members() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start_single_port(3).await;
+    let client = cluster.client();
+    let session = client
+        .open_session(SessionOptions::default())
+        .await
+        .unwrap();
+    session.lock("single-port", Wait::No).await.unwrap();
+    let status = cluster.status(1).await.unwrap();
+    for m in &status.members {
+        assert_eq!(m.addr, m.client_addr, "one address for both: {m:?}");
+    }
+    assert_eq!(status.peer_addr, status.addr);
+    // A new single-port node, added by its one address.
+    let addr = cluster.add_node(4, false);
+    cluster.spawn(4);
+    let out = std::process::Command::new(support::BIN)
+        .args(["--endpoints", &cluster.endpoints()[..3].join(",")])
+        .args(["cluster", "add", "4", &addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cluster add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leader = wait_for_voter(&client, 4).await;
+    cluster
+        .wait_applied(4, leader.last_applied, Duration::from_secs(20))
+        .await;
+    assert_eq!(cluster.status(4).await.unwrap().locks, 1);
+    session.close().await.unwrap();
 }

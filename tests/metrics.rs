@@ -44,6 +44,7 @@ async fn metrics_endpoint_serves_moving_series() {
     let _serial = serial().await;
     let dir = tempfile::TempDir::new().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
+    let peer_addr = format!("127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("node.log");
     let mut node = std::process::Command::new(support::BIN)
@@ -53,8 +54,10 @@ async fn metrics_endpoint_serves_moving_series() {
             "1",
             "--listen",
             &addr,
+            "--peer-listen",
+            &peer_addr,
             "--peers",
-            &format!("1={addr}"),
+            &format!("1={peer_addr}/{addr}"),
         ])
         .args(["--metrics-listen", &metrics_addr, "--snapshot-every", "20"])
         .arg("--data-dir")

@@ -20,6 +20,7 @@ struct PoweredNode {
     dir: tempfile::TempDir,
     shim: PathBuf,
     addr: String,
+    peer_addr: String,
     extra: Vec<String>,
     child: Option<Child>,
 }
@@ -28,17 +29,16 @@ impl PoweredNode {
     fn start(extra: &[&str]) -> PoweredNode {
         let target = Path::new(support::BIN).ancestors().nth(2).unwrap();
         let shim = build_shim(&target.join("powerloss-shim")).expect("build the shim");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Both held until both are chosen, so they differ.
+        let listeners = [0, 1].map(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+        let [port, peer_port] = listeners.map(|l| l.local_addr().unwrap().port());
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         let mut node = PoweredNode {
             dir,
             shim,
             addr: format!("127.0.0.1:{port}"),
+            peer_addr: format!("127.0.0.1:{peer_port}"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -62,7 +62,8 @@ impl PoweredNode {
             .unwrap();
         let child = Command::new(support::BIN)
             .args(["server", "--id", "1", "--listen", &self.addr])
-            .args(["--peers", &format!("1={}", self.addr)])
+            .args(["--peer-listen", &self.peer_addr])
+            .args(["--peers", &format!("1={}/{}", self.peer_addr, self.addr)])
             .arg("--data-dir")
             .arg(self.data())
             .args(&self.extra)

@@ -21,9 +21,13 @@ pub struct DevArgs {
     /// Data directory; each node uses a subdirectory. Reused on restart.
     #[arg(long, default_value = "data/dev")]
     data_dir: PathBuf,
-    /// First port; node N listens on port + N - 1.
+    /// First client port; node N serves clients on PORT + N - 1.
     #[arg(long, default_value_t = 7899)]
     port: u16,
+    /// First peer port (Raft and membership changes); node N serves the
+    /// other nodes on PEER_PORT + N - 1. Default: PORT + 100 (7999, 8000, ...).
+    #[arg(long)]
+    peer_port: Option<u16>,
     #[command(flatten)]
     timings: TimingArgs,
 }
@@ -34,19 +38,26 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How to start each node, so a killed one can be started again the same way.
 struct Launcher {
     exe: PathBuf,
-    /// Node id -> the address it listens on.
+    /// Node id -> the address it serves clients on.
     addrs: BTreeMap<u64, String>,
     command_lines: BTreeMap<u64, Vec<String>>,
 }
 
 impl Launcher {
-    /// Node N listens on `--port` + N - 1 and keeps its data in its own
-    /// subdirectory; all share the timings.
+    /// Node N serves clients on `--port` + N - 1 and the other nodes on
+    /// `--peer-port` + N - 1, and keeps its data in its own subdirectory;
+    /// all share the timings.
     fn new(exe: PathBuf, args: &DevArgs) -> Launcher {
-        let addrs: BTreeMap<u64, String> = (1..=u64::from(args.nodes))
-            .map(|id| (id, format!("127.0.0.1:{}", u64::from(args.port) + id - 1)))
+        let addr = |first: u16, id: u64| format!("127.0.0.1:{}", u64::from(first) + id - 1);
+        let ids = 1..=u64::from(args.nodes);
+        let addrs: BTreeMap<u64, String> =
+            ids.clone().map(|id| (id, addr(args.port, id))).collect();
+        let peer_addrs: BTreeMap<u64, String> =
+            ids.map(|id| (id, addr(peer_port(args), id))).collect();
+        let peers: Vec<String> = addrs
+            .iter()
+            .map(|(id, a)| format!("{id}={}/{a}", peer_addrs[id]))
             .collect();
-        let peers: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
         let command_lines = addrs
             .iter()
             .map(|(id, addr)| {
@@ -54,6 +65,7 @@ impl Launcher {
                     "server".to_string(),
                     format!("--id={id}"),
                     format!("--listen={addr}"),
+                    format!("--peer-listen={}", peer_addrs[id]),
                     format!("--peers={}", peers.join(",")),
                     format!("--data-dir={}", node_dir(args, *id).display()),
                     format!("--heartbeat-ms={}", args.timings.heartbeat_ms),
@@ -130,15 +142,8 @@ fn prepare(args: &DevArgs) -> Result<Launcher, i32> {
         eprintln!("raftlock dev: cannot find my own binary: {e}");
         exit::FAILURE
     })?;
-    if args
-        .port
-        .checked_add(args.nodes.saturating_sub(1))
-        .is_none()
-    {
-        eprintln!(
-            "raftlock dev: --port {} leaves no room for {} nodes",
-            args.port, args.nodes
-        );
+    if let Err(message) = check_ports(args) {
+        eprintln!("raftlock dev: {message}");
         return Err(exit::USAGE);
     }
     // Before starting anything: a node started by hand (or a dev cluster
@@ -191,11 +196,15 @@ impl Nodes {
     /// Starts every node, saying where each runs. `Err` is the exit status.
     fn start_all(&mut self, args: &DevArgs) -> Result<(), i32> {
         let addrs = self.launcher.addrs.clone();
-        let last_port = args.port.saturating_add(args.nodes.saturating_sub(1));
-        let ports = format!("{}-{last_port}", args.port);
+        let span = args.nodes.saturating_sub(1);
+        let last_port = args.port.saturating_add(span);
+        let peer = peer_port(args);
         println!(
-            "raftlock dev cluster: {} nodes on ports {ports}, data in {}",
+            "raftlock dev cluster: {} nodes, clients on ports {}-{last_port}, \
+             peers on {peer}-{}, data in {}",
             args.nodes,
+            args.port,
+            peer.saturating_add(span),
             args.data_dir.display()
         );
         for (id, addr) in addrs {
@@ -267,6 +276,36 @@ impl Nodes {
         }
         exit::OK
     }
+}
+
+/// The first peer port: `--peer-port`, else 100 above `--port` (or below,
+/// near the top of the range).
+fn peer_port(args: &DevArgs) -> u16 {
+    args.peer_port.unwrap_or_else(|| {
+        args.port
+            .checked_add(100)
+            .unwrap_or_else(|| args.port.saturating_sub(100))
+    })
+}
+
+/// Both port ranges fit below 65536 and do not overlap.
+fn check_ports(args: &DevArgs) -> Result<(), String> {
+    let span = args.nodes.saturating_sub(1);
+    let peer = peer_port(args);
+    let (Some(last), Some(peer_last)) = (args.port.checked_add(span), peer.checked_add(span))
+    else {
+        return Err(format!(
+            "--port {} / --peer-port {peer} leave no room for {} nodes",
+            args.port, args.nodes
+        ));
+    };
+    if args.port <= peer_last && peer <= last {
+        return Err(format!(
+            "client ports {}-{last} and peer ports {peer}-{peer_last} overlap",
+            args.port
+        ));
+    }
+    Ok(())
 }
 
 fn node_dir(args: &DevArgs, id: u64) -> PathBuf {

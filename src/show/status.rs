@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use raftlock_client::{Client, Error, Role, StatusResponse};
+use raftlock_client::{client_addr, Client, Error, Role, StatusResponse};
 use serde::Serialize;
 
 use crate::exit;
@@ -12,8 +12,11 @@ use crate::exit;
 #[derive(Serialize)]
 struct MemberStatus {
     id: u64,
-    /// The member's address as the cluster knows it.
+    /// The member's client address as the cluster knows it.
     addr: String,
+    /// Where the other nodes reach it (the same as `addr` for a node
+    /// without a peer port).
+    peer_addr: String,
     /// Where this command reached it (a given endpoint or `addr`).
     endpoint: Option<String>,
     reachable: bool,
@@ -61,8 +64,15 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Node id -> its answer.
 type Answers = BTreeMap<u64, Seen>;
-/// Member id -> its address and whether it votes.
-type Members = BTreeMap<u64, (String, bool)>;
+/// Member id -> its addresses and whether it votes.
+type Members = BTreeMap<u64, Known>;
+
+/// A member as the membership lists it.
+struct Known {
+    client: String,
+    peer: String,
+    voter: bool,
+}
 
 /// Asks every endpoint and every member the answering nodes know of.
 /// Exits [`exit::OK`] only if the leader answers and a majority of the
@@ -125,7 +135,14 @@ fn membership(seen: &Answers) -> Members {
         .map(|s| {
             s.members
                 .iter()
-                .map(|m| (m.id, (m.addr.clone(), m.voter)))
+                .map(|m| {
+                    let known = Known {
+                        client: client_addr(m).to_string(),
+                        peer: m.addr.clone(),
+                        voter: m.voter,
+                    };
+                    (m.id, known)
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -142,19 +159,22 @@ async fn ask_other_members(
 ) -> BTreeMap<u64, String> {
     let mut errors = BTreeMap::new();
     let mut missing = Vec::new();
-    for (id, (addr, _)) in members {
+    for (id, known) in members {
         if seen.contains_key(id) {
             continue;
         }
-        match failed.get(addr) {
+        match failed.get(&known.client) {
             Some(why) => {
                 errors.insert(*id, why.clone());
             }
-            None => missing.push(addr.clone()),
+            None => missing.push(known.client.clone()),
         }
     }
     for (addr, answer) in ask_all(client, &missing, ASK_TIMEOUT).await {
-        let id = members.iter().find(|(_, m)| m.0 == addr).map(|(id, _)| *id);
+        let id = members
+            .iter()
+            .find(|(_, m)| m.client == addr)
+            .map(|(id, _)| *id);
         match answer {
             Ok(status) => {
                 seen.entry(status.id).or_insert(Seen {
@@ -194,12 +214,12 @@ fn assemble(
         .map(|s| s.status.last_log_index);
     let voters: Vec<u64> = members
         .iter()
-        .filter(|(_, m)| m.1)
+        .filter(|(_, m)| m.voter)
         .map(|(id, _)| *id)
         .collect();
     let answering = voters.iter().filter(|v| seen.contains_key(v)).count();
     let ids: BTreeSet<u64> = members.keys().chain(seen.keys()).copied().collect();
-    let member_addrs: BTreeSet<&str> = members.values().map(|m| m.0.as_str()).collect();
+    let member_addrs: BTreeSet<&str> = members.values().map(|m| m.client.as_str()).collect();
     ClusterStatus {
         leader: leader.map(|(_, id)| id),
         leader_confirmed,
@@ -207,11 +227,10 @@ fn assemble(
         members: ids
             .into_iter()
             .map(|id| {
-                let addr = members.get(&id).map(|m| m.0.clone());
-                let voter = members.get(&id).is_some_and(|m| m.1);
+                let known = members.get(&id);
                 match seen.get(&id) {
-                    Some(s) => answered(s, addr, voter, leader_last),
-                    None => unreachable(id, addr, voter, errors.get(&id)),
+                    Some(s) => answered(s, known, leader_last),
+                    None => unreachable(id, known, errors.get(&id)),
                 }
             })
             .collect(),
@@ -226,16 +245,19 @@ fn assemble(
     }
 }
 
-fn answered(
-    seen: &Seen,
-    addr: Option<String>,
-    voter: bool,
-    leader_last: Option<u64>,
-) -> MemberStatus {
+fn answered(seen: &Seen, known: Option<&Known>, leader_last: Option<u64>) -> MemberStatus {
     let s = &seen.status;
+    // A node from before the split reports no peer address: its one
+    // address serves both.
+    let own_peer = if s.peer_addr.is_empty() {
+        &s.addr
+    } else {
+        &s.peer_addr
+    };
     MemberStatus {
         id: s.id,
-        addr: addr.unwrap_or_else(|| s.addr.clone()),
+        addr: known.map_or_else(|| s.addr.clone(), |k| k.client.clone()),
+        peer_addr: known.map_or_else(|| own_peer.clone(), |k| k.peer.clone()),
         endpoint: Some(seen.endpoint.clone()),
         reachable: true,
         role: s.role().label().into(),
@@ -245,15 +267,16 @@ fn answered(
         snapshot_index: Some(s.snapshot_index),
         uptime_ms: Some(s.uptime_ms),
         version: Some(s.version.clone()),
-        voter,
+        voter: known.is_some_and(|k| k.voter),
         error: None,
     }
 }
 
-fn unreachable(id: u64, addr: Option<String>, voter: bool, error: Option<&String>) -> MemberStatus {
+fn unreachable(id: u64, known: Option<&Known>, error: Option<&String>) -> MemberStatus {
     MemberStatus {
         id,
-        addr: addr.unwrap_or_default(),
+        addr: known.map(|k| k.client.clone()).unwrap_or_default(),
+        peer_addr: known.map(|k| k.peer.clone()).unwrap_or_default(),
         endpoint: None,
         reachable: false,
         role: "unreachable".into(),
@@ -263,7 +286,7 @@ fn unreachable(id: u64, addr: Option<String>, voter: bool, error: Option<&String
         snapshot_index: None,
         uptime_ms: None,
         version: None,
-        voter,
+        voter: known.is_some_and(|k| k.voter),
         error: error.cloned(),
     }
 }
@@ -273,14 +296,24 @@ fn unreachable(id: u64, addr: Option<String>, voter: bool, error: Option<&String
 fn print_table(report: &ClusterStatus, seen: &Answers) {
     let dash = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     println!(
-        "{:<4} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} REACHABLE",
-        "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LAG", "SNAPSHOT", "UPTIME", "VERSION"
+        "{:<4} {:<22} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} REACHABLE",
+        "ID",
+        "ADDRESS",
+        "PEER ADDRESS",
+        "ROLE",
+        "TERM",
+        "APPLIED",
+        "LAG",
+        "SNAPSHOT",
+        "UPTIME",
+        "VERSION"
     );
     for m in &report.members {
         println!(
-            "{:<4} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} {}",
+            "{:<4} {:<22} {:<22} {:<11} {:>5} {:>10} {:>7} {:>10} {:>9}  {:<8} {}",
             m.id,
             m.addr,
+            m.peer_addr,
             m.role,
             dash(m.term),
             dash(m.last_applied),
@@ -382,8 +415,9 @@ mod tests {
     fn member(id: u64) -> Member {
         Member {
             id,
-            addr: format!("node{id}:7899"),
+            addr: format!("node{id}:7999"),
             voter: true,
+            client_addr: format!("node{id}:7899"),
         }
     }
 
@@ -405,10 +439,34 @@ mod tests {
         }
     }
 
-    fn members() -> BTreeMap<u64, (String, bool)> {
-        (1..=3)
-            .map(|id| (id, (format!("node{id}:7899"), true)))
-            .collect()
+    fn members() -> Members {
+        let known = |id: u64| Known {
+            client: format!("node{id}:7899"),
+            peer: format!("node{id}:7999"),
+            voter: true,
+        };
+        (1..=3).map(|id| (id, known(id))).collect()
+    }
+
+    #[test]
+    fn both_addresses_of_a_member_are_shown() {
+        let seen = BTreeMap::from([(2, answer(2, Role::Leader, 5, Some(2)))]);
+        let report = assemble(
+            &seen,
+            &membership(&seen),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
+        let node1 = &report.members[0];
+        assert_eq!(
+            (node1.addr.as_str(), node1.peer_addr.as_str()),
+            ("node1:7899", "node1:7999")
+        );
+        let node2 = &report.members[1];
+        assert_eq!(
+            (node2.addr.as_str(), node2.peer_addr.as_str()),
+            ("node2:7899", "node2:7999")
+        );
     }
 
     #[test]

@@ -95,6 +95,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> List[int]:
+    """``count`` different free ports: each listener is held until all are
+    chosen, so the kernel cannot hand one out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def meta(error: grpc.RpcError) -> Dict[str, str]:
     """The metadata of a failed call: a trailers-only gRPC error carries it
     in the trailers, so both kinds are merged."""
@@ -129,14 +144,17 @@ def wait_until(what: str, check: Callable[[], bool], within: float = 15.0) -> No
 
 
 class Node:
-    """One server process and a channel to it."""
+    """One server process and a channel to its client port (``addr``);
+    ``peer_addr`` is where the other nodes reach it."""
 
-    def __init__(self, node_id: int, addr: str) -> None:
+    def __init__(self, node_id: int, addr: str, peer_addr: str) -> None:
         self.id = node_id
         self.addr = addr
+        self.peer_addr = peer_addr
         self.proc: Optional[subprocess.Popen] = None
         self.channel = grpc.insecure_channel(addr)
         self.stub = pb_grpc.LockStub(self.channel)
+        self.peer_channel = grpc.insecure_channel(peer_addr)
 
     def status(self, timeout: float = 2.0):
         return self.stub.Status(pb.StatusRequest(), timeout=timeout)
@@ -148,8 +166,10 @@ class Cluster:
     def __init__(self, n: int = 3) -> None:
         self.bin = raftlock_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="raftlock-conformance-"))
+        ports = free_ports(2 * n)
         self.nodes: Dict[int, Node] = {
-            i: Node(i, f"127.0.0.1:{free_port()}") for i in range(1, n + 1)
+            i: Node(i, f"127.0.0.1:{ports[i - 1]}", f"127.0.0.1:{ports[n + i - 1]}")
+            for i in range(1, n + 1)
         }
         try:
             for node_id in self.nodes:
@@ -161,13 +181,14 @@ class Cluster:
 
     def start(self, node_id: int) -> None:
         node = self.nodes[node_id]
-        peers = ",".join(f"{n.id}={n.addr}" for n in self.nodes.values())
+        peers = ",".join(f"{n.id}={n.peer_addr}/{n.addr}" for n in self.nodes.values())
         with open(self.dir / f"node{node_id}.log", "ab") as log:
             node.proc = subprocess.Popen(
                 [
                     *_die_with_parent(),
                     str(self.bin), "server", "--id", str(node_id),
-                    "--listen", node.addr, "--peers", peers,
+                    "--listen", node.addr, "--peer-listen", node.peer_addr,
+                    "--peers", peers,
                     "--data-dir", str(self.dir / f"node{node_id}"),
                     *RAFT_TIMING,
                 ],

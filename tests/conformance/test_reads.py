@@ -85,11 +85,11 @@ def test_every_node_reports_its_status_and_agrees_on_the_leader(cluster):
     for node in cluster.nodes.values():
         st = node.status()
         assert st.id == node.id
-        assert st.addr == node.addr
+        assert st.addr == node.addr and st.peer_addr == node.peer_addr
         assert st.role == (pb.ROLE_LEADER if node is leader else pb.ROLE_FOLLOWER)
         assert st.has_leader and st.leader_id == leader.id and st.leader_addr == leader.addr
-        assert sorted((m.id, m.addr, m.voter) for m in st.members) == sorted(
-            (n.id, n.addr, True) for n in cluster.nodes.values()
+        assert sorted((m.id, m.addr, m.client_addr, m.voter) for m in st.members) == sorted(
+            (n.id, n.peer_addr, n.addr, True) for n in cluster.nodes.values()
         )
         assert st.last_applied <= st.last_log_index
         assert st.snapshot_index <= st.last_applied

@@ -1,7 +1,8 @@
 """What any node does with any call (docs/protocol.md, "Transport",
 "Leader handling", "Sessions"): followers redirect leader-only calls with
-the leader's id and address, Status is answered locally, oversized
-requests and malformed session ids are refused."""
+the leader's id and client address, Status is answered locally, oversized
+requests and malformed session ids are refused, and the client and peer
+ports each serve only their own services."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from support import (
     expect_error,
     meta,
     pb,
+    pb_grpc,
     raft_pb,
     raft_pb_grpc,
 )
@@ -151,16 +153,36 @@ def test_a_session_id_in_upper_case_hex_names_the_same_session(client, name):
 @pytest.mark.parametrize("method", ["AppendEntries", "Vote", "InstallSnapshot"])
 @pytest.mark.parametrize("data", [b"", b"\xff" * 64, b"\x01" + b"\x00" * 7 + b"\xff" * 8],
                          ids=["empty", "garbage", "huge-length-prefix"])
-def test_the_raft_service_on_the_same_port_refuses_bytes_that_do_not_decode(
+def test_the_raft_service_on_the_peer_port_refuses_bytes_that_do_not_decode(
     cluster, method, data
 ):
     for node in cluster.nodes.values():
-        stub = raft_pb_grpc.RaftStub(node.channel)
+        stub = raft_pb_grpc.RaftStub(node.peer_channel)
         request = raft_pb.RaftMessage(data=data)
         expect_error(lambda: getattr(stub, method)(request, timeout=10),
                      INVALID, None)
     # And the cluster is none the worse for it.
     cluster.wait_for_leader()
+
+
+def test_the_client_port_serves_no_raft_or_membership_calls_and_the_peer_port_no_lock_calls(
+    cluster,
+):
+    unimplemented = grpc.StatusCode.UNIMPLEMENTED
+    for node in cluster.nodes.values():
+        raft = raft_pb_grpc.RaftStub(node.channel)
+        for method in ("AppendEntries", "Vote", "InstallSnapshot", "PreVote"):
+            expect_error(lambda: getattr(raft, method)(raft_pb.RaftMessage(), timeout=10),
+                         unimplemented, None)
+        membership = pb_grpc.ClusterStub(node.channel)
+        expect_error(lambda: membership.Promote(pb.PromoteRequest(id=99), timeout=10),
+                     unimplemented, None)
+        lock = pb_grpc.LockStub(node.peer_channel)
+        expect_error(lambda: lock.Status(pb.StatusRequest(), timeout=10), unimplemented, None)
+        # The peer port serves what the other nodes call.
+        peer_membership = pb_grpc.ClusterStub(node.peer_channel)
+        expect_error(lambda: peer_membership.AddLearner(pb.AddLearnerRequest(id=0), timeout=10),
+                     grpc.StatusCode.INVALID_ARGUMENT, None)
 
 
 def _field(number: int, data: bytes) -> bytes:

@@ -32,6 +32,16 @@ impl Cluster {
         Cluster::start_with(n, &[]).await
     }
 
+    /// Like [`Cluster::start`], each node on one port for clients and
+    /// peers alike, as nodes ran before they had a peer port.
+    pub async fn start_single_port(n: u64) -> Cluster {
+        let nodes =
+            LocalCluster::start_single_port(Path::new(BIN), n, &[]).expect("start the cluster");
+        let cluster = Cluster { nodes };
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
     /// Like [`Cluster::start`], passing `extra_args` to every `raftlock server`.
     pub async fn start_with(n: u64, extra_args: &[&str]) -> Cluster {
         let nodes = LocalCluster::start(Path::new(BIN), n, extra_args).expect("start the cluster");
@@ -49,7 +59,7 @@ impl Cluster {
     }
 
     /// A new node that does not bootstrap (see [`LocalCluster::add_node`]);
-    /// returns its address.
+    /// returns its client address.
     pub fn add_node(&mut self, id: u64, join: bool) -> String {
         self.nodes.add_node(id, join).expect("a new node")
     }
@@ -79,6 +89,19 @@ impl Cluster {
 
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.endpoints()
+    }
+
+    /// Where the other nodes reach node `id` (its one address if single-port).
+    pub fn peer_addr(&self, id: u64) -> String {
+        self.nodes.peer_addr(id)
+    }
+
+    /// A client for membership changes, at the members' peer addresses.
+    pub async fn admin(&self) -> Client {
+        self.client()
+            .membership_client(Duration::from_secs(1))
+            .await
+            .expect("a node names the members")
     }
 
     /// Endpoints starting at node `first`, so each caller enters elsewhere.

@@ -1,6 +1,7 @@
 //! A 3-node raftlock cluster on loopback: `raftlock server` processes with
 //! production settings (default timings, sled with fdatasync), each with its
-//! own data directory; kill, restart, health, leader and term.
+//! own data directory, serving clients and the other nodes on separate
+//! ports; kill, restart, health, leader and term.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,10 @@ use crate::procs::{free_port, NodeProcess};
 pub struct RaftlockCluster {
     binary: PathBuf,
     dir: PathBuf,
+    /// Node id -> where clients reach it.
     addrs: BTreeMap<u64, String>,
+    /// Node id -> where the other nodes reach it.
+    peer_addrs: BTreeMap<u64, String>,
     procs: BTreeMap<u64, NodeProcess>,
     extra_args: Vec<String>,
     /// For status calls only; workloads make their own clients.
@@ -31,10 +35,17 @@ impl RaftlockCluster {
         extra_args: &[String],
     ) -> anyhow::Result<RaftlockCluster> {
         std::fs::create_dir_all(dir)?;
-        let mut addrs = BTreeMap::new();
-        for id in 1..=n {
-            addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
+        let mut ports = Vec::new();
+        while ports.len() < 2 * n as usize {
+            let port = free_port()?;
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
         }
+        let addr = |port: &u16| format!("127.0.0.1:{port}");
+        let addrs: BTreeMap<u64, String> =
+            (1..=n).zip(ports[..n as usize].iter().map(addr)).collect();
+        let peer_addrs = (1..=n).zip(ports[n as usize..].iter().map(addr)).collect();
         let admin = Client::with_options(
             addrs.values().cloned(),
             ClientOptions {
@@ -47,6 +58,7 @@ impl RaftlockCluster {
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
             addrs,
+            peer_addrs,
             procs: BTreeMap::new(),
             extra_args: extra_args.to_vec(),
             admin,
@@ -65,11 +77,16 @@ impl RaftlockCluster {
         if self.procs.contains_key(&id) {
             return Ok(());
         }
-        let peers: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
+        let peers: Vec<String> = self
+            .addrs
+            .iter()
+            .map(|(i, a)| format!("{i}={}/{a}", self.peer_addrs[i]))
+            .collect();
         let mut command = Command::new(&self.binary);
         command
             .args(["server", "--id", &id.to_string()])
             .args(["--listen", &self.addrs[&id]])
+            .args(["--peer-listen", &self.peer_addrs[&id]])
             .args(["--peers", &peers.join(",")])
             .arg("--data-dir")
             .arg(self.dir.join(format!("node{id}")))

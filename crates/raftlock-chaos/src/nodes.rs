@@ -52,14 +52,20 @@ pub trait Nodes: Send {
 
 /// `raftlock server` processes on loopback ports, each with a data
 /// directory under one temporary directory, with the production default
-/// timings unless `extra_args` say otherwise.
+/// timings unless `extra_args` say otherwise. Each node serves clients on
+/// one port and the other nodes on another (unless started with
+/// [`LocalCluster::start_single_port`]).
 ///
 /// Nodes log with [`TEST_LOG_FILTER`] unless started with
 /// [`LocalCluster::start_with_log_filter`].
 pub struct LocalCluster {
     binary: PathBuf,
     dir: tempfile::TempDir,
+    /// Node id -> where clients reach it.
     addrs: BTreeMap<u64, String>,
+    /// Node id -> where the other nodes reach it; empty for single-port
+    /// nodes.
+    peer_addrs: BTreeMap<u64, String>,
     procs: BTreeMap<u64, Child>,
     extra_args: Vec<String>,
     /// Nodes that start with `--join` (added later) instead of `--peers`.
@@ -101,6 +107,18 @@ impl LocalCluster {
         Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), None)
     }
 
+    /// Like [`LocalCluster::start`], each node on one port for clients and
+    /// peers alike (no `--peer-listen`), as nodes ran before the split.
+    pub fn start_single_port(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalCluster> {
+        let mut cluster = Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?;
+        cluster.peer_addrs.clear();
+        cluster.start_all(n)
+    }
+
     /// Like [`LocalCluster::start`], the nodes logging with `RUST_LOG` set
     /// to `log_filter`, or with the server's default filter if `None`.
     pub fn start_with_log_filter(
@@ -130,47 +148,85 @@ impl LocalCluster {
         log_filter: Option<&str>,
         shim: Option<&Path>,
     ) -> anyhow::Result<LocalCluster> {
-        let ports = free_ports(n as usize, &[])?;
-        let addrs: BTreeMap<u64, String> = (1..=n)
-            .zip(ports)
-            .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
-            .collect();
-        let mut cluster = LocalCluster {
+        Self::prepare(binary, n, extra_args, log_filter, shim)?.start_all(n)
+    }
+
+    /// The cluster, its ports chosen, nothing started.
+    fn prepare(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        log_filter: Option<&str>,
+        shim: Option<&Path>,
+    ) -> anyhow::Result<LocalCluster> {
+        let ports = free_ports(2 * n as usize, &[])?;
+        let addr = |port: &u16| format!("127.0.0.1:{port}");
+        let (client_ports, peer_ports) = ports.split_at(n as usize);
+        Ok(LocalCluster {
             binary: binary.to_path_buf(),
             dir: tempfile::TempDir::new()?,
-            addrs,
+            addrs: (1..=n).zip(client_ports.iter().map(addr)).collect(),
+            peer_addrs: (1..=n).zip(peer_ports.iter().map(addr)).collect(),
             procs: BTreeMap::new(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             joiners: BTreeMap::new(),
             founders: (1..=n).collect(),
             log_filter: log_filter.map(str::to_string),
             shim: shim.map(Path::to_path_buf),
-        };
+        })
+    }
+
+    fn start_all(mut self, n: u64) -> anyhow::Result<LocalCluster> {
         for id in 1..=n {
-            cluster.start(id)?;
+            self.start(id)?;
         }
-        Ok(cluster)
+        Ok(self)
     }
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    /// A new node `id` on a fresh port that does not bootstrap: with
-    /// `join` it starts with `--join` through the current members, else
-    /// with no membership at all, waiting for `raftlock cluster add`.
-    /// Not started yet.
+    /// A new node `id` on fresh ports that does not bootstrap: with
+    /// `join` it starts with `--join` through the current members' peer
+    /// addresses, else with no membership at all, waiting for `raftlock
+    /// cluster add`. Not started yet. Returns its client address
+    /// ([`LocalCluster::peer_addr`] has the other).
     pub fn add_node(&mut self, id: u64, join: bool) -> anyhow::Result<String> {
         let seeds: Vec<String> = if join {
-            self.addrs.values().cloned().collect()
+            self.ids().iter().map(|i| self.peer_addr(*i)).collect()
         } else {
             Vec::new()
         };
-        let taken: Vec<String> = self.addrs.values().cloned().collect();
-        let addr = format!("127.0.0.1:{}", free_ports(1, &taken)?[0]);
+        let taken: Vec<String> = self
+            .addrs
+            .values()
+            .chain(self.peer_addrs.values())
+            .cloned()
+            .collect();
+        let ports = free_ports(2, &taken)?;
+        let addr = format!("127.0.0.1:{}", ports[0]);
         self.addrs.insert(id, addr.clone());
+        if !self.peer_addrs.is_empty() {
+            self.peer_addrs
+                .insert(id, format!("127.0.0.1:{}", ports[1]));
+        }
         self.joiners.insert(id, seeds);
         Ok(addr)
+    }
+
+    /// Where the other nodes reach node `id`: its peer port, or its one
+    /// port in a single-port cluster.
+    pub fn peer_addr(&self, id: u64) -> String {
+        self.peer_addrs.get(&id).unwrap_or(&self.addrs[&id]).clone()
+    }
+
+    /// Node `id` as `--peers` names it: `PEER/CLIENT`, or its one address.
+    fn member_addr(&self, id: u64) -> String {
+        match self.peer_addrs.get(&id) {
+            Some(peer) => format!("{peer}/{}", self.addrs[&id]),
+            None => self.addrs[&id].clone(),
+        }
     }
 
     /// Makes node `id` (stopped) come back as a new, empty node that joins.
@@ -181,10 +237,10 @@ impl LocalCluster {
             std::fs::remove_dir_all(&data)?;
         }
         let seeds = self
-            .addrs
-            .iter()
-            .filter(|(other, _)| **other != id)
-            .map(|(_, a)| a.clone())
+            .ids()
+            .into_iter()
+            .filter(|other| *other != id)
+            .map(|other| self.peer_addr(other))
             .collect();
         self.joiners.insert(id, seeds);
         Ok(())
@@ -279,7 +335,7 @@ impl Nodes for LocalCluster {
                 let peers: Vec<String> = self
                     .founders
                     .iter()
-                    .map(|i| format!("{i}={}", self.addrs[i]))
+                    .map(|i| format!("{i}={}", self.member_addr(*i)))
                     .collect();
                 vec!["--peers".into(), peers.join(",")]
             }
@@ -304,6 +360,13 @@ impl Nodes for LocalCluster {
         let child = command
             .args(["server", "--id", &id.to_string()])
             .args(["--listen", &self.addrs[&id]])
+            .args(
+                self.peer_addrs
+                    .get(&id)
+                    .map(|a| ["--peer-listen", a])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&membership)
             .arg("--data-dir")
             .arg(self.data_dir(id))

@@ -1,4 +1,9 @@
 //! Membership changes and cluster-wide status, for operators' tools.
+//!
+//! The Cluster service is served on the nodes' peer ports (when they have
+//! two): the membership calls here go to a [`Client`] made with peer
+//! addresses, [`Client::membership_client`] finds them through the client
+//! ports.
 
 use std::time::Duration;
 
@@ -11,11 +16,19 @@ use raftlock_proto::v1::{
 use crate::{Client, Error};
 
 impl Client {
-    /// Adds node `id` at `addr` as a learner; the leader starts replicating to it.
-    pub async fn add_learner(&self, id: u64, addr: &str) -> Result<Vec<Member>, Error> {
+    /// Adds node `id` as a learner, the other nodes reaching it at
+    /// `peer_addr` and clients at `client_addr` (empty: `peer_addr` too);
+    /// the leader starts replicating to it.
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        peer_addr: &str,
+        client_addr: &str,
+    ) -> Result<Vec<Member>, Error> {
         let req = AddLearnerRequest {
             id,
-            addr: addr.to_string(),
+            addr: peer_addr.to_string(),
+            client_addr: client_addr.to_string(),
         };
         let reply = self
             .unary(req, |c, r| async move {
@@ -46,6 +59,23 @@ impl Client {
         Ok(reply.members)
     }
 
+    /// A client for the membership calls: the members' peer addresses,
+    /// the leader's first, as the first of this client's endpoints that
+    /// answers Status reports them.
+    pub async fn membership_client(&self, timeout: Duration) -> Result<Client, Error> {
+        let mut last = Error::Unavailable("no endpoint answered".into());
+        for endpoint in self.endpoints().to_vec() {
+            match self.node_status(&endpoint, timeout).await {
+                Ok(s) if !s.members.is_empty() => return Client::new(peer_addrs(&s)),
+                Ok(s) => {
+                    last = Error::Unavailable(format!("node {} is in no cluster yet", s.id));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// The status of whichever endpoint says it is the leader.
     pub async fn leader_status(&self, timeout: Duration) -> Result<StatusResponse, Error> {
         let mut last = Error::Unavailable("no endpoint answered".into());
@@ -65,5 +95,53 @@ impl Client {
             }
         }
         Err(last)
+    }
+}
+
+/// Every member's peer address in `status`, the leader's first.
+fn peer_addrs(status: &StatusResponse) -> Vec<String> {
+    let mut members: Vec<&Member> = status.members.iter().collect();
+    members.sort_by_key(|m| !(status.has_leader && m.id == status.leader_id));
+    members.into_iter().map(|m| m.addr.clone()).collect()
+}
+
+/// Where clients reach `member` (a server from before the split sends no
+/// client address: its one address serves both).
+pub fn client_addr(member: &Member) -> &str {
+    if member.client_addr.is_empty() {
+        &member.addr
+    } else {
+        &member.client_addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, addr: &str, client_addr: &str) -> Member {
+        Member {
+            id,
+            addr: addr.into(),
+            voter: true,
+            client_addr: client_addr.into(),
+        }
+    }
+
+    #[test]
+    fn the_leaders_peer_address_comes_first() {
+        let status = StatusResponse {
+            has_leader: true,
+            leader_id: 2,
+            members: vec![member(1, "a:7999", "a:7899"), member(2, "b:7999", "b:7899")],
+            ..StatusResponse::default()
+        };
+        assert_eq!(peer_addrs(&status), ["b:7999", "a:7999"]);
+    }
+
+    #[test]
+    fn an_old_member_serves_clients_at_its_one_address() {
+        assert_eq!(client_addr(&member(1, "a:7899", "")), "a:7899");
+        assert_eq!(client_addr(&member(1, "a:7999", "a:7899")), "a:7899");
     }
 }

@@ -33,6 +33,7 @@ mod silence;
 mod token_file;
 mod watch;
 
+pub use admin::client_addr;
 pub use client::{Client, ClientOptions};
 pub use endpoint::parse_endpoint;
 pub use error::Error;

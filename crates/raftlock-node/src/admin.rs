@@ -1,6 +1,10 @@
 //! The membership service (`raftlock.v1.Cluster`): add a learner, promote
 //! it, remove a member, with a guard against changes that could leave the
 //! cluster without a working majority.
+//!
+//! Served on the peer port (when a node has two): its callers are
+//! operators' tools that reach the peer network, so a follower's redirect
+//! names the leader's peer address, not its client one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -14,7 +18,8 @@ use raftlock_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::raft_calls::{ensure_linearizable, not_served};
+use crate::member_addr::MemberAddr;
+use crate::raft_calls::{ensure_linearizable, not_served, NotServed};
 use crate::types::{NodeId, Raft};
 
 /// Shrinking to fewer voters than this (a single node) needs --force.
@@ -27,7 +32,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Why a membership change was refused (see `status` for the codes).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MembershipRefused {
-    #[error("need a non-zero id and a HOST:PORT address")]
+    #[error(
+        "need a non-zero id, a HOST:PORT peer address and (if another) a HOST:PORT client address"
+    )]
     BadLearner,
     #[error("node {id} is already a member at {addr}; remove it first")]
     MemberElsewhere { id: NodeId, addr: String },
@@ -57,12 +64,41 @@ pub(crate) fn members_of(membership: &Membership<NodeId, BasicNode>) -> Vec<Memb
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     membership
         .nodes()
-        .map(|(id, node)| Member {
-            id: *id,
-            addr: node.addr.clone(),
-            voter: voters.contains(id),
+        .map(|(id, node)| {
+            let addr =
+                MemberAddr::parse(&node.addr).unwrap_or_else(|_| MemberAddr::single(&node.addr));
+            Member {
+                id: *id,
+                addr: addr.peer,
+                voter: voters.contains(id),
+                client_addr: addr.client,
+            }
         })
         .collect()
+}
+
+/// The new learner's addresses: `addr` is its peer address, and an empty
+/// `client_addr` (a caller from before the split) means the same one.
+fn learner_addr(req: &AddLearnerRequest) -> Result<MemberAddr, MembershipRefused> {
+    if req.id == 0 {
+        return Err(MembershipRefused::BadLearner);
+    }
+    let client = if req.client_addr.is_empty() {
+        &req.addr
+    } else {
+        &req.client_addr
+    };
+    let bad = |_| MembershipRefused::BadLearner;
+    let peer = MemberAddr::parse(&req.addr).map_err(bad)?;
+    let client = MemberAddr::parse(client).map_err(bad)?;
+    // Each field is one address: the encoding is this node's business.
+    if !peer.is_single() || !client.is_single() {
+        return Err(MembershipRefused::BadLearner);
+    }
+    Ok(MemberAddr {
+        peer: peer.peer,
+        client: client.client,
+    })
 }
 
 /// The change that removes member `id`.
@@ -82,6 +118,25 @@ pub struct ClusterService {
 impl ClusterService {
     pub fn new(raft: Raft, id: NodeId) -> Self {
         ClusterService { raft, id }
+    }
+
+    /// `e` as a status, a redirect naming the leader's peer address: the
+    /// caller reached us on the peer port and goes on there.
+    fn refused(&self, e: NotServed) -> Status {
+        match e {
+            NotServed::NotLeader(Some((leader, client))) => {
+                let peer = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map_or(client, |n| MemberAddr::peer_of(&n.addr));
+                NotServed::NotLeader(Some((leader, peer))).into()
+            }
+            other => other.into(),
+        }
     }
 
     fn members(&self) -> MembershipResponse {
@@ -130,8 +185,11 @@ impl ClusterService {
                 up.insert(*id);
                 continue;
             }
+            // A status call on the client port: it proves the node
+            // answers, which a TCP connect to a frozen one would not.
+            let client_addr = MemberAddr::client_of(&node.addr);
             let probe = async {
-                let mut client = LockClient::connect(format!("http://{}", node.addr))
+                let mut client = LockClient::connect(format!("http://{client_addr}"))
                     .await
                     .ok()?;
                 client.status(StatusRequest {}).await.ok()
@@ -151,25 +209,30 @@ impl Cluster for ClusterService {
         request: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
-        if req.id == 0 || req.addr.rsplit_once(':').is_none() {
-            return Err(MembershipRefused::BadLearner.into());
-        }
+        let addr = learner_addr(&req)?;
         let known = self.members();
         if let Some(m) = known.members.iter().find(|m| m.id == req.id) {
-            if m.addr != req.addr {
+            if m.addr != addr.peer || m.client_addr != addr.client {
+                let was = MemberAddr {
+                    peer: m.addr.clone(),
+                    client: m.client_addr.clone(),
+                };
                 return Err(MembershipRefused::MemberElsewhere {
                     id: m.id,
-                    addr: m.addr.clone(),
+                    addr: was.to_string(),
                 }
                 .into());
             }
             return Ok(Response::new(known));
         }
-        tracing::info!(id = req.id, addr = %req.addr, "membership change: adding a learner");
+        tracing::info!(id = req.id, %addr, "membership change: adding a learner");
+        let node = BasicNode {
+            addr: addr.to_string(),
+        };
         self.raft
-            .add_learner(req.id, BasicNode { addr: req.addr }, false)
+            .add_learner(req.id, node, false)
             .await
-            .map_err(not_served)?;
+            .map_err(|e| self.refused(not_served(e)))?;
         Ok(Response::new(self.members()))
     }
 
@@ -178,7 +241,9 @@ impl Cluster for ClusterService {
         request: Request<PromoteRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
         let id = request.into_inner().id;
-        ensure_linearizable(&self.raft).await?;
+        ensure_linearizable(&self.raft)
+            .await
+            .map_err(|e| self.refused(e))?;
         let known = self.members();
         match known.members.iter().find(|m| m.id == id) {
             None => return Err(MembershipRefused::PromoteUnknown(id).into()),
@@ -189,7 +254,7 @@ impl Cluster for ClusterService {
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
-            .map_err(not_served)?;
+            .map_err(|e| self.refused(not_served(e)))?;
         Ok(Response::new(self.members()))
     }
 
@@ -198,7 +263,9 @@ impl Cluster for ClusterService {
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
         let req = request.into_inner();
-        ensure_linearizable(&self.raft).await?;
+        ensure_linearizable(&self.raft)
+            .await
+            .map_err(|e| self.refused(e))?;
         let membership = self
             .raft
             .metrics()
@@ -225,7 +292,7 @@ impl Cluster for ClusterService {
         self.raft
             .change_membership(removal(req.id, &voters), false)
             .await
-            .map_err(not_served)?;
+            .map_err(|e| self.refused(not_served(e)))?;
         Ok(Response::new(self.members()))
     }
 }

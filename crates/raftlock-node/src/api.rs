@@ -451,11 +451,10 @@ impl Lock for LockService {
         let _timer = RpcTimer::start("status");
         let metrics = self.raft.metrics().borrow().clone();
         let members = members_of(metrics.membership_config.membership());
+        let member = |id: NodeId| members.iter().find(|m| m.id == id);
         let addr_of = |id: NodeId| {
-            members
-                .iter()
-                .find(|m| m.id == id)
-                .map(|m| m.addr.clone())
+            member(id)
+                .map(|m| m.client_addr.clone())
                 .unwrap_or_default()
         };
         let (sessions, locks) = self
@@ -464,6 +463,7 @@ impl Lock for LockService {
         Ok(Response::new(StatusResponse {
             id: self.id,
             addr: addr_of(self.id),
+            peer_addr: member(self.id).map(|m| m.addr.clone()).unwrap_or_default(),
             role: crate::metrics::role_of(&metrics).into(),
             term: metrics.current_term,
             last_applied: metrics.last_applied.map_or(0, |l| l.index),

@@ -4,15 +4,22 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::member_addr::MemberAddr;
 use crate::types::NodeId;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: NodeId,
-    /// Where this node listens for both client and Raft RPCs.
+    /// Where this node serves clients (the `raftlock.v1.Lock` service).
     pub listen: SocketAddr,
-    /// Every initial member's id and the address others reach it at
-    /// (this node included). Used to bootstrap a new cluster.
+    /// Where this node serves the other nodes: the Raft RPCs and the
+    /// `raftlock.v1.Cluster` (membership) service. `None`: those are
+    /// served on `listen` too, reachable by anyone who can reach a client
+    /// port.
+    pub peer_listen: Option<SocketAddr>,
+    /// Every initial member's id and addresses (this node included), as
+    /// `PEER_ADDR/CLIENT_ADDR` or a single `HOST:PORT` (see
+    /// [`crate::member_addr`]). Used to bootstrap a new cluster.
     pub peers: BTreeMap<NodeId, String>,
     pub data_dir: PathBuf,
     pub timings: RaftTimings,
@@ -55,24 +62,41 @@ impl Default for RaftTimings {
     }
 }
 
-/// Parses `1=host:port,2=host:port,...`.
+/// Parses `1=PEER_ADDR/CLIENT_ADDR,2=...`; a plain `ID=HOST:PORT` is a
+/// single-port member. The addresses are kept as given.
 pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
     let mut peers = BTreeMap::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part
             .split_once('=')
-            .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+            .ok_or_else(|| format!("peer {part:?} is not ID=PEER_ADDR/CLIENT_ADDR"))?;
         let id: NodeId = id
             .trim()
             .parse()
             .map_err(|_| format!("peer id {id:?} is not a number"))?;
-        let addr = addr.trim();
-        if addr.rsplit_once(':').is_none() {
-            return Err(format!("peer address {addr:?} has no port"));
-        }
+        let addr = MemberAddr::parse(addr.trim())?;
         if peers.insert(id, addr.to_string()).is_some() {
             return Err(format!("peer id {id} appears twice"));
         }
     }
     Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_with_one_or_two_addresses() {
+        let peers = parse_peers("1=a:7999/a:7899, 2=b:7899").unwrap();
+        assert_eq!(peers[&1], "a:7999/a:7899");
+        assert_eq!(peers[&2], "b:7899");
+    }
+
+    #[test]
+    fn bad_peers_are_refused() {
+        for bad in ["1", "x=a:1", "1=a", "1=a:1/b", "1=a:1,1=b:1"] {
+            assert!(parse_peers(bad).is_err(), "{bad:?} parsed");
+        }
+    }
 }

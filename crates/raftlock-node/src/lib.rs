@@ -29,6 +29,8 @@
 //!   the state machine and the services.
 //!
 //! Raft itself:
+//! - [`member_addr`]: a member's peer and client addresses, in openraft's
+//!   one address string.
 //! - `network`: Raft RPCs between nodes, client and server side.
 //! - `peer`: one channel per peer, and the log of peers going down and up.
 //! - `election`: when to campaign, after a pre-vote round.
@@ -51,6 +53,7 @@ pub mod config;
 pub(crate) mod election;
 pub(crate) mod fail_stop;
 pub(crate) mod leader_duties;
+pub mod member_addr;
 pub(crate) mod metrics;
 pub(crate) mod network;
 pub mod node;
@@ -63,6 +66,7 @@ pub(crate) mod types;
 pub(crate) mod watch;
 
 pub use config::{NodeConfig, RaftTimings};
+pub use member_addr::MemberAddr;
 pub use node::Node;
 pub use types::TypeConfig;
 

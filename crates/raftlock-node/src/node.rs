@@ -1,6 +1,11 @@
-//! A running node: storage, Raft, the gRPC server (client API and Raft
-//! transport on one address) and the leader duties, started and stopped
-//! together.
+//! A running node: storage, Raft, the gRPC servers and the leader duties,
+//! started and stopped together.
+//!
+//! Two listeners: clients (the Lock service) on one, the other nodes (Raft
+//! RPCs and the Cluster service) on the other, so the peer port can be
+//! kept off the client network. Without a peer listener everything is
+//! served on the client one. Each listener has its own server builder, the
+//! place for its own transport settings.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use crate::batcher::Batcher;
 use crate::config::NodeConfig;
 use crate::election::{self, LeaderContact};
 use crate::leader_duties::{self, SessionClock};
+use crate::member_addr::MemberAddr;
 use crate::metrics;
 use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
 use crate::peer::Peers;
@@ -42,11 +48,14 @@ const BOOTSTRAP_PROBE_EVERY: Duration = Duration::from_millis(100);
 /// (a few seconds), not on every round.
 const BOOTSTRAP_LOG_EVERY: u32 = 20;
 
+type Server = JoinHandle<Result<(), tonic::transport::Error>>;
+
 pub struct Node {
     raft: Raft,
     local_addr: SocketAddr,
+    peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    servers: Vec<Server>,
     leader_duties: JoinHandle<()>,
 }
 
@@ -72,10 +81,16 @@ impl Node {
         let table = AppliedTable::new();
         let peers = Peers::default();
         let raft = open_raft(&config, table.clone(), peers.clone()).await?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
+        let listener = bind(config.listen).await?;
+        let peer_listener = match config.peer_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let local_addr = listener.local_addr()?;
+        let peer_addr = match &peer_listener {
+            Some(l) => l.local_addr()?,
+            None => local_addr,
+        };
         let (stop, stop_rx) = watch::channel(false);
         let parts = Parts {
             id: config.id,
@@ -87,14 +102,18 @@ impl Node {
             peers,
             stop: stop_rx,
         };
-        let server = serve(listener, &config, &parts);
+        let mut servers = vec![serve_clients(listener, &config, &parts)];
+        if let Some(peer_listener) = peer_listener {
+            servers.push(serve_peers(peer_listener, &config, &parts));
+        }
         let leader_duties = spawn_tasks(&config, parts)?;
-        tracing::info!(id = config.id, addr = %local_addr, "node started");
+        tracing::info!(id = config.id, addr = %local_addr, %peer_addr, "node started");
         Ok(Node {
             raft,
             local_addr,
+            peer_addr,
             stop,
-            server,
+            servers,
             leader_duties,
         })
     }
@@ -115,7 +134,8 @@ impl Node {
         loop {
             let mut up = 0;
             for addr in config.peers.values() {
-                let probe = tokio::net::TcpStream::connect(addr.as_str());
+                let peer = MemberAddr::peer_of(addr);
+                let probe = tokio::net::TcpStream::connect(peer.as_str());
                 if let Ok(Ok(_)) = tokio::time::timeout(BOOTSTRAP_PROBE_TIMEOUT, probe).await {
                     up += 1;
                 }
@@ -150,8 +170,15 @@ impl Node {
         &self.raft
     }
 
+    /// Where clients reach this node.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the other nodes reach this node: the peer listener, or the
+    /// client one when there is no peer listener.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
     }
 
     /// Stops serving, shuts Raft down and waits for the storage to close.
@@ -159,7 +186,9 @@ impl Node {
         let _ = self.stop.send(true);
         let raft_result = self.raft.shutdown().await;
         let _ = self.leader_duties.await;
-        self.server.await??;
+        for server in self.servers {
+            server.await??;
+        }
         raft_result.map_err(|e| anyhow::anyhow!("raft shutdown: {e:?}"))?;
         Ok(())
     }
@@ -203,13 +232,15 @@ async fn open_raft(config: &NodeConfig, table: AppliedTable, peers: Peers) -> an
     Ok(raft)
 }
 
-/// Serves the client API, the membership service and the Raft transport
-/// on `listener` until `parts.stop` changes.
-fn serve(
-    listener: tokio::net::TcpListener,
-    config: &NodeConfig,
-    parts: &Parts,
-) -> JoinHandle<Result<(), tonic::transport::Error>> {
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+/// Serves clients on `listener` until `parts.stop` changes: the Lock
+/// service, and the peer services too when there is no peer listener.
+fn serve_clients(listener: tokio::net::TcpListener, config: &NodeConfig, parts: &Parts) -> Server {
     let api = LockService::new(
         parts.raft.clone(),
         parts.batcher.clone(),
@@ -218,30 +249,54 @@ fn serve(
         parts.id,
         parts.stop.clone(),
     );
-    let cluster = ClusterService::new(parts.raft.clone(), parts.id);
+    let router = tonic::transport::Server::builder()
+        .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE));
+    let router = match config.peer_listen {
+        Some(_) => router,
+        None => router
+            .add_service(cluster_server(parts))
+            .add_service(raft_server(config, parts)),
+    };
+    spawn_server(router, listener, parts.stop.clone())
+}
+
+/// Serves the other nodes on `listener` until `parts.stop` changes: the
+/// Raft RPCs and the Cluster service.
+fn serve_peers(listener: tokio::net::TcpListener, config: &NodeConfig, parts: &Parts) -> Server {
+    let router = tonic::transport::Server::builder()
+        .add_service(cluster_server(parts))
+        .add_service(raft_server(config, parts));
+    spawn_server(router, listener, parts.stop.clone())
+}
+
+fn cluster_server(parts: &Parts) -> ClusterServer<ClusterService> {
+    ClusterServer::new(ClusterService::new(parts.raft.clone(), parts.id))
+        .max_decoding_message_size(MAX_CLIENT_MESSAGE)
+}
+
+fn raft_server(config: &NodeConfig, parts: &Parts) -> RaftServer<RaftService> {
     let raft_rpc = RaftService::new(
         parts.raft.clone(),
         parts.contact.clone(),
         Duration::from_millis(config.timings.election_max_ms),
     );
-    let mut stop = parts.stop.clone();
+    RaftServer::new(raft_rpc)
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE)
+}
+
+fn spawn_server(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> Server {
     // The builder's tcp_nodelay only covers listeners tonic binds itself.
     // Without it, Nagle holds a reply's trailers until the client's
     // delayed ACK: +40 ms on a share of calls.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE))
-            .add_service(ClusterServer::new(cluster).max_decoding_message_size(MAX_CLIENT_MESSAGE))
-            .add_service(
-                RaftServer::new(raft_rpc)
-                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
-                    .max_encoding_message_size(MAX_RAFT_MESSAGE),
-            )
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.changed().await;
-            }),
-    )
+    tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop.changed().await;
+    }))
 }
 
 /// Starts the background tasks: metrics, the leader-change log, elections

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::fail_stop;
+use crate::member_addr::MemberAddr;
 use crate::network::MAX_RAFT_MESSAGE;
 use crate::types::NodeId;
 
@@ -49,8 +50,11 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The peer `id` at `addr` (a new record if its address changed).
-    pub fn get(&self, id: NodeId, addr: &str) -> Arc<Peer> {
+    /// The peer `id` whose membership entry is `member_addr`, reached at
+    /// its peer address (a new record if that changed).
+    pub fn get(&self, id: NodeId, member_addr: &str) -> Arc<Peer> {
+        let addr = MemberAddr::peer_of(member_addr);
+        let addr = addr.as_str();
         let mut peers = fail_stop::lock(&self.peers);
         match peers.get(&id) {
             Some(peer) if peer.addr == addr => peer.clone(),

@@ -11,12 +11,14 @@ use openraft::error::RaftError;
 use openraft::BasicNode;
 use raftlock_core::{Proposal, Response};
 
+use crate::member_addr::MemberAddr;
 use crate::types::{NodeId, Raft};
 
 /// Why a write or linearizable read could not be served here.
 #[derive(Clone, Debug)]
 pub enum NotServed {
-    /// This node is not the leader; the leader, if known.
+    /// This node is not the leader; the leader, if known, and its client
+    /// address (clients never need the peer port).
     NotLeader(Option<(NodeId, String)>),
     /// No quorum, shutting down, or another Raft failure.
     Unavailable(String),
@@ -94,7 +96,7 @@ async fn wait_for_leader(raft: &Raft, not: Option<NodeId>) -> NotServed {
                     .membership_config
                     .membership()
                     .get_node(&leader)
-                    .map(|n| n.addr.clone());
+                    .map(|n| MemberAddr::client_of(&n.addr));
                 if let Some(addr) = addr {
                     return NotServed::NotLeader(Some((leader, addr)));
                 }
@@ -113,9 +115,12 @@ where
 {
     match e.forward_to_leader::<BasicNode>() {
         Some(forward) => NotServed::NotLeader(
-            forward
-                .leader_id
-                .zip(forward.leader_node.as_ref().map(|n| n.addr.clone())),
+            forward.leader_id.zip(
+                forward
+                    .leader_node
+                    .as_ref()
+                    .map(|n| MemberAddr::client_of(&n.addr)),
+            ),
         ),
         None => NotServed::Unavailable(e.to_string()),
     }

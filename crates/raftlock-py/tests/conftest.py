@@ -56,13 +56,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> List[int]:
+    """``count`` different free ports: each listener is held until all are
+    chosen, so the kernel cannot hand one out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 class Cluster:
     """Real nodes on loopback; ``kill`` is SIGKILL, as in a crash."""
 
     def __init__(self, n: int = 3) -> None:
         self.bin = raftlock_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="raftlock-py-"))
-        self.addrs: Dict[int, str] = {i: f"127.0.0.1:{free_port()}" for i in range(1, n + 1)}
+        ports = free_ports(2 * n)
+        # Clients reach node i at addrs[i], the other nodes at peer_addrs[i].
+        self.addrs: Dict[int, str] = {i: f"127.0.0.1:{ports[i - 1]}" for i in range(1, n + 1)}
+        self.peer_addrs: Dict[int, str] = {
+            i: f"127.0.0.1:{ports[n + i - 1]}" for i in range(1, n + 1)
+        }
         self.procs: Dict[int, subprocess.Popen] = {}
         for node in self.addrs:
             self.spawn(node)
@@ -77,12 +97,13 @@ class Cluster:
         return ",".join(self.endpoints)
 
     def spawn(self, node: int) -> None:
-        peers = ",".join(f"{i}={a}" for i, a in self.addrs.items())
+        peers = ",".join(f"{i}={self.peer_addrs[i]}/{a}" for i, a in self.addrs.items())
         log = open(self.dir / f"node{node}.log", "ab")
         self.procs[node] = subprocess.Popen(
             [
                 str(self.bin), "server", "--id", str(node),
-                "--listen", self.addrs[node], "--peers", peers,
+                "--listen", self.addrs[node], "--peer-listen", self.peer_addrs[node],
+                "--peers", peers,
                 "--data-dir", str(self.dir / f"node{node}"),
                 *FAST_RAFT,
             ],
