@@ -2,6 +2,7 @@
 //! lock, and look at the cluster and its locks.
 
 mod args;
+mod certs;
 mod cluster;
 mod exit;
 mod guarded;
@@ -99,6 +100,11 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Make the CA and the node and client certificates for TLS.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
     },
 }
 
@@ -231,6 +237,7 @@ fn main() {
                 );
                 raftlock_gateway::run(args).await
             }
+            Command::Certs { command } => certs::run(command),
         }
     });
     // Do not wait for blocking tasks (e.g. a stdin reader) on the way out.

@@ -39,6 +39,8 @@ pub struct CertFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub not_after: OffsetDateTime,
+    /// Whether `not_after` is the CA's own end, sooner than the days asked.
+    pub capped_by_ca: bool,
 }
 
 /// A loaded CA, able to issue certificates.
@@ -51,7 +53,7 @@ impl Ca {
     /// Makes a new CA valid for `days`, written to `ca.pem` and
     /// `ca-key.pem` in `dir` (created if needed).
     pub fn create(dir: &CredentialsDir, days: u32) -> Result<Ca> {
-        let (not_before, not_after) = validity(days, None)?;
+        let (not_before, not_after, _) = validity(days, None)?;
         let mut params = CertificateParams::default();
         // A name of its own, so that a certificate from another raftlock CA
         // is refused as from an unknown issuer, not as a bad signature.
@@ -101,6 +103,7 @@ impl Ca {
                 cert: cert_path,
                 key: key_path,
                 not_after,
+                capped_by_ca: false,
             },
         })
     }
@@ -170,7 +173,7 @@ impl Ca {
         cert_path: &Path,
         key_path: &Path,
     ) -> Result<CertFiles> {
-        let (not_before, not_after) = validity(days, Some(self.files.not_after))?;
+        let (not_before, not_after, capped_by_ca) = validity(days, Some(self.files.not_after))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(&leaf.common_name);
         params.subject_alt_names = leaf.names;
@@ -189,6 +192,7 @@ impl Ca {
             cert: cert_path.to_path_buf(),
             key: key_path.to_path_buf(),
             not_after,
+            capped_by_ca,
         })
     }
 }
@@ -215,8 +219,12 @@ fn write_pair(
     files::write(cert_path, cert_pem.as_bytes(), CERT_MODE, replace)
 }
 
-/// From a little before now to `days` later, but not past `cap`.
-fn validity(days: u32, cap: Option<OffsetDateTime>) -> Result<(OffsetDateTime, OffsetDateTime)> {
+/// From a little before now to `days` later, but not past `cap`; and
+/// whether `cap` cut it short.
+fn validity(
+    days: u32,
+    cap: Option<OffsetDateTime>,
+) -> Result<(OffsetDateTime, OffsetDateTime, bool)> {
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(Error::Invalid(format!(
             "--days {days}: give 1 to {MAX_DAYS} days"
@@ -224,8 +232,10 @@ fn validity(days: u32, cap: Option<OffsetDateTime>) -> Result<(OffsetDateTime, O
     }
     let now = OffsetDateTime::now_utc();
     let end = now + Duration::days(i64::from(days));
-    let end = cap.map_or(end, |cap| end.min(cap));
-    Ok((now - BACKDATE, end))
+    Ok(match cap {
+        Some(cap) if cap < end => (now - BACKDATE, cap, true),
+        _ => (now - BACKDATE, end, false),
+    })
 }
 
 fn common_name(name: &str) -> DistinguishedName {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// Where `raftlock certs` writes when no directory is given.
-pub const DEFAULT_DIR: &str = "raftlock-certs";
+pub const DEFAULT_DIR: &str = "./raftlock-certs";
 
 /// A credentials directory, and whether files written into it may replace
 /// existing ones.

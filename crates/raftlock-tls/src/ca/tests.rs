@@ -92,6 +92,7 @@ fn node_certificates_name_the_node_and_its_hosts() {
     assert_eq!(usages_of(&der), (true, true));
     // Never valid past the CA: a 365-day certificate from a 30-day CA.
     assert_eq!(files.not_after, ca.files().not_after);
+    assert!(files.capped_by_ca);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(
         cert.validity().not_after.to_datetime(),
@@ -123,6 +124,7 @@ fn client_certificates_name_the_client_for_client_auth_only() {
     assert_eq!(cert.issuer().as_raw(), ca_cert.subject().as_raw());
     let days = (files.not_after - OffsetDateTime::now_utc()).whole_days();
     assert!((6..=7).contains(&days), "{days}");
+    assert!(!files.capped_by_ca);
     let has_aki = cert.extensions().iter().any(|e| {
         matches!(
             e.parsed_extension(),
