@@ -252,3 +252,25 @@ async fn a_plain_text_server_sees_no_identity() {
     let who = who_am_i(format!("http://{addr}"), None).await;
     assert_eq!(who.unwrap(), "none");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_starts_its_handshake_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    let c = creds();
+    let addr = serve(&c.ours, ClientCerts::Required).await;
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let limit = raftlock_tls::HANDSHAKE_TIMEOUT + Duration::from_secs(5);
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(limit, silent.read(&mut byte)).await;
+    let waited = started.elapsed();
+    // Closed (end of file or reset) by the server, not still waiting.
+    assert!(
+        !matches!(read, Err(_) | Ok(Ok(1..))),
+        "{read:?} after {waited:?}"
+    );
+    assert!(
+        waited >= raftlock_tls::HANDSHAKE_TIMEOUT - Duration::from_millis(100),
+        "{waited:?}"
+    );
+}
