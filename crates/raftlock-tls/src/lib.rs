@@ -9,11 +9,11 @@
 //! needs cmake, and NASM on some targets, and is larger), it links into
 //! the statically linked (`+crt-static`) binary the docker images use, and
 //! it has everything raftlock needs (ECDSA P-256 keys and signatures,
-//! TLS 1.3). Every TLS-related dependency in the workspace turns its
-//! default features off so that aws-lc-rs is never pulled in; with a single
-//! provider, rustls could pick it on its own, but
-//! [`install_crypto_provider`] makes the choice explicit and is called by
-//! the config builders.
+//! TLS 1.3). rustls and rcgen are used with their default features off
+//! and tonic with `tls-ring`, so that nothing pulls in aws-lc-rs (check
+//! with `cargo tree -e features -i rustls`). With a single provider rustls
+//! could pick it on its own, but [`install_crypto_provider`] makes the
+//! choice explicit, and the config builders call it.
 //!
 //! # Layout
 //! - [`CredentialsDir`]: where each file of a credentials directory lives.
@@ -40,4 +40,20 @@ pub use layout::{CredentialsDir, DEFAULT_DIR};
 pub fn install_crypto_provider() {
     // An Err only says some provider is already the default: nothing to do.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn installing_the_provider_twice_is_harmless() {
+        super::install_crypto_provider();
+        super::install_crypto_provider();
+        let provider = rustls::crypto::CryptoProvider::get_default().unwrap();
+        let ring = rustls::crypto::ring::default_provider();
+        let names = |p: &rustls::crypto::CryptoProvider| {
+            let suites = p.cipher_suites.iter().map(|s| s.suite());
+            suites.collect::<Vec<_>>()
+        };
+        assert_eq!(names(provider), names(&ring));
+    }
 }
