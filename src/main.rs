@@ -3,6 +3,7 @@
 
 mod args;
 mod auth_cmd;
+mod certs;
 mod cluster;
 mod exit;
 mod guarded;
@@ -104,6 +105,11 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Make the CA and the node and client certificates for TLS.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
     },
 }
 
@@ -237,6 +243,7 @@ fn main() {
                 );
                 raftlock_gateway::run(args).await
             }
+            Command::Certs { command } => certs::run(command),
         }
     });
     // Do not wait for blocking tasks (e.g. a stdin reader) on the way out.
