@@ -125,6 +125,7 @@ async fn run_client(
         retry_for: Duration::from_secs(10),
         rpc_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
     };
     let client = Client::with_options(config.endpoints.clone(), options).expect("endpoints");
     let reader = n < config.readers;

@@ -11,6 +11,7 @@ use raftlock_proto::v1::*;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
+use crate::credentials::Transport;
 use crate::endpoint::parse_endpoint;
 use crate::retry::{Attempt, Next, Retry, RetryPolicy};
 use crate::silence::{self, Silence};
@@ -55,6 +56,8 @@ pub struct ClientOptions {
     /// Deadline for one RPC (long-polls add their wait on top).
     pub rpc_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Plain text or TLS, and the token or certificate presented.
+    pub transport: Transport,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +66,7 @@ impl Default for ClientOptions {
             retry_for: DEFAULT_RETRY_FOR,
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            transport: Transport::default(),
         }
     }
 }

@@ -23,6 +23,7 @@
 
 mod admin;
 mod client;
+mod credentials;
 mod endpoint;
 mod error;
 mod mode;
@@ -35,6 +36,10 @@ mod watch;
 
 pub use admin::client_addr;
 pub use client::{Client, ClientOptions};
+pub use credentials::{
+    profile_dir, write_profile, Credentials, Token, Transport, PROFILE_CA, PROFILE_CERT,
+    PROFILE_KEY, PROFILE_TOKEN,
+};
 pub use endpoint::parse_endpoint;
 pub use error::Error;
 pub use mode::mode_from_wire;
