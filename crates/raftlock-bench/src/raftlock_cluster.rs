@@ -52,6 +52,7 @@ impl RaftlockCluster {
                 retry_for: Duration::from_secs(2),
                 rpc_timeout: Duration::from_secs(1),
                 connect_timeout: Duration::from_millis(500),
+                ..ClientOptions::default()
             },
         )?;
         let mut cluster = RaftlockCluster {
