@@ -114,6 +114,7 @@ impl PyClient {
             retry_for: to_duration("retry_for", retry_for)?,
             rpc_timeout: to_duration("rpc_timeout", rpc_timeout)?,
             connect_timeout: to_duration("connect_timeout", connect_timeout)?,
+            ..ClientOptions::default()
         };
         // Validates the endpoints now; connects lazily.
         let client = Client::with_options(endpoints, options.clone()).map_err(to_py)?;
