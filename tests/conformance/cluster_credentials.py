@@ -36,6 +36,10 @@ PRINCIPALS: Dict[str, str] = {
 #: The principal a suite's clients are unless a test says otherwise.
 DEFAULT_PRINCIPAL = "alice"
 
+#: A lock principal that may also authenticate with a client certificate
+#: (``auth add --client-cert``), and has one, ``client-carol.pem``.
+CERT_PRINCIPAL = "carol"
+
 # What `raftlock auth add` prints: `rlt_` and 32 random bytes in URL-safe base64.
 TOKEN = re.compile(r"rlt_[A-Za-z0-9_-]{43}")
 
@@ -62,6 +66,8 @@ class ClusterCredentials:
         self.tokens: Dict[str, str] = {
             name: self.add_principal(name, role) for name, role in PRINCIPALS.items()
         }
+        self.tokens[CERT_PRINCIPAL] = self.add_principal(CERT_PRINCIPAL, "lock", client_cert=True)
+        self.issue_client(CERT_PRINCIPAL)
 
     def _run(self, *args: str) -> str:
         done = subprocess.run(
@@ -89,10 +95,11 @@ class ClusterCredentials:
             self._run("certs", "client", name, "--dir", str(self.dir))
         return cert, key
 
-    def add_principal(self, name: str, role: str) -> str:
+    def add_principal(self, name: str, role: str, client_cert: bool = False) -> str:
         """Adds ``name`` to the auth file; returns its token, also kept in
         :meth:`token_file`."""
-        out = self._run("auth", "add", name, "--role", role, "--file", str(self.auth_file))
+        out = self._run("auth", "add", name, "--role", role, "--file", str(self.auth_file),
+                        *(["--client-cert"] if client_cert else []))
         token = out.strip()
         if not TOKEN.fullmatch(token):
             raise RuntimeError(f"`raftlock auth add {name}` printed {out!r}, not one token")

@@ -4,7 +4,8 @@ issued, is UNAUTHENTICATED; a principal's role bounds what it may call, on
 either port; plain text does not reach a TLS port; Raft RPCs need a
 member's node certificate; a session answers only to the principal that
 opened it, whatever the other principal knows of it; no token reaches a
-log. Only on a secured cluster (the default; skipped with
+log; a client certificate authenticates only a principal allowed one.
+Only on a secured cluster (the default; skipped with
 RAFTLOCK_TEST_INSECURE=1)."""
 
 from __future__ import annotations
@@ -138,6 +139,33 @@ def test_raft_rpcs_need_a_members_node_certificate(cluster):
                                  DENIED, None)
                 assert message in e.details(), (who, method, e.details())
     cluster.wait_for_leader()
+
+
+def test_a_client_certificate_stands_for_its_principal_only_if_it_may(cluster, name):
+    leader = cluster.leader()
+    # carol may authenticate with her certificate: no token needed.
+    carol = pb_grpc.LockStub(leader.open_channel(leader.addr, client_cert="carol"))
+    opened = carol.OpenSession(pb.OpenSessionRequest(ttl_ms=60_000, label="carol"), timeout=10)
+    granted = carol.Acquire(pb.AcquireRequest(session_id=opened.session_id, seq=1, name=name,
+                                              session_secret=opened.session_secret), timeout=10)
+    assert granted.acquired
+    # The session is carol's: alice, even with its secret, may not release it.
+    as_alice = pb.ReleaseRequest(session_id=opened.session_id, seq=2, name=name,
+                                 session_secret=opened.session_secret)
+    expect_error(lambda: leader.stub.Release(as_alice, timeout=10), DENIED, "not-session-owner")
+    # A token goes first: carol's certificate with reader's token is reader.
+    both = pb_grpc.LockStub(leader.open_channel(leader.addr, token=leader.token("reader"),
+                                                client_cert="carol"))
+    e = expect_error(lambda: both.OpenSession(pb.OpenSessionRequest(ttl_ms=60_000), timeout=10),
+                     DENIED, None)
+    assert e.details().startswith('principal "reader" (role read)'), e.details()
+    # alice was not allowed certificates: hers authenticates nobody.
+    alice_cert = pb_grpc.LockStub(leader.open_channel(leader.addr, client_cert="alice"))
+    _unauthenticated(lambda: alice_cert.Status(pb.StatusRequest(), timeout=10))
+    assert Client(cluster).holder_of(name) == opened.session_id
+    carol.CloseSession(pb.CloseSessionRequest(session_id=opened.session_id, seq=3,
+                                              session_secret=opened.session_secret), timeout=10)
+    assert Client(cluster).holder_of(name) is None
 
 
 def test_another_principal_cannot_act_as_a_session_it_did_not_open(cluster, client, name):
