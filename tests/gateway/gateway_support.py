@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "conformance"))
 
-from cluster_credentials import clean_env, client_flags  # noqa: E402
+from cluster_credentials import DEFAULT_PRINCIPAL, clean_env, client_flags  # noqa: E402
 from support import Cluster, _die_with_parent, free_port, raftlock_bin, wait_until  # noqa: E402
 
 __all__ = ["Cluster", "Gateway", "check_blocks", "PostRun", "fixed_port_7899", "free_port", "wait_until"]
@@ -37,12 +37,13 @@ GRANT = re.compile(r"granted client=(\S+) lock=(\S+) token=(\d+)")
 class Gateway:
     """`raftlock gateway` on ``url`` (a free port unless given), logging
     at info level to a file in the cluster's directory. It calls the
-    cluster as the suite's default lock principal, with the cluster's CA
-    and that principal's token file (``--insecure`` on an insecure
-    cluster)."""
+    cluster as ``principal`` (the suite's default lock principal), with
+    the cluster's CA and that principal's token file (``--insecure`` on an
+    insecure cluster)."""
 
     def __init__(self, cluster: Cluster, url: Optional[str] = None,
-                 client_ttl: float = 600, extra: Tuple[str, ...] = ()) -> None:
+                 client_ttl: float = 600, extra: Tuple[str, ...] = (),
+                 principal: str = DEFAULT_PRINCIPAL) -> None:
         self.cluster = cluster
         self.url = url or f"tcp://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
@@ -50,7 +51,7 @@ class Gateway:
         endpoints = ",".join(n.addr for n in cluster.nodes.values())
         self.args = [
             str(raftlock_bin()), "gateway", "--zmq", self.url, "--endpoints", endpoints,
-            "--client-ttl", str(client_ttl), *client_flags(cluster.credentials), *extra,
+            "--client-ttl", str(client_ttl), *client_flags(cluster.credentials, principal), *extra,
         ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
