@@ -50,7 +50,7 @@ def test_a_call_without_a_token_is_unauthenticated(cluster):
                                                   timeout=10))
         peer = pb_grpc.ClusterStub(node.channel_as(None, peer=True))
         _unauthenticated(lambda: peer.AddLearner(pb.AddLearnerRequest(id=0), timeout=10))
-        # The same channel with a token is served: the token is what was missing.
+        # With a token the same node serves: the token is what was missing.
         assert node.status().id == node.id
 
 
