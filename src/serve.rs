@@ -2,6 +2,7 @@
 
 mod datadir;
 mod dev;
+mod security;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct ServerArgs {
     no_early_ack: bool,
     #[command(flatten)]
     timings: TimingArgs,
+    #[command(flatten)]
+    security: security::SecurityArgs,
 }
 
 impl ServerArgs {
@@ -124,6 +127,18 @@ pub async fn server(args: ServerArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    let security = match args.security.security() {
+        Ok(security) => security,
+        // An auth file that cannot be read is not a usage error.
+        Err(message) if message.starts_with("--auth-file") => {
+            eprintln!("raftlock server: {message}");
+            return exit::FAILURE;
+        }
+        Err(message) => {
+            eprintln!("raftlock server: {message}");
+            return exit::USAGE;
+        }
+    };
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
@@ -134,10 +149,25 @@ pub async fn server(args: ServerArgs) -> i32 {
         snapshot_every: args.timings.snapshot_every,
         metrics_listen: args.metrics_listen,
         early_ack: !args.no_early_ack,
+        security,
+        joins: !args.join.is_empty(),
     };
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
         return exit::FAILURE;
+    }
+    if args.security.insecure() {
+        tracing::warn!(
+            "--insecure: plain text and no authentication; anyone who can reach \
+             this node's ports controls the cluster"
+        );
+    }
+    if let Some(security) = &config.security {
+        // Tokens rotate by editing the file and sending SIGHUP.
+        if let Err(e) = raftlock_node::auth::spawn_reload_on_sighup(security.auth.clone()) {
+            eprintln!("raftlock server: cannot handle SIGHUP: {e}");
+            return exit::FAILURE;
+        }
     }
     if args.peer_listen.is_none() {
         tracing::warn!(
@@ -160,8 +190,11 @@ pub async fn server(args: ServerArgs) -> i32 {
                 tokio::spawn(crate::cluster::join(
                     args.join.clone(),
                     config.id,
-                    advertised.peer,
-                    advertised.client,
+                    advertised,
+                    config
+                        .security
+                        .as_ref()
+                        .map(raftlock_node::Security::node_tls),
                 ));
             }
         }
