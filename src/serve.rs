@@ -2,6 +2,7 @@
 
 mod datadir;
 mod dev;
+mod dev_credentials;
 mod security;
 
 use std::collections::BTreeMap;

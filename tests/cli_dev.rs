@@ -127,6 +127,7 @@ async fn server_on(dir: &std::path::Path) -> Reaper {
         .args(["server", "--id", "1", "--listen", &addr])
         .args(["--peer-listen", &peer_addr])
         .arg(format!("--peers=1={peer_addr}/{addr}"))
+        .arg("--insecure")
         .arg(format!("--data-dir={}", dir.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -186,7 +187,14 @@ async fn dev_and_server_refuse_a_data_dir_in_use_and_name_the_process() {
 
     // The same check in `raftlock server`, instead of sled's WouldBlock.
     let out = Command::new(BIN)
-        .args(["server", "--id", "1", "--listen", "127.0.0.1:0"])
+        .args([
+            "server",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+        ])
         .arg(format!(
             "--data-dir={}",
             data.path().join("node1").display()
@@ -267,7 +275,7 @@ fn server_refuses_a_malformed_join_address_at_once() {
     let mut server = Reaper {
         child: Command::new(BIN)
             .args(["server", "--id", "4", "--listen", "127.0.0.1:0"])
-            .args(["--join", "127.0.0.1:7899,node2"])
+            .args(["--join", "127.0.0.1:7899,node2", "--insecure"])
             .arg(format!("--data-dir={}", data.path().display()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -307,23 +315,47 @@ fn refused_server(args: &[&str]) -> String {
 #[test]
 fn server_refuses_peers_that_disagree_with_its_listeners() {
     let stderr = refused_server(&[
+        "--insecure",
         "--listen=127.0.0.1:0",
         "--peer-listen=127.0.0.1:0",
         "--peers=1=127.0.0.1:7899",
     ]);
     assert!(stderr.contains("give ID=PEER_ADDR/CLIENT_ADDR"), "{stderr}");
     let stderr = refused_server(&[
+        "--insecure",
         "--listen=127.0.0.1:0",
         "--peers=1=127.0.0.1:7999/127.0.0.1:7899",
     ]);
     assert!(stderr.contains("has no --peer-listen"), "{stderr}");
     let stderr = refused_server(&[
+        "--insecure",
         "--listen=127.0.0.1:0",
         "--peer-listen=127.0.0.1:0",
         "--advertise=127.0.0.1:7899",
         "--join=127.0.0.1:7999",
     ]);
     assert!(stderr.contains("--advertise"), "{stderr}");
+}
+
+#[test]
+fn server_needs_credentials_or_insecure() {
+    let stderr = refused_server(&["--listen=127.0.0.1:0"]);
+    assert!(stderr.contains("or --insecure"), "{stderr}");
+    assert!(stderr.contains("raftlock certs init"), "{stderr}");
+    assert!(
+        stderr.contains("raftlock auth add admin --role admin"),
+        "{stderr}"
+    );
+    let stderr = refused_server(&["--listen=127.0.0.1:0", "--tls-ca=ca.pem"]);
+    assert!(
+        stderr.contains("missing --tls-cert, --tls-key, --auth-file"),
+        "{stderr}"
+    );
+    let stderr = refused_server(&["--insecure", "--auth-file=auth.toml"]);
+    assert!(
+        stderr.contains("--insecure cannot go with --auth-file"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
