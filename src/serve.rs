@@ -73,8 +73,9 @@ pub struct ServerArgs {
     no_early_ack: bool,
     #[command(flatten)]
     timings: TimingArgs,
+    // Boxed: the paths would make `server` the one large command.
     #[command(flatten)]
-    security: security::SecurityArgs,
+    security: Box<security::SecurityArgs>,
 }
 
 impl ServerArgs {
@@ -128,17 +129,9 @@ pub async fn server(args: ServerArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let security = match args.security.security() {
+    let security = match args.security.start() {
         Ok(security) => security,
-        // An auth file that cannot be read is not a usage error.
-        Err(message) if message.starts_with("--auth-file") => {
-            eprintln!("raftlock server: {message}");
-            return exit::FAILURE;
-        }
-        Err(message) => {
-            eprintln!("raftlock server: {message}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let config = NodeConfig {
         id: args.id,
@@ -156,19 +149,6 @@ pub async fn server(args: ServerArgs) -> i32 {
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
         return exit::FAILURE;
-    }
-    if args.security.insecure() {
-        tracing::warn!(
-            "--insecure: plain text and no authentication; anyone who can reach \
-             this node's ports controls the cluster"
-        );
-    }
-    if let Some(security) = &config.security {
-        // Tokens rotate by editing the file and sending SIGHUP.
-        if let Err(e) = raftlock_node::auth::spawn_reload_on_sighup(security.auth.clone()) {
-            eprintln!("raftlock server: cannot handle SIGHUP: {e}");
-            return exit::FAILURE;
-        }
     }
     if args.peer_listen.is_none() {
         tracing::warn!(

@@ -7,6 +7,8 @@ use clap::Args;
 use raftlock_node::auth::AuthStore;
 use raftlock_node::Security;
 
+use crate::exit;
+
 #[derive(Args)]
 pub struct SecurityArgs {
     /// This node's certificate (PEM), from `raftlock certs node ID`.
@@ -84,7 +86,30 @@ impl SecurityArgs {
         }))
     }
 
-    pub fn insecure(&self) -> bool {
-        self.insecure
+    /// The node's security, with the auth file reloaded on SIGHUP, or
+    /// `None` (and a warning) for `--insecure`. `Err` is the exit status,
+    /// the reason already said. Call it inside the runtime.
+    pub fn start(&self) -> Result<Option<Security>, i32> {
+        let security = self.security().map_err(|message| {
+            eprintln!("raftlock server: {message}");
+            // An auth file that cannot be read is not a usage error.
+            match message.starts_with("--auth-file") {
+                true => exit::FAILURE,
+                false => exit::USAGE,
+            }
+        })?;
+        let Some(security) = security else {
+            tracing::warn!(
+                "--insecure: plain text and no authentication; anyone who can reach \
+                 this node's ports controls the cluster"
+            );
+            return Ok(None);
+        };
+        // Tokens rotate by editing the file and sending SIGHUP.
+        if let Err(e) = raftlock_node::auth::spawn_reload_on_sighup(security.auth.clone()) {
+            eprintln!("raftlock server: cannot handle SIGHUP: {e}");
+            return Err(exit::FAILURE);
+        }
+        Ok(Some(security))
     }
 }
