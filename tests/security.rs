@@ -423,3 +423,64 @@ async fn node_certificates_act_as_admins_between_members() {
     let members = removed.expect("removal allowed").into_inner().members;
     assert!(members.iter().all(|m| m.id != victim), "{members:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_is_added_and_replicated_to_over_tls() {
+    let _serial = serial().await;
+    let mut secure = Secure::start().await;
+    let leader = secure.wait_for_leader().await;
+    // No --peers, no --join: it waits for an admin to add it.
+    let client_addr = secure.cluster.add_node(4, false).expect("node 4");
+    secure.cluster.start(4).expect("start node 4");
+    let mut cluster = ClusterClient::new(secure.peer_port(leader, None).await);
+    let learner = AddLearnerRequest {
+        id: 4,
+        addr: secure.cluster.peer_addr(4),
+        client_addr,
+    };
+    let added = cluster
+        .add_learner(with_token(learner, &secure.admin))
+        .await;
+    let members = added.expect("add node 4").into_inner().members;
+    assert!(members.iter().any(|m| m.id == 4), "{members:?}");
+    // The leader's appends reach it through its own TLS client and the
+    // new node's Raft check.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if secure.status(4).await.is_some_and(|s| s.last_applied > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "node 4 got nothing:\n{}",
+            secure.cluster.logs(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// Enabled when the client speaks TLS: `--join` asks through
+// raftlock_client with the node's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn a_node_joins_with_its_certificate() {
+    let _serial = serial().await;
+    let mut secure = Secure::start().await;
+    secure.wait_for_leader().await;
+    secure.cluster.add_node(4, true).expect("node 4");
+    secure.cluster.start(4).expect("start node 4");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = secure.status(1).await;
+        let members = status.map(|s| s.members).unwrap_or_default();
+        if members.iter().any(|m| m.id == 4 && m.voter) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "node 4 did not join:\n{}",
+            secure.cluster.logs(20)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

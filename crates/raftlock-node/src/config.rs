@@ -39,7 +39,8 @@ pub struct NodeConfig {
     pub security: Option<Security>,
     /// This node joins an existing cluster (`--join`): until it has a
     /// membership, any node certificate may send it Raft RPCs (the leader
-    /// that adds it is not known in advance).
+    /// that adds it is not known in advance), as to a node with no
+    /// `peers` at all.
     pub joins: bool,
 }
 

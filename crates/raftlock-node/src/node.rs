@@ -355,7 +355,9 @@ fn cluster_server(config: &NodeConfig, parts: &Parts) -> ClusterServer<ClusterSe
 
 fn raft_server(config: &NodeConfig, parts: &Parts) -> RaftServer<RaftService> {
     let admission = config.security.as_ref().map(|_| {
-        let before = if config.joins {
+        // Joining, or waiting for `raftlock cluster add` (no --peers):
+        // the leader that will add this node is not known in advance.
+        let before = if config.joins || config.peers.is_empty() {
             BeforeMembership::AnyNode
         } else {
             BeforeMembership::Listed(config.peers.keys().copied().collect())

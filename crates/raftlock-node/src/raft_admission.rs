@@ -3,9 +3,10 @@
 //! member of this node's current membership. Checked before the payload
 //! is decoded, so a stranger's bytes never reach bincode or Raft.
 //!
-//! Before it has a membership (not yet bootstrapped, or not yet joined) a
+//! Before it has a membership (not yet bootstrapped, or not yet added) a
 //! node accepts the ids in its `--peers`, or any node certificate when it
-//! joins with `--join`: the leader that adds it is not known in advance.
+//! joins with `--join` or has no `--peers` (waiting for `raftlock cluster
+//! add`): the leader that adds it is not known in advance.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
