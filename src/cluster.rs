@@ -110,7 +110,7 @@ pub async fn add(
         return Ok(members);
     }
     let clients: Vec<&str> = members.iter().map(raftlock_client::client_addr).collect();
-    let client = Client::new(clients)?;
+    let client = admin.sibling(clients)?;
     let until = tokio::time::Instant::now() + timeout;
     loop {
         let leader = client.leader_status(Duration::from_secs(1)).await;

@@ -67,8 +67,11 @@ pub(crate) fn tls_config(credentials: &Credentials) -> Result<ClientTlsConfig, E
         .identity
         .as_ref()
         .map(|(cert, key)| (cert.as_path(), key.as_path()));
-    raftlock_tls::client_tls(&credentials.ca, identity, None)
-        .map_err(|e| Error::Credentials(e.to_string()))
+    raftlock_tls::client_tls(&credentials.ca, identity, None).map_err(|e| {
+        Error::Credentials(format!(
+            "cannot use the TLS files (--ca, --cert, --key): {e}"
+        ))
+    })
 }
 
 #[cfg(test)]

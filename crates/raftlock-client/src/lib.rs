@@ -23,6 +23,8 @@
 
 mod admin;
 mod bearer;
+#[cfg(feature = "cli")]
+mod cli;
 mod client;
 mod credentials;
 mod endpoint;
@@ -36,6 +38,8 @@ mod token_file;
 mod watch;
 
 pub use admin::client_addr;
+#[cfg(feature = "cli")]
+pub use cli::TransportArgs;
 pub use client::{Client, ClientOptions};
 pub use credentials::{
     process_env, profile_dir, profile_dir_in, write_profile, Credentials, Env, Given, Token,
