@@ -229,9 +229,12 @@ fn cluster_add_refuses_a_malformed_address_at_once() {
     );
 }
 
+/// An environment variable given to a command.
+type EnvVar<'a> = (&'a str, &'a std::path::Path);
+
 /// `raftlock status` with these arguments and environment variables (and
 /// no other RAFTLOCK_* credentials or profile).
-fn status_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
+fn status_with(args: &[&str], env: &[EnvVar]) -> Output {
     let empty = tempfile::tempdir().unwrap();
     let mut command = Command::new(BIN);
     command
@@ -264,7 +267,7 @@ fn credentials_that_cannot_be_used_are_a_usage_error_before_anything_is_sent() {
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let (ca_arg, token_arg) = (ca.to_str().unwrap(), token.to_str().unwrap());
     let dead = dead_endpoint();
-    let cases: [(Vec<&str>, Vec<(&str, &std::path::Path)>, &str); 5] = [
+    let cases: [(Vec<&str>, Vec<EnvVar>, &str); 5] = [
         // A token file others can read: named, with the fix, never shown.
         (
             vec!["--ca", ca_arg, "--auth-token-file", token_arg],
