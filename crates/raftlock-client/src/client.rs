@@ -103,6 +103,10 @@ struct Inner {
     warned_silent: AtomicBool,
 }
 
+/// Added when no node answered a plain-text client.
+const PLAIN_TEXT_HINT: &str = "; connecting in plain text: if the nodes use TLS, \
+     give --ca and --auth-token-file (RAFTLOCK_CA, RAFTLOCK_AUTH_TOKEN_FILE, or a profile directory)";
+
 /// How long a failed endpoint is tried only after the others. Short: a
 /// healthy leader whose one call timed out must not be avoided for long.
 const FAILED_COOLDOWN: Duration = Duration::from_secs(1);
@@ -345,7 +349,15 @@ impl Client {
     /// The error of a call that ran out of time, `last_error` its last try's.
     fn unavailable(&self, silence: &Silence, last_error: String) -> Error {
         if silence.is_total(&self.inner.endpoints) {
-            return Error::Unavailable(format!("no raftlock node answered (last: {last_error})"));
+            // A TLS node drops a plain-text connection with no more than
+            // a broken pipe: say what the silence may mean.
+            let hint = match self.inner.options.transport {
+                Transport::Plain => PLAIN_TEXT_HINT,
+                _ => "",
+            };
+            return Error::Unavailable(format!(
+                "no raftlock node answered (last: {last_error}){hint}"
+            ));
         }
         Error::Unavailable(last_error)
     }

@@ -266,3 +266,19 @@ async fn a_ca_file_that_is_not_there_fails_when_the_client_is_made() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_plain_text_client_that_nobody_answers_is_told_about_tls() {
+    let c = start().await;
+    let options = ClientOptions {
+        retry_for: Duration::from_secs(1),
+        transport: Transport::Plain,
+        ..ClientOptions::default()
+    };
+    let client = Client::with_options([c.addr.to_string()], options).unwrap();
+    let error = client.get_lock("a").await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Unavailable(m) if m.contains("--ca")),
+        "{error:?}"
+    );
+}
