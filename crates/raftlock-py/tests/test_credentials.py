@@ -15,7 +15,7 @@ import pytest
 
 import raftlock
 
-from conftest import raftlock_bin
+from conftest import free_ports, raftlock_bin
 
 SECRET = "rlt_python_secret_value"
 
@@ -106,3 +106,80 @@ def test_a_ca_that_signed_no_node_fails_the_first_call_at_once(
     assert time.monotonic() - started < 5.0, "retried instead of failing at once"
     assert SECRET not in str(error.value)
     assert isinstance(error.value, raftlock.RaftlockError)
+
+
+def _auth_add(auth_file: Path, name: str, role: str, token_file: Path) -> None:
+    out = subprocess.run(
+        [str(raftlock_bin()), "auth", "add", name, "--role", role, "--file", str(auth_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    _file(token_file, out.stdout.strip(), 0o600)
+
+
+@pytest.fixture
+def secure_node(tmp_path, no_credentials_env):
+    """One `raftlock server` with TLS and an auth file holding a `lock`
+    principal and a `read` one; yields (endpoint, ca, tokens dir)."""
+    creds = tmp_path / "credentials"
+    bin_ = str(raftlock_bin())
+    subprocess.run([bin_, "certs", "init", "--dir", str(creds)], check=True, capture_output=True)
+    subprocess.run(
+        [bin_, "certs", "node", "1", "--dir", str(creds)], check=True, capture_output=True
+    )
+    auth = tmp_path / "auth.toml"
+    _auth_add(auth, "worker", "lock", tmp_path / "worker.token")
+    _auth_add(auth, "viewer", "read", tmp_path / "viewer.token")
+    client_port, peer_port = free_ports(2)
+    endpoint, peer = f"127.0.0.1:{client_port}", f"127.0.0.1:{peer_port}"
+    log = open(tmp_path / "node.log", "wb")
+    node = subprocess.Popen(
+        [
+            bin_, "server", "--id", "1", "--listen", endpoint, "--peer-listen", peer,
+            "--peers", f"1={peer}/{endpoint}", "--data-dir", str(tmp_path / "data"),
+            "--tls-cert", str(creds / "node-1.pem"), "--tls-key", str(creds / "node-1-key.pem"),
+            "--tls-ca", str(creds / "ca.pem"), "--auth-file", str(auth),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        probe = raftlock.Client(
+            [endpoint], ca=creds / "ca.pem", token_file=tmp_path / "viewer.token", retry_for=1.0
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                probe.locks()
+                break
+            except raftlock.ClusterUnavailable:
+                if time.monotonic() > deadline or node.poll() is not None:
+                    raise AssertionError((tmp_path / "node.log").read_text())
+                time.sleep(0.2)
+        yield endpoint, creds / "ca.pem", tmp_path
+    finally:
+        node.kill()
+        node.wait()
+        log.close()
+
+
+def test_a_secure_cluster_with_ca_and_token_file(secure_node):
+    endpoint, ca, tokens = secure_node
+    client = raftlock.Client([endpoint], ca=ca, token_file=tokens / "worker.token")
+    with client.lock("py-secure") as held:
+        assert held.token > 0
+        assert client.lock_info("py-secure").holder.token == held.token
+    client.close()
+    viewer = raftlock.Client([endpoint], ca=ca, token_file=tokens / "viewer.token")
+    assert viewer.locks() == []
+    with pytest.raises(raftlock.PermissionDenied, match="viewer"):
+        with viewer.lock("py-secure"):
+            pass
+    wrong = _file(tokens / "wrong.token", SECRET, 0o600)
+    started = time.monotonic()
+    with pytest.raises(raftlock.NotAuthenticated) as error:
+        raftlock.Client([endpoint], ca=ca, token_file=wrong, retry_for=30.0).locks()
+    assert time.monotonic() - started < 5.0
+    assert SECRET not in str(error.value)
