@@ -266,6 +266,16 @@ async fn the_command_connects_with_flags_or_with_only_a_profile() {
     );
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rlt_wrong_token_value"));
+    // The gateway checks its credentials before it serves.
+    let zmq = format!("tcp://127.0.0.1:{}", free_port());
+    let gateway = [&["gateway", "--zmq", zmq.as_str()][..], &at, &wrong_flags].concat();
+    let out = node.raftlock(&gateway, &[]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not authenticated"),
+        "{}",
+        stderr(&out)
+    );
     // A read token: permission denied, the same exit status.
     let viewer = node.token_file("viewer");
     let viewer_flags = [
