@@ -89,6 +89,8 @@ impl RaftlockCluster {
             .args(["--listen", &self.addrs[&id]])
             .args(["--peer-listen", &self.peer_addrs[&id]])
             .args(["--peers", &peers.join(",")])
+            // Plain text: the numbers are raftlock's, not TLS's.
+            .arg("--insecure")
             .arg("--data-dir")
             .arg(self.dir.join(format!("node{id}")))
             .args(&self.extra_args)
