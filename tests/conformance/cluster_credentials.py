@@ -1,5 +1,5 @@
 """Credentials for a secured test cluster, made with the raftlock binary
-the way an operator makes them (docs/security.md, docs/security-auth.md):
+the way an operator makes them (docs/security.md):
 ``raftlock certs init``, ``raftlock certs node ID --host 127.0.0.1`` per
 node, and ``raftlock auth add NAME --role ROLE`` per principal, each token
 read from stdout (where it is printed once) and kept in a 0600 file.

@@ -269,7 +269,7 @@ class Cluster:
                     *_die_with_parent(),
                     str(self.bin), "server", "--id", str(node_id),
                     "--listen", node.addr, "--peer-listen", node.peer_addr,
-                    "--peers", peers, "--insecure",
+                    "--peers", peers,
                     "--data-dir", str(self.dir / f"node{node_id}"),
                     *server_flags(self.credentials, node_id),
                     *RAFT_TIMING,

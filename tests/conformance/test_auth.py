@@ -1,4 +1,4 @@
-"""Authentication and authorisation on the wire (docs/security-auth.md,
+"""Authentication and authorisation on the wire (docs/security.md,
 docs/security.md): a call without a token, or with one the cluster never
 issued, is UNAUTHENTICATED; a principal's role bounds what it may call, on
 either port; plain text does not reach a TLS port; Raft RPCs need a

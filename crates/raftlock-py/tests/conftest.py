@@ -137,7 +137,7 @@ class Cluster:
             [
                 str(self.bin), "server", "--id", str(node),
                 "--listen", self.addrs[node], "--peer-listen", self.peer_addrs[node],
-                "--peers", peers, "--insecure",
+                "--peers", peers,
                 "--data-dir", str(self.dir / f"node{node}"),
                 *server_flags(self.credentials, node),
                 *FAST_RAFT,
