@@ -1,5 +1,4 @@
-"""Authentication and authorisation on the wire (docs/security.md,
-docs/security.md): a call without a token, or with one the cluster never
+"""Authentication and authorisation on the wire (docs/security.md): a call without a token, or with one the cluster never
 issued, is UNAUTHENTICATED; a principal's role bounds what it may call, on
 either port; plain text does not reach a TLS port; Raft RPCs need a
 member's node certificate; a session answers only to the principal that
