@@ -1,11 +1,11 @@
-"""Authentication and authorisation on the wire (docs/security.md): a call without a token, or with one the cluster never
-issued, is UNAUTHENTICATED; a principal's role bounds what it may call, on
-either port; plain text does not reach a TLS port; Raft RPCs need a
-member's node certificate; a session answers only to the principal that
-opened it, whatever the other principal knows of it; no token reaches a
-log; a client certificate authenticates only a principal allowed one.
-Only on a secured cluster (the default; skipped with
-RAFTLOCK_TEST_INSECURE=1)."""
+"""Authentication and authorisation on the wire (docs/security.md): a call
+without a token, or with one the cluster never issued, is UNAUTHENTICATED;
+a principal's role bounds what it may call, on either port; plain text
+does not reach a TLS port; Raft RPCs need a member's node certificate; a
+session answers only to the principal that opened it, whatever the other
+principal knows of it; no token reaches a log; a client certificate
+authenticates only a principal allowed one. Only on a secured cluster (the
+default; skipped with RAFTLOCK_TEST_INSECURE=1)."""
 
 from __future__ import annotations
 
