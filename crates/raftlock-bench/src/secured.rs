@@ -35,6 +35,7 @@ pub async fn run(
     plan: &Plan,
     plain_rows: &[Row],
 ) -> anyhow::Result<SecuredResults> {
+    let started = std::time::Instant::now();
     let creds = BenchCredentials::create(&dir.join("credentials"), 3)
         .context("making the secured clusters' credentials")?;
     let creds = Arc::new(creds);
@@ -52,11 +53,16 @@ pub async fn run(
     let [r, e] = partial;
     let raftlock = finish("raftlock", &versions[0], r)?;
     let etcd = finish("etcd", &versions[1], e)?;
+    eprintln!(
+        "raftlock-bench: TLS + auth section done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     let rows = secured_rows(&raftlock, &etcd);
     let cost = cost_rows(plain_rows, &rows);
     Ok(SecuredResults {
         raftlock_security: RAFTLOCK_SECURITY.into(),
         etcd_security: ETCD_SECURITY.into(),
+        duration_seconds: started.elapsed().as_secs_f64(),
         rows,
         cost,
         raftlock,

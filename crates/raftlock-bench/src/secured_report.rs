@@ -30,6 +30,8 @@ pub struct SecuredResults {
     /// How each system was secured, in words.
     pub raftlock_security: String,
     pub etcd_security: String,
+    /// The section's wall-clock time, clusters' start to stop.
+    pub duration_seconds: f64,
     pub rows: Vec<Row>,
     pub cost: Vec<CostRow>,
     pub raftlock: SecuredSystem,
