@@ -120,3 +120,35 @@ impl BenchCredentials {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raftlock_node::auth::{token, AuthFile};
+
+    use super::*;
+
+    #[test]
+    fn every_file_exists_and_the_auth_file_admits_the_token_as_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = BenchCredentials::create(&dir.path().join("c"), 3).unwrap();
+        assert!(creds.ca().exists());
+        for id in 1..=3 {
+            let (cert, key) = creds.node(id);
+            assert!(cert.exists() && key.exists(), "node {id}");
+        }
+        for user in [LOCK_USER, ETCD_ROOT, ETCD_JWT_SIGNER] {
+            let tls = creds.etcd_tls(user);
+            assert!(tls.cert.exists() && tls.key.exists(), "{user}");
+        }
+        // Loading refuses a file others can read: this checks the mode too.
+        let file = AuthFile::load(&creds.auth_file).unwrap();
+        let entry = file.principal(LOCK_USER).unwrap();
+        assert_eq!(entry.role, "lock");
+        assert_eq!(
+            entry.token_sha256,
+            token::hash_hex(creds.raftlock_token.expose())
+        );
+        assert_ne!(creds.etcd_lock_password, creds.etcd_root_password);
+        assert!(creds.etcd_auth_token_flag().contains("sign-method=ES256"));
+    }
+}
