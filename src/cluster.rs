@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use raftlock_client::{client_addr, parse_endpoint, Client, Error, Member};
+use raftlock_client::{
+    client_addr, parse_endpoint, Client, ClientOptions, Credentials, Error, Member, Transport,
+};
+use raftlock_node::{MemberAddr, NodeTls};
 
 use crate::exit;
 
@@ -110,7 +113,8 @@ pub async fn add(
         return Ok(members);
     }
     let clients: Vec<&str> = members.iter().map(raftlock_client::client_addr).collect();
-    let client = Client::new(clients)?;
+    // The members' client ports take the same credentials.
+    let client = Client::with_options(clients, admin.options().clone())?;
     let until = tokio::time::Instant::now() + timeout;
     loop {
         let leader = client.leader_status(Duration::from_secs(1)).await;
@@ -144,9 +148,23 @@ pub async fn add(
 }
 
 /// `raftlock server --join`: ask the cluster (through `seeds`, members'
-/// peer addresses) to add this node until it has.
-pub async fn join(seeds: Vec<String>, id: u64, peer_addr: String, client_addr: String) {
-    let admin = match Client::new(seeds) {
+/// peer addresses) to add this node at `advertised` until it has; over TLS
+/// with the node's certificate (principal `node-<id>`, an admin) when `tls`.
+pub async fn join(seeds: Vec<String>, id: u64, advertised: MemberAddr, tls: Option<NodeTls>) {
+    let transport = match tls {
+        Some(tls) => Transport::Tls(Credentials {
+            ca: tls.ca,
+            token: None,
+            identity: Some((tls.cert, tls.key)),
+        }),
+        None => Transport::Plain,
+    };
+    let options = ClientOptions {
+        transport,
+        ..ClientOptions::default()
+    };
+    let (peer_addr, client_addr) = (advertised.peer, advertised.client);
+    let admin = match Client::with_options(seeds, options) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(%e, "--join: bad addresses");

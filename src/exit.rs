@@ -17,6 +17,11 @@ pub const USAGE: i32 = 2;
 pub const UNAVAILABLE: i32 = 69;
 /// `lock`'s guard could not wait for the command (sysexits' EX_SOFTWARE).
 pub const GUARD_FAILED: i32 = 70;
+/// The cluster refused this client's credentials: an unknown token, a role
+/// or lock-name prefix that does not allow the call, or a failed TLS
+/// handshake (sysexits' EX_NOPERM). Credentials that cannot even be used
+/// (a missing CA file, a token file others can read) are a [`USAGE`] error.
+pub const AUTH: i32 = 77;
 /// The lock could not be had in time (or at once, with --no-wait).
 pub const NOT_ACQUIRED: i32 = 75;
 /// The lock was lost while the command ran; the command was terminated.
@@ -33,8 +38,18 @@ pub const fn signalled(sig: libc::c_int) -> i32 {
     SIGNALLED + sig
 }
 
-/// Says what went wrong talking to the cluster; the status to exit with.
+/// Says what went wrong talking to the cluster; the status to exit with:
+/// [`AUTH`] or [`USAGE`] for a credentials problem, else [`UNAVAILABLE`].
 pub fn unavailable(error: &Error) -> i32 {
     eprintln!("raftlock: {error}");
-    UNAVAILABLE
+    code(error)
+}
+
+/// The exit status for a client error that ends a command.
+pub fn code(error: &Error) -> i32 {
+    match error {
+        Error::Unauthenticated(_) | Error::PermissionDenied(_) | Error::Tls(_) => AUTH,
+        Error::Credentials(_) => USAGE,
+        _ => UNAVAILABLE,
+    }
 }

@@ -16,9 +16,12 @@ use crate::guarded::Guarded;
 Exit status: the command's own (128+N if it died of signal N), or
   75  the lock was not acquired in time (or at once, with --no-wait); nothing ran
   76  the lock was lost while the command ran; it was sent SIGTERM, then SIGKILL
+  77  the cluster refused this client: unknown token, a role or lock name not
+      allowed, or a failed TLS handshake (wrong CA); nothing ran
   69  the cluster could not be reached, or another error (such as the name
       being in use in another mode, or as a semaphore with another limit)
-  2   bad arguments (see above); nothing ran
+  2   bad arguments (see above), or credentials that cannot be used (a
+      missing CA file, a token file others can read); nothing ran
   126 the command could not be run (e.g. not executable); 127: not found
 
 Signals to raftlock lock while the command runs: SIGINT, SIGTERM, SIGHUP
@@ -143,7 +146,7 @@ async fn acquire(session: &Session, args: &LockArgs, signals: &mut Signals) -> R
         waited = session.lock_with(&args.name, wait, args.mode()) => match waited {
             Ok(grant) => return Ok(grant),
             Err(e @ Error::NotAcquired { .. }) => (e.to_string(), exit::NOT_ACQUIRED),
-            Err(e) => (e.to_string(), exit::UNAVAILABLE),
+            Err(e) => (e.to_string(), exit::code(&e)),
         },
         sig = signals.recv() => (
             format!("interrupted while waiting for {:?}; nothing ran", args.name),

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use clap::{parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Subcommand};
-use raftlock_client::Client;
+use raftlock_client::{Client, ClientOptions, TransportArgs};
 
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7899,127.0.0.1:7900,127.0.0.1:7901";
 
@@ -56,12 +56,16 @@ enum Command {
         #[command(flatten)]
         at: Endpoints,
         #[command(flatten)]
+        transport: TransportArgs,
+        #[command(flatten)]
         args: lock::LockArgs,
     },
     /// Show each member's role, term and progress, and the leader.
     Status {
         #[command(flatten)]
         at: Endpoints,
+        #[command(flatten)]
+        transport: TransportArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -70,6 +74,8 @@ enum Command {
     Cluster {
         #[command(flatten)]
         at: Endpoints,
+        #[command(flatten)]
+        transport: TransportArgs,
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
@@ -77,6 +83,8 @@ enum Command {
     Locks {
         #[command(flatten)]
         at: Endpoints,
+        #[command(flatten)]
+        transport: TransportArgs,
         /// Only locks whose name starts with this.
         #[arg(default_value = "")]
         prefix: String,
@@ -99,6 +107,8 @@ enum Command {
     Watch {
         #[command(flatten)]
         at: Endpoints,
+        #[command(flatten)]
+        transport: TransportArgs,
         /// Only locks whose names start with this (default: all).
         #[arg(default_value = "")]
         prefix: String,
@@ -145,20 +155,45 @@ fn endpoints(matches: &ArgMatches, before: &Option<Vec<String>>, at: Endpoints) 
     }
 }
 
-/// Runs a client command with a client for `endpoints`, or says why there
-/// is none: only a malformed endpoint fails here, a usage error.
-async fn with_client<F, Fut>(endpoints: Vec<String>, command: F) -> i32
+/// Runs a client command with a client for `endpoints`, connecting as
+/// `transport` says, or says why there is none: a malformed endpoint or
+/// credentials that cannot be used (a missing CA, a token file others can
+/// read), usage errors both.
+async fn with_client<F, Fut>(endpoints: Vec<String>, transport: TransportArgs, command: F) -> i32
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = i32>,
 {
-    match Client::new(endpoints) {
+    let client = transport.transport().and_then(|transport| {
+        let options = ClientOptions {
+            transport,
+            ..ClientOptions::default()
+        };
+        Client::with_options(endpoints, options)
+    });
+    match client {
         Ok(client) => command(client).await,
         Err(e) => {
             eprintln!("raftlock: {e}");
             exit::USAGE
         }
     }
+}
+
+/// A client command's run: its logging, its client, then `command`.
+async fn client_command<F, Fut>(
+    matches: &ArgMatches,
+    before: &Option<Vec<String>>,
+    at: Endpoints,
+    transport: TransportArgs,
+    command: F,
+) -> i32
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = i32>,
+{
+    init_logging("warn");
+    with_client(endpoints(matches, before, at), transport, command).await
 }
 
 fn main() {
@@ -191,42 +226,55 @@ fn main() {
                 init_logging(raftlock_node::DEFAULT_LOG_FILTER);
                 serve::dev(args).await
             }
-            Command::Lock { at, args } => {
-                init_logging("warn");
-                with_client(endpoints(&matches, &before, at), |client| {
+            Command::Lock {
+                at,
+                transport,
+                args,
+            } => {
+                client_command(&matches, &before, at, transport, |client| {
                     lock::run(client, args)
                 })
                 .await
             }
-            Command::Cluster { at, command } => {
-                init_logging("warn");
-                with_client(endpoints(&matches, &before, at), |client| {
+            Command::Cluster {
+                at,
+                transport,
+                command,
+            } => {
+                client_command(&matches, &before, at, transport, |client| {
                     cluster::run(client, command)
                 })
                 .await
             }
-            Command::Status { at, json } => {
-                init_logging("warn");
-                with_client(endpoints(&matches, &before, at), |client| {
+            Command::Status {
+                at,
+                transport,
+                json,
+            } => {
+                client_command(&matches, &before, at, transport, |client| {
                     show::status(client, json)
                 })
                 .await
             }
             Command::Locks {
                 at,
+                transport,
                 prefix,
                 json,
                 limit,
             } => {
-                init_logging("warn");
-                with_client(endpoints(&matches, &before, at), |client| {
+                client_command(&matches, &before, at, transport, |client| {
                     show::locks(client, prefix, limit, json)
                 })
                 .await
             }
-            Command::Watch { at, prefix, json } => {
-                init_logging("warn");
-                with_client(endpoints(&matches, &before, at), |client| {
+            Command::Watch {
+                at,
+                transport,
+                prefix,
+                json,
+            } => {
+                client_command(&matches, &before, at, transport, |client| {
                     watch::run(client, prefix, json)
                 })
                 .await

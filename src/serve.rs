@@ -2,6 +2,8 @@
 
 mod datadir;
 mod dev;
+mod dev_credentials;
+mod security;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -71,6 +73,9 @@ pub struct ServerArgs {
     no_early_ack: bool,
     #[command(flatten)]
     timings: TimingArgs,
+    // Boxed: the paths would make `server` the one large command.
+    #[command(flatten)]
+    security: Box<security::SecurityArgs>,
 }
 
 impl ServerArgs {
@@ -124,6 +129,10 @@ pub async fn server(args: ServerArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    let security = match args.security.start() {
+        Ok(security) => security,
+        Err(code) => return code,
+    };
     let config = NodeConfig {
         id: args.id,
         listen: args.listen,
@@ -134,6 +143,8 @@ pub async fn server(args: ServerArgs) -> i32 {
         snapshot_every: args.timings.snapshot_every,
         metrics_listen: args.metrics_listen,
         early_ack: !args.no_early_ack,
+        security,
+        joins: !args.join.is_empty(),
     };
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
@@ -160,8 +171,11 @@ pub async fn server(args: ServerArgs) -> i32 {
                 tokio::spawn(crate::cluster::join(
                     args.join.clone(),
                     config.id,
-                    advertised.peer,
-                    advertised.client,
+                    advertised,
+                    config
+                        .security
+                        .as_ref()
+                        .map(raftlock_node::Security::node_tls),
                 ));
             }
         }

@@ -91,14 +91,28 @@ impl Drop for Reaper {
 /// Ports a 3-node dev cluster takes from its base: 3 client, then 3 peer.
 const DEV_PORTS: u16 = 6;
 
-/// `raftlock dev` on ports from `base` (clients, then peers), its data
-/// under `data`, stdout piped.
+/// `raftlock dev --insecure` on ports from `base` (clients, then peers),
+/// its data under `data`, stdout piped.
 fn start_dev(data: &std::path::Path, base: u16, stdin: Stdio, stderr: Stdio) -> Reaper {
+    start_dev_with(data, base, stdin, stderr, &["--insecure"])
+}
+
+/// `raftlock dev ARGS`, its client profile in `data/profile` (never the
+/// real home's).
+fn start_dev_with(
+    data: &std::path::Path,
+    base: u16,
+    stdin: Stdio,
+    stderr: Stdio,
+    args: &[&str],
+) -> Reaper {
     Reaper {
         child: Command::new(BIN)
             .args(["dev", "--port", &base.to_string()])
             .args(["--peer-port", &(base + 3).to_string()])
             .arg(format!("--data-dir={}", data.display()))
+            .args(args)
+            .env("RAFTLOCK_CONFIG_DIR", data.join("profile"))
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -127,6 +141,7 @@ async fn server_on(dir: &std::path::Path) -> Reaper {
         .args(["server", "--id", "1", "--listen", &addr])
         .args(["--peer-listen", &peer_addr])
         .arg(format!("--peers=1={peer_addr}/{addr}"))
+        .arg("--insecure")
         .arg(format!("--data-dir={}", dir.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -186,7 +201,14 @@ async fn dev_and_server_refuse_a_data_dir_in_use_and_name_the_process() {
 
     // The same check in `raftlock server`, instead of sled's WouldBlock.
     let out = Command::new(BIN)
-        .args(["server", "--id", "1", "--listen", "127.0.0.1:0"])
+        .args([
+            "server",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+        ])
         .arg(format!(
             "--data-dir={}",
             data.path().join("node1").display()
@@ -267,7 +289,7 @@ fn server_refuses_a_malformed_join_address_at_once() {
     let mut server = Reaper {
         child: Command::new(BIN)
             .args(["server", "--id", "4", "--listen", "127.0.0.1:0"])
-            .args(["--join", "127.0.0.1:7899,node2"])
+            .args(["--join", "127.0.0.1:7899,node2", "--insecure"])
             .arg(format!("--data-dir={}", data.path().display()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -307,23 +329,47 @@ fn refused_server(args: &[&str]) -> String {
 #[test]
 fn server_refuses_peers_that_disagree_with_its_listeners() {
     let stderr = refused_server(&[
+        "--insecure",
         "--listen=127.0.0.1:0",
         "--peer-listen=127.0.0.1:0",
         "--peers=1=127.0.0.1:7899",
     ]);
     assert!(stderr.contains("give ID=PEER_ADDR/CLIENT_ADDR"), "{stderr}");
     let stderr = refused_server(&[
+        "--insecure",
         "--listen=127.0.0.1:0",
         "--peers=1=127.0.0.1:7999/127.0.0.1:7899",
     ]);
     assert!(stderr.contains("has no --peer-listen"), "{stderr}");
     let stderr = refused_server(&[
+        "--insecure",
         "--listen=127.0.0.1:0",
         "--peer-listen=127.0.0.1:0",
         "--advertise=127.0.0.1:7899",
         "--join=127.0.0.1:7999",
     ]);
     assert!(stderr.contains("--advertise"), "{stderr}");
+}
+
+#[test]
+fn server_needs_credentials_or_insecure() {
+    let stderr = refused_server(&["--listen=127.0.0.1:0"]);
+    assert!(stderr.contains("or --insecure"), "{stderr}");
+    assert!(stderr.contains("raftlock certs init"), "{stderr}");
+    assert!(
+        stderr.contains("raftlock auth add admin --role admin"),
+        "{stderr}"
+    );
+    let stderr = refused_server(&["--listen=127.0.0.1:0", "--tls-ca=ca.pem"]);
+    assert!(
+        stderr.contains("missing --tls-cert, --tls-key, --auth-file"),
+        "{stderr}"
+    );
+    let stderr = refused_server(&["--insecure", "--auth-file=auth.toml"]);
+    assert!(
+        stderr.contains("--insecure cannot go with --auth-file"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,4 +410,126 @@ async fn nodes_do_not_outlive_a_killed_dev() {
         assert!(Instant::now() < until, "nodes outlived a killed dev");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until `dev` has printed its three nodes.
+fn wait_for_nodes(dev: &mut Reaper) -> Receiver<String> {
+    let lines = lines_of(&mut dev.child);
+    for id in 1..=3 {
+        let line = expect_line(&lines, Duration::from_secs(10), |l| {
+            l.trim_start().starts_with(&format!("node {id} "))
+        });
+        if let Some(Ok(pid)) = line.split_whitespace().last().map(str::parse) {
+            dev.pids.push(pid);
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_is_tls_with_a_token_from_its_profile() {
+    use raftlock_proto::v1::{lock_client::LockClient, StatusRequest};
+    let _serial = serial().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let base = free_ports(DEV_PORTS);
+    let mut dev = start_dev_with(data.path(), base, Stdio::null(), Stdio::null(), &[]);
+    wait_for_nodes(&mut dev);
+    let profile = data.path().join("profile");
+    let token = std::fs::read_to_string(profile.join("token")).unwrap();
+    assert!(profile.join(".written-by-raftlock-dev").exists());
+    let creds = data.path().join("credentials");
+    assert_eq!(
+        token.trim(),
+        std::fs::read_to_string(creds.join("admin.token"))
+            .unwrap()
+            .trim()
+    );
+
+    let endpoint = format!("127.0.0.1:{base}");
+    let until = Instant::now() + Duration::from_secs(20);
+    let channel = loop {
+        match support::tls_channel(&endpoint, &profile.join("ca.pem"), None).await {
+            Ok(channel) => break channel,
+            Err(e) => assert!(Instant::now() < until, "no TLS connection: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut client = LockClient::new(channel);
+    loop {
+        let status = client
+            .status(support::with_token(StatusRequest {}, token.trim()))
+            .await;
+        match status {
+            Ok(status) if status.get_ref().has_leader => break,
+            _ => assert!(Instant::now() < until, "no leader: {status:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = client.status(StatusRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // Plain text to the TLS port gets no answer.
+    let plain = async {
+        let mut plain = LockClient::connect(format!("http://{endpoint}")).await?;
+        plain.status(StatusRequest {}).await.map_err(Into::into)
+    };
+    let plain: Result<_, Box<dyn std::error::Error>> =
+        tokio::time::timeout(Duration::from_secs(5), plain)
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+    assert!(plain.is_err(), "plain text answered: {plain:?}");
+}
+
+#[test]
+fn dev_leaves_a_profile_it_did_not_write_alone() {
+    let data = tempfile::TempDir::new().unwrap();
+    let profile = data.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(profile.join("ca.pem"), "someone else's CA").unwrap();
+    let base = free_ports(DEV_PORTS);
+    let mut dev = start_dev_with(data.path(), base, Stdio::null(), Stdio::null(), &[]);
+    let lines = lines_of(&mut dev.child);
+    let line = expect_line(&lines, Duration::from_secs(10), |l| {
+        l.starts_with("credentials in ")
+    });
+    assert!(line.contains("RAFTLOCK_CA="), "{line}");
+    assert!(line.contains("RAFTLOCK_AUTH_TOKEN_FILE="), "{line}");
+    let ca = std::fs::read_to_string(profile.join("ca.pem")).unwrap();
+    assert_eq!(ca, "someone else's CA");
+    assert!(!profile.join("token").exists());
+}
+
+// Enabled when the CLI speaks TLS: `raftlock status` and `raftlock lock`
+// against the secure dev cluster with nothing but the profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn cli_commands_work_against_dev_with_only_the_profile() {
+    let _serial = serial().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let base = free_ports(DEV_PORTS);
+    let mut dev = start_dev_with(data.path(), base, Stdio::null(), Stdio::null(), &[]);
+    wait_for_nodes(&mut dev);
+    let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("RAFTLOCK_CONFIG_DIR", data.path().join("profile"))
+            .env("RAFTLOCK_ENDPOINTS", endpoints.join(","))
+            .env_remove("RAFTLOCK_CA")
+            .env_remove("RAFTLOCK_INSECURE")
+            .output()
+            .unwrap()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cli(&["status"]);
+        if out.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(Instant::now() < until, "status failed: {stderr}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = cli(&["lock", "dev-test", "--", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
 }

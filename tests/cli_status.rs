@@ -228,3 +228,103 @@ fn cluster_add_refuses_a_malformed_address_at_once() {
         "asked the cluster first"
     );
 }
+
+/// An environment variable given to a command.
+type EnvVar<'a> = (&'a str, &'a std::path::Path);
+
+/// `raftlock status` with these arguments and environment variables (and
+/// no other RAFTLOCK_* credentials or profile).
+fn status_with(args: &[&str], env: &[EnvVar]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .arg("status")
+        .args(args)
+        .env_remove("RAFTLOCK_ENDPOINTS");
+    for name in [
+        "RAFTLOCK_CA",
+        "RAFTLOCK_AUTH_TOKEN_FILE",
+        "RAFTLOCK_CERT",
+        "RAFTLOCK_KEY",
+        "RAFTLOCK_INSECURE",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("RAFTLOCK_CONFIG_DIR", empty.path());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run raftlock")
+}
+
+#[test]
+fn credentials_that_cannot_be_used_are_a_usage_error_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "rlt_secret_value").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (ca_arg, token_arg) = (ca.to_str().unwrap(), token.to_str().unwrap());
+    let dead = dead_endpoint();
+    let cases: [(Vec<&str>, Vec<EnvVar>, &str); 5] = [
+        // A token file others can read: named, with the fix, never shown.
+        (
+            vec!["--ca", ca_arg, "--auth-token-file", token_arg],
+            vec![],
+            "chmod 600",
+        ),
+        // The same through the environment.
+        (
+            vec![],
+            vec![("RAFTLOCK_CA", &ca), ("RAFTLOCK_AUTH_TOKEN_FILE", &token)],
+            "chmod 600",
+        ),
+        // Plain text and credentials at once.
+        (vec!["--insecure", "--ca", ca_arg], vec![], "--insecure"),
+        // A CA file that is no certificate.
+        (vec!["--ca", ca_arg], vec![], ca_arg),
+        // Half a client certificate.
+        (vec!["--ca", ca_arg, "--cert", ca_arg], vec![], "--key"),
+    ];
+    for (args, env, says) in cases {
+        let mut args = args;
+        args.extend(["--endpoints", &dead]);
+        let started = Instant::now();
+        let out = status_with(&args, &env);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("rlt_secret_value"), "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?}");
+    }
+}
+
+#[test]
+fn a_profile_with_a_token_others_can_read_is_refused_and_raftlock_insecure_skips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "rlt_secret_value").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    let dead = dead_endpoint();
+    let out = status_with(
+        &["--endpoints", &dead],
+        &[("RAFTLOCK_CONFIG_DIR", dir.path())],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    // RAFTLOCK_INSECURE=1: plain text, the profile is not read; nothing
+    // answers at the dead endpoint, which is a different failure.
+    let insecure = std::path::Path::new("1");
+    let out = status_with(
+        &["--endpoints", &dead],
+        &[
+            ("RAFTLOCK_CONFIG_DIR", dir.path()),
+            ("RAFTLOCK_INSECURE", insecure),
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+}

@@ -58,6 +58,7 @@ async fn metrics_endpoint_serves_moving_series() {
             &peer_addr,
             "--peers",
             &format!("1={peer_addr}/{addr}"),
+            "--insecure",
         ])
         .args(["--metrics-listen", &metrics_addr, "--snapshot-every", "20"])
         .arg("--data-dir")

@@ -64,6 +64,7 @@ impl PoweredNode {
             .args(["server", "--id", "1", "--listen", &self.addr])
             .args(["--peer-listen", &self.peer_addr])
             .args(["--peers", &format!("1={}/{}", self.peer_addr, self.addr)])
+            .arg("--insecure")
             .arg("--data-dir")
             .arg(self.data())
             .args(&self.extra)

@@ -1,5 +1,7 @@
 //! `raftlock dev`: a local cluster of `raftlock server` child processes in
 //! the foreground, which restarts a node you killed when you ask it to.
+//! Secure by default (TLS and a token, see `dev_credentials`); plain text
+//! with `--insecure`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::task::JoinSet;
 
+use super::dev_credentials::DevCredentials;
 use super::{datadir, wait_for_stop_signal, TimingArgs};
 use crate::exit;
 
@@ -30,6 +33,11 @@ pub struct DevArgs {
     peer_port: Option<u16>,
     #[command(flatten)]
     timings: TimingArgs,
+    /// Plain text, no authentication. Without it the nodes use TLS and a
+    /// token, made on the first start in DATA_DIR/credentials, and the
+    /// client profile is written so local commands find them.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// How long stopping nodes get before they are killed.
@@ -47,7 +55,7 @@ impl Launcher {
     /// Node N serves clients on `--port` + N - 1 and the other nodes on
     /// `--peer-port` + N - 1, and keeps its data in its own subdirectory;
     /// all share the timings.
-    fn new(exe: PathBuf, args: &DevArgs) -> Launcher {
+    fn new(exe: PathBuf, args: &DevArgs, credentials: Option<&DevCredentials>) -> Launcher {
         let addr = |first: u16, id: u64| format!("127.0.0.1:{}", u64::from(first) + id - 1);
         let ids = 1..=u64::from(args.nodes);
         let addrs: BTreeMap<u64, String> =
@@ -61,7 +69,11 @@ impl Launcher {
         let command_lines = addrs
             .iter()
             .map(|(id, addr)| {
-                let command_line = vec![
+                let security = match credentials {
+                    Some(credentials) => credentials.server_args(*id),
+                    None => vec!["--insecure".to_string()],
+                };
+                let mut command_line = vec![
                     "server".to_string(),
                     format!("--id={id}"),
                     format!("--listen={addr}"),
@@ -73,6 +85,7 @@ impl Launcher {
                     format!("--election-max-ms={}", args.timings.election_max_ms),
                     format!("--snapshot-every={}", args.timings.snapshot_every),
                 ];
+                command_line.extend(security);
                 (*id, command_line)
             })
             .collect();
@@ -128,7 +141,7 @@ pub async fn dev(args: DevArgs) -> i32 {
     if let Err(code) = nodes.start_all(&args) {
         return code;
     }
-    print_banner(&nodes.launcher.addrs, &nodes.launcher.exe);
+    print_banner(&nodes.launcher.addrs, &nodes.launcher.exe, args.insecure);
     match nodes.serve().await {
         Served::AllExited => exit::FAILURE,
         Served::Stopped => nodes.stop().await,
@@ -155,7 +168,23 @@ fn prepare(args: &DevArgs) -> Result<Launcher, i32> {
             return Err(exit::FAILURE);
         }
     }
-    Ok(Launcher::new(exe, args))
+    let credentials = match args.insecure {
+        true => None,
+        false => Some(secure(args)?),
+    };
+    Ok(Launcher::new(exe, args, credentials.as_ref()))
+}
+
+/// The dev cluster's credentials and the client profile; `Err` is the exit
+/// status, the reason already said.
+fn secure(args: &DevArgs) -> Result<DevCredentials, i32> {
+    let fail = |message: String| {
+        eprintln!("raftlock dev: {message}");
+        exit::FAILURE
+    };
+    let credentials = DevCredentials::prepare(&args.data_dir, args.nodes.into()).map_err(fail)?;
+    credentials.publish_profile().map_err(fail)?;
+    Ok(credentials)
 }
 
 /// The nodes' processes: how to start each, and which are running.
@@ -312,11 +341,15 @@ fn node_dir(args: &DevArgs, id: u64) -> PathBuf {
     args.data_dir.join(format!("node{id}"))
 }
 
-fn print_banner(addrs: &BTreeMap<u64, String>, exe: &std::path::Path) {
+fn print_banner(addrs: &BTreeMap<u64, String>, exe: &std::path::Path, insecure: bool) {
     let endpoints: Vec<&str> = addrs.values().map(String::as_str).collect();
     println!();
     println!("Try it from another shell:");
     println!("  export RAFTLOCK_ENDPOINTS={}", endpoints.join(","));
+    if insecure {
+        // A profile from an earlier secure dev cluster would ask for TLS.
+        println!("  export RAFTLOCK_INSECURE=1");
+    }
     println!("  raftlock status");
     println!("  raftlock lock results.h5 -- sh -c 'echo \"token $RAFTLOCK_TOKEN\"; sleep 5'");
     println!("  raftlock locks");

@@ -79,8 +79,12 @@ struct Known {
 /// voters do, so scripts (and the container health check) can use it;
 /// [`exit::UNAVAILABLE`] if nothing answers at all.
 pub async fn status(client: Client, json: bool) -> i32 {
-    let (mut seen, failed) = ask_endpoints(&client).await;
+    let (mut seen, failed, refused) = ask_endpoints(&client).await;
     if seen.is_empty() {
+        // Refused as this caller: say so, not that nobody is there.
+        if let Some(error) = refused {
+            return exit::unavailable(&error);
+        }
         return nobody_answers(&failed);
     }
     let members = membership(&seen);
@@ -101,10 +105,12 @@ pub async fn status(client: Client, json: bool) -> i32 {
     }
 }
 
-/// The given endpoints' answers, and why each of the others gave none.
-async fn ask_endpoints(client: &Client) -> (Answers, BTreeMap<String, String>) {
+/// The given endpoints' answers, why each of the others gave none, and
+/// the first refusal of this client's credentials among those.
+async fn ask_endpoints(client: &Client) -> (Answers, BTreeMap<String, String>, Option<Error>) {
     let mut seen = Answers::new();
     let mut failed = BTreeMap::new();
+    let mut refused = None;
     for (endpoint, answer) in ask_all(client, client.endpoints(), ASK_TIMEOUT).await {
         match answer {
             Ok(status) => {
@@ -112,10 +118,13 @@ async fn ask_endpoints(client: &Client) -> (Answers, BTreeMap<String, String>) {
             }
             Err(e) => {
                 failed.insert(endpoint, reason(&e));
+                if refused.is_none() && exit::code(&e) != exit::UNAVAILABLE {
+                    refused = Some(e);
+                }
             }
         }
     }
-    (seen, failed)
+    (seen, failed, refused)
 }
 
 fn nobody_answers(failed: &BTreeMap<String, String>) -> i32 {

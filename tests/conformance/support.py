@@ -188,7 +188,7 @@ class Cluster:
                     *_die_with_parent(),
                     str(self.bin), "server", "--id", str(node_id),
                     "--listen", node.addr, "--peer-listen", node.peer_addr,
-                    "--peers", peers,
+                    "--peers", peers, "--insecure",
                     "--data-dir", str(self.dir / f"node{node_id}"),
                     *RAFT_TIMING,
                 ],

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use raftlock_chaos::{LocalCluster, Nodes};
-use raftlock_client::{Client, ClientOptions, StatusResponse};
+use raftlock_client::{Client, ClientOptions, StatusResponse, Transport};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftlock");
 
@@ -115,8 +115,10 @@ impl Cluster {
             .collect()
     }
 
+    /// A plain-text client (the nodes run `--insecure`): whatever profile
+    /// the machine's user has is not looked at.
     pub fn client(&self) -> Client {
-        Client::new(self.endpoints()).unwrap()
+        self.client_with(self.endpoints(), ClientOptions::default().retry_for)
     }
 
     pub fn client_with(&self, endpoints: Vec<String>, retry_for: Duration) -> Client {
@@ -124,6 +126,7 @@ impl Cluster {
             endpoints,
             ClientOptions {
                 retry_for,
+                transport: Transport::Plain,
                 ..ClientOptions::default()
             },
         )
@@ -188,4 +191,30 @@ impl Cluster {
     pub fn logs(&self) -> String {
         self.nodes.logs(15)
     }
+}
+
+/// A channel to a TLS node at `addr` (`HOST:PORT`) trusting `ca`,
+/// presenting `identity` (a certificate and its key) if given.
+pub async fn tls_channel(
+    addr: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<tonic::transport::Channel, String> {
+    let tls = raftlock_tls::client_tls(ca, identity, None).map_err(|e| e.to_string())?;
+    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// `message` as a request bearing `token` (`authorization: Bearer`).
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}").parse().expect("an ASCII token");
+    request.metadata_mut().insert("authorization", value);
+    request
 }

@@ -76,6 +76,90 @@ pub struct LocalCluster {
     log_filter: Option<String>,
     /// The power-loss shim every node runs under, if power cuts are wanted.
     shim: Option<PathBuf>,
+    /// TLS and authentication ([`LocalCluster::start_secure`]); `None`:
+    /// the nodes run `--insecure`.
+    credentials: Option<ClusterCredentials>,
+}
+
+/// A secure cluster's credentials, made with the binary under test in
+/// `<dir>/credentials`: the CA, a certificate per node, and an auth file
+/// with the principal `admin` (role admin).
+#[derive(Clone, Debug)]
+pub struct ClusterCredentials {
+    pub dir: PathBuf,
+    /// `admin`'s bearer token.
+    pub admin_token: String,
+}
+
+impl ClusterCredentials {
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn auth_file(&self) -> PathBuf {
+        self.dir.join("auth.toml")
+    }
+
+    /// The CA, node 1..=n's certificates, the auth file and admin's token.
+    fn create(binary: &Path, dir: PathBuf, n: u64) -> anyhow::Result<ClusterCredentials> {
+        let run = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new(binary).args(args).output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "raftlock {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let root = dir.to_string_lossy().to_string();
+        run(&["certs", "init", "--dir", &root])?;
+        let credentials = ClusterCredentials {
+            admin_token: String::new(),
+            dir,
+        };
+        for id in 1..=n {
+            credentials.issue_node(binary, id)?;
+        }
+        let auth = credentials.auth_file().to_string_lossy().to_string();
+        let admin_token = run(&["auth", "add", "admin", "--role", "admin", "--file", &auth])?;
+        Ok(ClusterCredentials {
+            admin_token,
+            ..credentials
+        })
+    }
+
+    /// Node `id`'s certificate, issued if it has none yet.
+    fn issue_node(&self, binary: &Path, id: u64) -> anyhow::Result<()> {
+        if self.dir.join(format!("node-{id}.pem")).exists() {
+            return Ok(());
+        }
+        let out = Command::new(binary)
+            .args(["certs", "node", &id.to_string(), "--dir"])
+            .arg(&self.dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "raftlock certs node {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// The flags node `id` serves with.
+    fn server_args(&self, id: u64) -> Vec<String> {
+        let path = |name: String| self.dir.join(name).to_string_lossy().to_string();
+        vec![
+            "--tls-cert".into(),
+            path(format!("node-{id}.pem")),
+            "--tls-key".into(),
+            path(format!("node-{id}-key.pem")),
+            "--tls-ca".into(),
+            path("ca.pem".into()),
+            "--auth-file".into(),
+            path("auth.toml".into()),
+        ]
+    }
 }
 
 /// openraft's warnings help when a test fails; its per-call replication
@@ -141,6 +225,25 @@ impl LocalCluster {
         Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), Some(shim))
     }
 
+    /// Like [`LocalCluster::start`], the nodes over TLS with
+    /// authentication: credentials are made first in `<dir>/credentials`
+    /// ([`LocalCluster::credentials`]).
+    pub fn start_secure(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalCluster> {
+        let mut cluster = Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?;
+        let dir = cluster.dir().join("credentials");
+        cluster.credentials = Some(ClusterCredentials::create(binary, dir, n)?);
+        cluster.start_all(n)
+    }
+
+    /// A secure cluster's credentials; `None` for an `--insecure` one.
+    pub fn credentials(&self) -> Option<&ClusterCredentials> {
+        self.credentials.as_ref()
+    }
+
     fn launch(
         binary: &Path,
         n: u64,
@@ -173,6 +276,7 @@ impl LocalCluster {
             founders: (1..=n).collect(),
             log_filter: log_filter.map(str::to_string),
             shim: shim.map(Path::to_path_buf),
+            credentials: None,
         })
     }
 
@@ -340,6 +444,13 @@ impl Nodes for LocalCluster {
                 vec!["--peers".into(), peers.join(",")]
             }
         };
+        let security = match &self.credentials {
+            Some(credentials) => {
+                credentials.issue_node(&self.binary, id)?;
+                credentials.server_args(id)
+            }
+            None => vec!["--insecure".to_string()],
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -368,6 +479,7 @@ impl Nodes for LocalCluster {
                     .flatten(),
             )
             .args(&membership)
+            .args(&security)
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.extra_args)

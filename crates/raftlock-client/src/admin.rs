@@ -66,7 +66,7 @@ impl Client {
         let mut last = Error::Unavailable("no endpoint answered".into());
         for endpoint in self.endpoints().to_vec() {
             match self.node_status(&endpoint, timeout).await {
-                Ok(s) if !s.members.is_empty() => return Client::new(peer_addrs(&s)),
+                Ok(s) if !s.members.is_empty() => return self.sibling(peer_addrs(&s)),
                 Ok(s) => {
                     last = Error::Unavailable(format!("node {} is in no cluster yet", s.id));
                 }

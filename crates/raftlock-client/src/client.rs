@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Status;
 
+use crate::bearer::{Bearer, Conn};
 use crate::credentials::Transport;
 use crate::endpoint::parse_endpoint;
 use crate::retry::{Attempt, Next, Retry, RetryPolicy};
@@ -45,7 +46,7 @@ const ID_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// The lock service on a channel. Requests stay small; replies may not
 /// (see [`MAX_REPLY_BYTES`]).
-pub(crate) fn lock_service(channel: Channel) -> LockClient<Channel> {
+pub(crate) fn lock_service(channel: Conn) -> LockClient<Conn> {
     LockClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES)
 }
 
@@ -57,6 +58,8 @@ pub struct ClientOptions {
     pub rpc_timeout: Duration,
     pub connect_timeout: Duration,
     /// Plain text or TLS, and the token or certificate presented.
+    /// [`Transport::Discover`] is resolved when the client is made, and
+    /// [`Client::options`] shows what it resolved to.
     pub transport: Transport,
 }
 
@@ -79,6 +82,10 @@ pub struct Client {
 struct Inner {
     endpoints: Vec<String>,
     options: ClientOptions,
+    /// TLS for every connection (`https://`), or plain text when `None`.
+    tls: Option<ClientTlsConfig>,
+    /// The `authorization` header every call carries, if there is a token.
+    bearer: Bearer,
     channels: Mutex<HashMap<String, Channel>>,
     /// Where the last successful call went: the leader, most likely.
     leader: Mutex<Option<String>>,
@@ -95,6 +102,10 @@ struct Inner {
     /// warning comes once per outage, not once per call.
     warned_silent: AtomicBool,
 }
+
+/// Added when no node answered a plain-text client.
+const PLAIN_TEXT_HINT: &str = "; connecting in plain text: if the nodes use TLS, \
+     give --ca and --auth-token-file (RAFTLOCK_CA, RAFTLOCK_AUTH_TOKEN_FILE, or a profile directory)";
 
 /// How long a failed endpoint is tried only after the others. Short: a
 /// healthy leader whose one call timed out must not be avoided for long.
@@ -122,7 +133,10 @@ impl Client {
         Client::with_options(endpoints, ClientOptions::default())
     }
 
-    pub fn with_options<I, S>(endpoints: I, options: ClientOptions) -> Result<Client, Error>
+    /// A client with `options`; its transport is resolved here, once: a
+    /// credentials file that cannot be used fails now, with
+    /// [`Error::Credentials`].
+    pub fn with_options<I, S>(endpoints: I, mut options: ClientOptions) -> Result<Client, Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -135,10 +149,20 @@ impl Client {
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("no endpoints given".into()));
         }
+        options.transport = options.transport.resolved()?;
+        let (tls, bearer) = match &options.transport {
+            Transport::Tls(credentials) => (
+                Some(crate::bearer::tls_config(credentials)?),
+                Bearer::new(credentials.token.as_ref())?,
+            ),
+            _ => (None, Bearer::default()),
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
                 options,
+                tls,
+                bearer,
                 channels: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 endpoint_of: Mutex::new(HashMap::new()),
@@ -156,7 +180,23 @@ impl Client {
         &self.inner.options
     }
 
-    pub(crate) fn connection(&self, addr: &str) -> Result<Channel, Error> {
+    /// A client with this one's options (transport included) for other
+    /// endpoints: the members' peer or client addresses.
+    pub fn sibling<I, S>(&self, endpoints: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Client::with_options(endpoints, self.inner.options.clone())
+    }
+
+    /// The connection to `addr`, carrying this client's token on every call.
+    pub(crate) fn connection(&self, addr: &str) -> Result<Conn, Error> {
+        let channel = self.channel(addr)?;
+        Ok(self.inner.bearer.on(channel))
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Error> {
         let mut channels = self
             .inner
             .channels
@@ -165,8 +205,19 @@ impl Client {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::InvalidArgument(format!("bad endpoint {addr:?}: {e}")))?
+        let scheme = if self.inner.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| Error::InvalidArgument(format!("bad endpoint {addr:?}: {e}")))?;
+        if let Some(tls) = &self.inner.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| Error::Credentials(format!("TLS for {addr}: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.inner.options.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(PING_INTERVAL)
@@ -186,7 +237,7 @@ impl Client {
     /// unreachable nodes with backoff, as `policy` says.
     pub(crate) async fn call<T, F, Fut>(&self, policy: RetryPolicy, mut call: F) -> Result<T, Error>
     where
-        F: FnMut(Channel, Attempt) -> Fut,
+        F: FnMut(Conn, Attempt) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut route = self.route();
@@ -230,7 +281,7 @@ impl Client {
     /// One try of `call` at `endpoint`, and what to do next.
     async fn attempt<T, F, Fut>(&self, endpoint: &str, attempt: Attempt, call: &mut F) -> Next<T>
     where
-        F: FnMut(Channel, Attempt) -> Fut,
+        F: FnMut(Conn, Attempt) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let channel = match self.connection(endpoint) {
@@ -298,7 +349,15 @@ impl Client {
     /// The error of a call that ran out of time, `last_error` its last try's.
     fn unavailable(&self, silence: &Silence, last_error: String) -> Error {
         if silence.is_total(&self.inner.endpoints) {
-            return Error::Unavailable(format!("no raftlock node answered (last: {last_error})"));
+            // A TLS node drops a plain-text connection with no more than
+            // a broken pipe: say what the silence may mean.
+            let hint = match self.inner.options.transport {
+                Transport::Plain => PLAIN_TEXT_HINT,
+                _ => "",
+            };
+            return Error::Unavailable(format!(
+                "no raftlock node answered (last: {last_error}){hint}"
+            ));
         }
         Error::Unavailable(last_error)
     }
@@ -327,7 +386,7 @@ impl Client {
     pub(crate) async fn unary<Req, T, F, Fut>(&self, req: Req, method: F) -> Result<T, Error>
     where
         Req: Clone,
-        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let policy = RetryPolicy::new(self.retry_deadline(), self.inner.options.rpc_timeout);
@@ -470,10 +529,13 @@ impl Client {
         req.set_timeout(timeout);
         match tokio::time::timeout(timeout, client.status(req)).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(Error::Unavailable(format!(
-                "{addr}: {}",
-                silence::reason(&status)
-            ))),
+            Ok(Err(status)) => Err(match Next::<()>::after(&status) {
+                // Refused as this caller: every node will say the same.
+                Next::Fail(
+                    e @ (Error::Tls(_) | Error::Unauthenticated(_) | Error::PermissionDenied(_)),
+                ) => e,
+                _ => Error::Unavailable(format!("{addr}: {}", silence::reason(&status))),
+            }),
             Err(_) => Err(Error::Unavailable(format!(
                 "{addr}: no answer in {timeout:?}"
             ))),

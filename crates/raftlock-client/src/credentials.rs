@@ -10,11 +10,25 @@
 //! 3. the profile directory ([`profile_dir`]), which `raftlock dev` fills:
 //!    `ca.pem`, `token`, and optionally `client.pem` + `client-key.pem`;
 //! 4. plain text.
+//!
+//! Resolution is a pure function of what was given and an environment
+//! passed in as a lookup ([`Transport::resolve`]), so it is tested without
+//! touching the process environment.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Environment variables a client reads when nothing is given.
+pub const ENV_INSECURE: &str = "RAFTLOCK_INSECURE";
+pub const ENV_CA: &str = "RAFTLOCK_CA";
+pub const ENV_TOKEN_FILE: &str = "RAFTLOCK_AUTH_TOKEN_FILE";
+pub const ENV_CERT: &str = "RAFTLOCK_CERT";
+pub const ENV_KEY: &str = "RAFTLOCK_KEY";
 
 /// The CA certificate in a profile directory.
 pub const PROFILE_CA: &str = "ca.pem";
@@ -94,7 +108,20 @@ impl fmt::Debug for Transport {
 /// The profile directory: `$RAFTLOCK_CONFIG_DIR`, else
 /// `$XDG_CONFIG_HOME/raftlock`, else `$HOME/.config/raftlock`.
 pub fn profile_dir() -> Option<PathBuf> {
-    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    profile_dir_in(&process_env)
+}
+
+/// A lookup into the environment: the process's, or a test's map.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// The process environment, as an [`Env`].
+pub fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+/// [`profile_dir`] in the environment `env`.
+pub fn profile_dir_in(env: Env) -> Option<PathBuf> {
+    let from_env = |name: &str| env(name).filter(|v| !v.is_empty());
     if let Some(dir) = from_env("RAFTLOCK_CONFIG_DIR") {
         return Some(PathBuf::from(dir));
     }
@@ -102,6 +129,150 @@ pub fn profile_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir).join("raftlock"));
     }
     from_env("HOME").map(|home| PathBuf::from(home).join(".config").join("raftlock"))
+}
+
+/// What a program names itself (command-line flags, a Python client's
+/// arguments). Anything given wins over the environment and the profile;
+/// a gap (no CA with a token) is filled from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given {
+    pub ca: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Plain text; nothing else may be given with it.
+    pub insecure: bool,
+}
+
+impl Given {
+    fn names_credentials(&self) -> bool {
+        self.ca.is_some() || self.token_file.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    /// What the `RAFTLOCK_*` variables in `env` say.
+    fn from_env(env: Env) -> Result<Given, Error> {
+        let path = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Ok(Given {
+            ca: path(ENV_CA),
+            token_file: path(ENV_TOKEN_FILE),
+            cert: path(ENV_CERT),
+            key: path(ENV_KEY),
+            insecure: match env(ENV_INSECURE) {
+                Some(value) => insecure_value(&value)?,
+                None => false,
+            },
+        })
+    }
+
+    /// TLS with these files; a missing CA is taken from the profile.
+    fn into_tls(self, profile: Option<&Path>) -> Result<Transport, Error> {
+        let profile_ca = profile
+            .map(|dir| dir.join(PROFILE_CA))
+            .filter(|ca| ca.exists());
+        let Some(ca) = self.ca.or(profile_ca) else {
+            return Err(Error::Credentials(
+                "a token file or client certificate needs the cluster's CA certificate: \
+                 give --ca (RAFTLOCK_CA), or put ca.pem in the profile directory"
+                    .into(),
+            ));
+        };
+        let identity = match (self.cert, self.key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(Error::Credentials(
+                "a client certificate needs both --cert (RAFTLOCK_CERT) and --key (RAFTLOCK_KEY)"
+                    .into(),
+            )),
+        };
+        let token = self.token_file.as_deref().map(token_from).transpose()?;
+        Ok(Transport::Tls(Credentials {
+            ca,
+            token,
+            identity,
+        }))
+    }
+}
+
+/// `RAFTLOCK_INSECURE`'s value: 1/true/yes/on or 0/false/no/off (or empty).
+fn insecure_value(value: &std::ffi::OsStr) -> Result<bool, Error> {
+    let text = value.to_string_lossy().trim().to_ascii_lowercase();
+    match text.as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::Credentials(format!(
+            "{ENV_INSECURE}={text:?}: expected 1 or 0 (true or false)"
+        ))),
+    }
+}
+
+/// The token in a token file, or a credentials error naming the file.
+fn token_from(path: &Path) -> Result<Token, Error> {
+    crate::read_token_file(path)
+        .map(Token::new)
+        .map_err(|e| Error::Credentials(format!("auth token file: {e}")))
+}
+
+/// The profile in `dir`, if it holds a CA: TLS with its token and client
+/// certificate when those are there too.
+fn from_profile(dir: &Path) -> Result<Option<Transport>, Error> {
+    let ca = dir.join(PROFILE_CA);
+    if !ca.exists() {
+        return Ok(None);
+    }
+    let token_file = dir.join(PROFILE_TOKEN);
+    let token = if token_file.exists() {
+        Some(token_from(&token_file)?)
+    } else {
+        None
+    };
+    let (cert, key) = (dir.join(PROFILE_CERT), dir.join(PROFILE_KEY));
+    let identity = (cert.exists() && key.exists()).then_some((cert, key));
+    Ok(Some(Transport::Tls(Credentials {
+        ca,
+        token,
+        identity,
+    })))
+}
+
+impl Transport {
+    /// This transport, with [`Transport::Discover`] resolved against the
+    /// process environment and the profile directory.
+    pub fn resolved(self) -> Result<Transport, Error> {
+        match self {
+            Transport::Discover => Transport::resolve(&Given::default(), &process_env),
+            known => Ok(known),
+        }
+    }
+
+    /// Plain or TLS, from what was `given`, else the environment `env`,
+    /// else the profile directory it names, else plain text. Token files
+    /// are read (and refused if others can read them) here.
+    pub fn resolve(given: &Given, env: Env) -> Result<Transport, Error> {
+        if given.insecure {
+            if given.names_credentials() {
+                return Err(Error::Credentials(
+                    "--insecure (plain text) cannot go with --ca, --auth-token-file, --cert or --key"
+                        .into(),
+                ));
+            }
+            return Ok(Transport::Plain);
+        }
+        let profile = profile_dir_in(env);
+        if given.names_credentials() {
+            return given.clone().into_tls(profile.as_deref());
+        }
+        let from_env = Given::from_env(env)?;
+        if from_env.insecure {
+            return Ok(Transport::Plain);
+        }
+        if from_env.names_credentials() {
+            return from_env.into_tls(profile.as_deref());
+        }
+        match profile {
+            Some(dir) => Ok(from_profile(&dir)?.unwrap_or(Transport::Plain)),
+            None => Ok(Transport::Plain),
+        }
+    }
 }
 
 /// Writes a profile into `dir` (created 0700): a copy of the CA at
@@ -129,6 +300,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&temp, path)
 }
+
+#[cfg(test)]
+#[path = "credentials_tests.rs"]
+mod discovery_tests;
 
 #[cfg(test)]
 mod tests {

@@ -52,9 +52,30 @@ pub enum Error {
     /// No node could serve the request within the retry period.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
+    /// The cluster did not accept the caller: no token, or one its auth
+    /// file does not hold. Never retried.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller is known but its role or lock-name prefixes do not
+    /// allow the call. Never retried.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The TLS handshake failed: the node's certificate is not from the
+    /// CA the client trusts, or one side is not speaking TLS. Never retried.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The client's own credentials cannot be used (a missing CA file, a
+    /// token file others can read, half a certificate): nothing was sent.
+    #[error("credentials: {0}")]
+    Credentials(String),
     #[error("{0}")]
     Other(String),
 }
+
+/// What to check when the cluster does not accept the token.
+const TOKEN_HINT: &str =
+    "check the token (--auth-token-file, RAFTLOCK_AUTH_TOKEN_FILE, or the profile's token file) \
+     against the cluster's auth file";
 
 impl Error {
     pub(crate) fn from_status(status: &Status) -> Error {
@@ -66,7 +87,19 @@ impl Error {
             (Code::PermissionDenied, Some(ErrorKind::NotSessionOwner)) => {
                 return not_session_owner(message)
             }
-            (Code::PermissionDenied, _) => (not_holder(&message), true),
+            (Code::PermissionDenied, Some(ErrorKind::NotHolder)) => (not_holder(&message), true),
+            // The auth layer's refusal, and a name outside the caller's
+            // prefixes: no kind, nothing a retry changes. (A server from
+            // before kinds sent a bare not-holder refusal.)
+            (Code::PermissionDenied, None) => {
+                return not_holder(&message)
+                    .filter(|e| e.to_string() == message)
+                    .unwrap_or(Error::PermissionDenied(message))
+            }
+            (Code::PermissionDenied, _) => (None, true),
+            (Code::Unauthenticated, _) => {
+                return Error::Unauthenticated(format!("{message}; {TOKEN_HINT}"))
+            }
             (Code::FailedPrecondition, Some(ErrorKind::NotHeld)) => (not_held(&message), true),
             (Code::FailedPrecondition, Some(ErrorKind::StaleRequest)) => {
                 (stale_request(&message), false)
@@ -281,6 +314,28 @@ mod tests {
             crate::retry::Next::<()>::after(&status),
             crate::retry::Next::Fail(Error::NotSessionOwner { .. })
         ));
+    }
+
+    #[test]
+    fn auth_refusals_are_their_own_errors_and_never_retried() {
+        let unknown = Status::unauthenticated("missing or unknown token");
+        let got = Error::from_status(&unknown);
+        let Error::Unauthenticated(message) = &got else {
+            panic!("{got:?}")
+        };
+        assert!(message.starts_with("missing or unknown token"), "{message}");
+        assert!(message.contains("--auth-token-file"), "{message}");
+        let role = Status::permission_denied("principal \"ro\" (role read) may not call Acquire");
+        assert_eq!(
+            Error::from_status(&role),
+            Error::PermissionDenied(role.message().to_string())
+        );
+        for status in [unknown, role] {
+            assert!(matches!(
+                crate::retry::Next::<()>::after(&status),
+                crate::retry::Next::Fail(Error::Unauthenticated(_) | Error::PermissionDenied(_))
+            ));
+        }
     }
 
     #[test]

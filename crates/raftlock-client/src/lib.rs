@@ -22,6 +22,9 @@
 //! never with a writer) or a semaphore (at most `limit` holders).
 
 mod admin;
+mod bearer;
+#[cfg(feature = "cli")]
+mod cli;
 mod client;
 mod credentials;
 mod endpoint;
@@ -35,9 +38,12 @@ mod token_file;
 mod watch;
 
 pub use admin::client_addr;
+#[cfg(feature = "cli")]
+pub use cli::TransportArgs;
 pub use client::{Client, ClientOptions};
 pub use credentials::{
-    profile_dir, write_profile, Credentials, Token, Transport, PROFILE_CA, PROFILE_CERT,
+    process_env, profile_dir, profile_dir_in, write_profile, Credentials, Env, Given, Token,
+    Transport, ENV_CA, ENV_CERT, ENV_INSECURE, ENV_KEY, ENV_TOKEN_FILE, PROFILE_CA, PROFILE_CERT,
     PROFILE_KEY, PROFILE_TOKEN,
 };
 pub use endpoint::parse_endpoint;

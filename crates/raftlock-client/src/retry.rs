@@ -126,6 +126,9 @@ impl<T> Next<T> {
 
     /// What a try that got `status` back says.
     pub fn after(status: &Status) -> Next<T> {
+        if let Some(problem) = tls_failure(status) {
+            return Next::Fail(Error::Tls(problem));
+        }
         let how = match status.code() {
             Code::Unavailable if ErrorKind::of(status) == Some(ErrorKind::NoLeader) => {
                 Retry::NoLeaderYet
@@ -154,6 +157,51 @@ fn leader_named(status: &Status) -> Option<(Option<u64>, String)> {
     let addr = header(LEADER_ADDR_HEADER)?;
     let id = header(LEADER_ID_HEADER).and_then(|v| v.parse().ok());
     Some((id, addr.to_string()))
+}
+
+/// What went wrong in a failed TLS handshake under `status`, with what to
+/// check: rustls's error sits in the source chain, usually inside the
+/// `io::Error` tokio-rustls made of it. A handshake that fails once fails
+/// the same way on every node, so it is not retried.
+fn tls_failure(status: &Status) -> Option<String> {
+    let mut source = status.source();
+    while let Some(error) = source {
+        let rustls = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls) = rustls {
+            return Some(tls_hint(rustls));
+        }
+        source = error.source();
+    }
+    None
+}
+
+/// rustls's words and what they usually mean for a raftlock client.
+fn tls_hint(error: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error as E};
+    let fix = match error {
+        E::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
+            "the node's certificate is not signed by the CA given (--ca, RAFTLOCK_CA or the profile's ca.pem): use the cluster's CA"
+        }
+        E::InvalidCertificate(CertificateError::NotValidForName) => {
+            "the node's certificate does not name the host dialled: dial a name it was issued for (raftlock certs node ID --host ...)"
+        }
+        E::InvalidCertificate(CertificateError::Expired) => {
+            "the node's certificate has expired: issue it again"
+        }
+        E::InvalidMessage(_) => {
+            "the node does not speak TLS: it may run with --insecure (then connect with --insecure too)"
+        }
+        E::AlertReceived(_) => {
+            "the node refused the handshake: check the client certificate (--cert/--key) and the CA"
+        }
+        _ => "check the CA (--ca, RAFTLOCK_CA) and client certificate (--cert, --key)",
+    };
+    format!("handshake failed: {error}; {fix}")
 }
 
 /// Whether the call's own HTTP/2 stream or connection failed (the node went

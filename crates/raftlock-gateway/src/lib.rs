@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use raftlock_client::Client;
+use raftlock_client::{Client, ClientOptions, Error, Transport, TransportArgs};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -62,7 +62,56 @@ pub struct GatewayArgs {
     /// Serve at most this many client ids at once.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_clients: u32,
+    /// How to connect to the cluster: the same flags as every client command.
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
+
+/// Exit status for credentials that cannot be used (a usage error).
+const USAGE: i32 = 2;
+/// Exit status when the cluster refuses the gateway's credentials.
+const AUTH: i32 = 77;
+
+/// The cluster client for `args`, or the exit status and why there is none.
+fn cluster_client(args: &GatewayArgs) -> Result<Client, (i32, Error)> {
+    let transport = args.transport.transport().map_err(|e| (USAGE, e))?;
+    let options = ClientOptions {
+        transport,
+        ..ClientOptions::default()
+    };
+    Client::with_options(args.endpoints.iter().cloned(), options).map_err(|e| {
+        let code = match e {
+            Error::Credentials(_) => USAGE,
+            _ => UNAVAILABLE,
+        };
+        (code, e)
+    })
+}
+
+/// Checks once, before serving, that a TLS cluster accepts the gateway's
+/// credentials (the first node that answers decides), so a wrong token or
+/// CA stops it at start rather than failing every client's request. A
+/// cluster that does not answer is not a reason to stop: it is waited for
+/// later, as before.
+async fn check_credentials(client: &Client) -> Result<(), i32> {
+    if !matches!(client.options().transport, Transport::Tls(_)) {
+        return Ok(());
+    }
+    for endpoint in client.endpoints() {
+        match client.node_status(endpoint, CHECK_TIMEOUT).await {
+            Ok(_) => return Ok(()),
+            Err(e @ (Error::Unauthenticated(_) | Error::PermissionDenied(_) | Error::Tls(_))) => {
+                eprintln!("raftlock gateway: {e}");
+                return Err(AUTH);
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// How long each node gets to answer the credentials check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `--client-ttl`: 1 second to 7 days.
 fn client_ttl(text: &str) -> Result<Duration, String> {
@@ -80,13 +129,16 @@ fn client_ttl(text: &str) -> Result<Duration, String> {
 /// Runs the gateway until SIGINT/SIGTERM, or an obeyed DONE. Returns the
 /// exit status.
 pub async fn run(args: GatewayArgs) -> i32 {
-    let client = match Client::new(args.endpoints.iter().cloned()) {
+    let client = match cluster_client(&args) {
         Ok(client) => client,
-        Err(e) => {
+        Err((code, e)) => {
             eprintln!("raftlock gateway: {e}");
-            return UNAVAILABLE;
+            return code;
         }
     };
+    if let Err(code) = check_credentials(&client).await {
+        return code;
+    }
     let listener = match server::parse_url(&args.zmq) {
         Ok((host, port)) => TcpListener::bind((host.as_str(), port)).await,
         Err(e) => {

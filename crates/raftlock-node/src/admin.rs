@@ -18,7 +18,9 @@ use raftlock_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::config::NodeTls;
 use crate::member_addr::MemberAddr;
+use crate::node_tls;
 use crate::raft_calls::{ensure_linearizable, not_served, NotServed};
 use crate::types::{NodeId, Raft};
 
@@ -113,11 +115,14 @@ fn removal(id: NodeId, voters: &BTreeSet<NodeId>) -> ChangeMembers<NodeId, Basic
 pub struct ClusterService {
     raft: Raft,
     id: NodeId,
+    /// How the removal guard reaches the members: TLS with this node's
+    /// certificate, or plain text.
+    tls: Option<NodeTls>,
 }
 
 impl ClusterService {
-    pub fn new(raft: Raft, id: NodeId) -> Self {
-        ClusterService { raft, id }
+    pub fn new(raft: Raft, id: NodeId, tls: Option<NodeTls>) -> Self {
+        ClusterService { raft, id, tls }
     }
 
     /// `e` as a status, a redirect naming the leader's peer address: the
@@ -188,10 +193,12 @@ impl ClusterService {
             // A status call on the client port: it proves the node
             // answers, which a TCP connect to a frozen one would not.
             let client_addr = MemberAddr::client_of(&node.addr);
+            let host = node_tls::host_of(&client_addr);
             let probe = async {
-                let mut client = LockClient::connect(format!("http://{client_addr}"))
-                    .await
-                    .ok()?;
+                let endpoint =
+                    node_tls::endpoint(&client_addr, &host, self.tls.as_ref(), PROBE_TIMEOUT)
+                        .ok()?;
+                let mut client = LockClient::new(endpoint.connect().await.ok()?);
                 client.status(StatusRequest {}).await.ok()
             };
             if let Ok(Some(_)) = tokio::time::timeout(PROBE_TIMEOUT, probe).await {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::auth::AuthStore;
 use crate::member_addr::MemberAddr;
 use crate::types::NodeId;
 
@@ -33,6 +34,48 @@ pub struct NodeConfig {
     /// Normally on; off, a write waits for the leader's fsync and then the
     /// followers', one after the other: only for comparing the two.
     pub early_ack: bool,
+    /// TLS on both listeners and to the other nodes, and authentication of
+    /// every request. `None`: plain text, no authentication (`--insecure`).
+    pub security: Option<Security>,
+    /// This node joins an existing cluster (`--join`): until it has a
+    /// membership, any node certificate may send it Raft RPCs (the leader
+    /// that adds it is not known in advance), as to a node with no
+    /// `peers` at all.
+    pub joins: bool,
+}
+
+/// A secure node's credentials (see docs/security.md).
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// This node's certificate (`raftlock certs node ID`), presented to
+    /// clients and, as a client certificate, to the other nodes.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The cluster CA: the other nodes' and clients' certificates must
+    /// come from it.
+    pub ca: PathBuf,
+    /// The principals and their tokens (`--auth-file`).
+    pub auth: AuthStore,
+}
+
+impl Security {
+    /// What this node presents and trusts when it calls another node.
+    pub fn node_tls(&self) -> NodeTls {
+        NodeTls {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+/// The files a node calls other nodes with: its own certificate as the
+/// client certificate, and the CA their certificates must come from.
+#[derive(Clone, Debug)]
+pub struct NodeTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;

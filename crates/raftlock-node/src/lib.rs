@@ -33,6 +33,9 @@
 //!   one address string.
 //! - `network`: Raft RPCs between nodes, client and server side.
 //! - `peer`: one channel per peer, and the log of peers going down and up.
+//! - `node_tls`: the identity a peer's certificate proves, and endpoints to
+//!   other nodes over TLS with this node's certificate.
+//! - `raft_admission`: only member nodes' certificates may send Raft RPCs.
 //! - `election`: when to campaign, after a pre-vote round.
 //! - `store`: the Raft log, vote and snapshots in sled, and the early
 //!   acknowledgement of the leader's own entries.
@@ -57,7 +60,9 @@ pub mod member_addr;
 pub(crate) mod metrics;
 pub(crate) mod network;
 pub mod node;
+pub(crate) mod node_tls;
 pub(crate) mod peer;
+pub(crate) mod raft_admission;
 pub(crate) mod raft_calls;
 pub(crate) mod read_barrier;
 pub(crate) mod status;
@@ -65,7 +70,7 @@ pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod watch;
 
-pub use config::{NodeConfig, RaftTimings};
+pub use config::{NodeConfig, NodeTls, RaftTimings, Security};
 pub use member_addr::MemberAddr;
 pub use node::Node;
 pub use types::TypeConfig;

@@ -25,6 +25,7 @@ use tonic::{Request, Status};
 
 use crate::election::{self, LeaderContact, PreVoteRequest, PreVoteResponse};
 use crate::peer::{Peer, Peers};
+use crate::raft_admission::RaftAdmission;
 use crate::store::CommitGate;
 use crate::types::{NodeId, Raft, TypeConfig};
 
@@ -216,15 +217,32 @@ pub struct RaftService {
     contact: LeaderContact,
     /// openraft's leader lease (election_timeout_max), for pre-votes.
     lease: Duration,
+    /// Who may call, on a secure node; `None`: anyone (`--insecure`).
+    admission: Option<RaftAdmission>,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft, contact: LeaderContact, lease: Duration) -> Self {
+    pub fn new(
+        raft: Raft,
+        contact: LeaderContact,
+        lease: Duration,
+        admission: Option<RaftAdmission>,
+    ) -> Self {
         RaftService {
             raft,
             contact,
             lease,
+            admission,
         }
+    }
+
+    /// The request's payload, once its sender is admitted: a stranger's
+    /// bytes are never decoded.
+    fn admit<T: DeserializeOwned>(&self, request: &Request<RaftMessage>) -> Result<T, Status> {
+        if let Some(admission) = &self.admission {
+            admission.check(request)?;
+        }
+        decode(request.get_ref())
     }
 }
 
@@ -244,7 +262,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
-        let req: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
+        let req: AppendEntriesRequest<TypeConfig> = self.admit(&request)?;
         let result = self.raft.append_entries(req).await;
         // Refused for a stale term, it came from a leader that is no more.
         if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
@@ -257,7 +275,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
-        let req: VoteRequest<NodeId> = decode(request.get_ref())?;
+        let req: VoteRequest<NodeId> = self.admit(&request)?;
         let result = self.raft.vote(req).await;
         // As in Raft, granting a vote restarts the election timeout.
         if matches!(&result, Ok(r) if r.vote_granted) {
@@ -270,7 +288,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
-        let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
+        let req: InstallSnapshotRequest<TypeConfig> = self.admit(&request)?;
         let sender = req.vote;
         let result = self.raft.install_snapshot(req).await;
         if matches!(&result, Ok(r) if r.vote <= sender) {
@@ -283,7 +301,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
-        let req: PreVoteRequest = decode(request.get_ref())?;
+        let req: PreVoteRequest = self.admit(&request)?;
         encode(&election::answer(
             &self.raft,
             &self.contact,

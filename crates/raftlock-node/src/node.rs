@@ -6,6 +6,13 @@
 //! kept off the client network. Without a peer listener everything is
 //! served on the client one. Each listener has its own server builder, the
 //! place for its own transport settings.
+//!
+//! A secure node (`config.security`) serves both over TLS, asking for a
+//! client certificate but not requiring one (an operator's token is
+//! enough), and authenticates every request: `AuthLayer::for_clients` on
+//! the client port, `for_peers` where Raft is served. Node certificates
+//! count as principal `node-<id>`; Raft RPCs are checked apart, in
+//! `raft_admission`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,18 +27,22 @@ use raftlock_proto::v1::lock_server::LockServer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 
 use crate::admin::ClusterService;
 use crate::api::{LockService, MAX_CLIENT_MESSAGE};
 use crate::applied_table::AppliedTable;
+use crate::auth::AuthLayer;
 use crate::batcher::Batcher;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Security};
 use crate::election::{self, LeaderContact};
 use crate::leader_duties::{self, SessionClock};
 use crate::member_addr::MemberAddr;
 use crate::metrics;
 use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
+use crate::node_tls;
 use crate::peer::Peers;
+use crate::raft_admission::{BeforeMembership, RaftAdmission};
 use crate::store;
 use crate::types::{NodeId, Raft};
 
@@ -78,8 +89,10 @@ impl Node {
         if !config.peers.is_empty() && !config.peers.contains_key(&config.id) {
             anyhow::bail!("--peers does not list this node's id {}", config.id);
         }
+        // Before any socket: bad credentials stop the node at once.
+        let tls = server_tls(config.security.as_ref())?;
         let table = AppliedTable::new();
-        let peers = Peers::default();
+        let peers = Peers::new(config.security.as_ref().map(Security::node_tls));
         let raft = open_raft(&config, table.clone(), peers.clone()).await?;
         let listener = bind(config.listen).await?;
         let peer_listener = match config.peer_listen {
@@ -102,9 +115,9 @@ impl Node {
             peers,
             stop: stop_rx,
         };
-        let mut servers = vec![serve_clients(listener, &config, &parts)];
+        let mut servers = vec![serve_clients(listener, &config, &parts, tls.clone())?];
         if let Some(peer_listener) = peer_listener {
-            servers.push(serve_peers(peer_listener, &config, &parts));
+            servers.push(serve_peers(peer_listener, &config, &parts, tls)?);
         }
         let leader_duties = spawn_tasks(&config, parts)?;
         tracing::info!(id = config.id, addr = %local_addr, %peer_addr, "node started");
@@ -238,9 +251,64 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
+/// The TLS configuration both listeners use, if the node is secure.
+fn server_tls(security: Option<&Security>) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let Some(security) = security else {
+        return Ok(None);
+    };
+    let tls = raftlock_tls::server_tls(
+        &security.cert,
+        &security.key,
+        &security.ca,
+        raftlock_tls::ClientCerts::Optional,
+    )
+    .context("loading the node's TLS credentials")?;
+    Ok(Some(tls))
+}
+
+/// The authentication layer of a secure node's listener: tokens, client
+/// certificates of principals that allow them, node certificates.
+fn auth_layer(config: &NodeConfig, serves_raft: bool) -> Option<AuthLayer> {
+    let security = config.security.as_ref()?;
+    let layer = if serves_raft {
+        AuthLayer::for_peers(security.auth.clone())
+    } else {
+        AuthLayer::for_clients(security.auth.clone())
+    };
+    Some(
+        layer
+            .with_client_certs(|extensions: &http::Extensions| {
+                match node_tls::cert_identity(extensions)? {
+                    identity @ raftlock_tls::Identity::Client(_) => Some(identity.uri()),
+                    raftlock_tls::Identity::Node(_) => None,
+                }
+            })
+            .with_node_certs(|extensions: &http::Extensions| {
+                match node_tls::cert_identity(extensions)? {
+                    raftlock_tls::Identity::Node(id) => Some(id),
+                    raftlock_tls::Identity::Client(_) => None,
+                }
+            }),
+    )
+}
+
+/// A server builder with `tls` (if any) and the listener's auth layer.
+fn builder(tls: Option<ServerTlsConfig>) -> anyhow::Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder();
+    Ok(match tls {
+        Some(tls) => builder.tls_config(tls).context("TLS configuration")?,
+        None => builder,
+    })
+}
+
 /// Serves clients on `listener` until `parts.stop` changes: the Lock
 /// service, and the peer services too when there is no peer listener.
-fn serve_clients(listener: tokio::net::TcpListener, config: &NodeConfig, parts: &Parts) -> Server {
+fn serve_clients(
+    listener: tokio::net::TcpListener,
+    config: &NodeConfig,
+    parts: &Parts,
+    tls: Option<ServerTlsConfig>,
+) -> anyhow::Result<Server> {
     let api = LockService::new(
         parts.raft.clone(),
         parts.batcher.clone(),
@@ -249,47 +317,81 @@ fn serve_clients(listener: tokio::net::TcpListener, config: &NodeConfig, parts: 
         parts.id,
         parts.stop.clone(),
     );
-    let router = tonic::transport::Server::builder()
+    let serves_raft = config.peer_listen.is_none();
+    let auth = tower::ServiceBuilder::new().option_layer(auth_layer(config, serves_raft));
+    let router = builder(tls)?
+        .layer(auth)
         .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE));
-    let router = match config.peer_listen {
-        Some(_) => router,
-        None => router
-            .add_service(cluster_server(parts))
+    let router = match serves_raft {
+        false => router,
+        true => router
+            .add_service(cluster_server(config, parts))
             .add_service(raft_server(config, parts)),
     };
-    spawn_server(router, listener, parts.stop.clone())
+    Ok(spawn_server(router, listener, parts.stop.clone()))
 }
 
 /// Serves the other nodes on `listener` until `parts.stop` changes: the
 /// Raft RPCs and the Cluster service.
-fn serve_peers(listener: tokio::net::TcpListener, config: &NodeConfig, parts: &Parts) -> Server {
-    let router = tonic::transport::Server::builder()
-        .add_service(cluster_server(parts))
+fn serve_peers(
+    listener: tokio::net::TcpListener,
+    config: &NodeConfig,
+    parts: &Parts,
+    tls: Option<ServerTlsConfig>,
+) -> anyhow::Result<Server> {
+    let auth = tower::ServiceBuilder::new().option_layer(auth_layer(config, true));
+    let router = builder(tls)?
+        .layer(auth)
+        .add_service(cluster_server(config, parts))
         .add_service(raft_server(config, parts));
-    spawn_server(router, listener, parts.stop.clone())
+    Ok(spawn_server(router, listener, parts.stop.clone()))
 }
 
-fn cluster_server(parts: &Parts) -> ClusterServer<ClusterService> {
-    ClusterServer::new(ClusterService::new(parts.raft.clone(), parts.id))
+fn cluster_server(config: &NodeConfig, parts: &Parts) -> ClusterServer<ClusterService> {
+    let tls = config.security.as_ref().map(Security::node_tls);
+    ClusterServer::new(ClusterService::new(parts.raft.clone(), parts.id, tls))
         .max_decoding_message_size(MAX_CLIENT_MESSAGE)
 }
 
 fn raft_server(config: &NodeConfig, parts: &Parts) -> RaftServer<RaftService> {
+    let admission = config.security.as_ref().map(|_| {
+        // Joining, or waiting for `raftlock cluster add` (no --peers):
+        // the leader that will add this node is not known in advance.
+        let before = if config.joins || config.peers.is_empty() {
+            BeforeMembership::AnyNode
+        } else {
+            BeforeMembership::Listed(config.peers.keys().copied().collect())
+        };
+        RaftAdmission::new(parts.raft.clone(), before)
+    });
     let raft_rpc = RaftService::new(
         parts.raft.clone(),
         parts.contact.clone(),
         Duration::from_millis(config.timings.election_max_ms),
+        admission,
     );
     RaftServer::new(raft_rpc)
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE)
 }
 
-fn spawn_server(
-    router: tonic::transport::server::Router,
+fn spawn_server<L>(
+    router: tonic::transport::server::Router<L>,
     listener: tokio::net::TcpListener,
     mut stop: watch::Receiver<bool>,
-) -> Server {
+) -> Server
+where
+    L: tower::Layer<tonic::service::Routes> + Clone + Send + 'static,
+    L::Service: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
     // The builder's tcp_nodelay only covers listeners tonic binds itself.
     // Without it, Nagle holds a reply's trailers until the client's
     // delayed ACK: +40 ms on a share of calls.

@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 
 use raftlock_proto::raft::raft_client::RaftClient;
 use tokio::sync::Notify;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::config::NodeTls;
 use crate::fail_stop;
 use crate::member_addr::MemberAddr;
 use crate::network::MAX_RAFT_MESSAGE;
+use crate::node_tls;
 use crate::types::NodeId;
 
 /// A TCP connect that takes longer than this fails, so a connect started
@@ -47,9 +49,19 @@ pub const REMIND_EVERY: Duration = Duration::from_secs(30);
 #[derive(Clone, Default)]
 pub struct Peers {
     peers: Arc<Mutex<HashMap<NodeId, Arc<Peer>>>>,
+    /// TLS with this node's certificate, or `None` for plain text.
+    tls: Option<Arc<NodeTls>>,
 }
 
 impl Peers {
+    /// Peers reached over TLS with `tls`, or in plain text.
+    pub fn new(tls: Option<NodeTls>) -> Peers {
+        Peers {
+            peers: Arc::default(),
+            tls: tls.map(Arc::new),
+        }
+    }
+
     /// The peer `id` whose membership entry is `member_addr`, reached at
     /// its peer address (a new record if that changed).
     pub fn get(&self, id: NodeId, member_addr: &str) -> Arc<Peer> {
@@ -59,7 +71,7 @@ impl Peers {
         match peers.get(&id) {
             Some(peer) if peer.addr == addr => peer.clone(),
             _ => {
-                let peer = Arc::new(Peer::new(id, addr.to_string()));
+                let peer = Arc::new(Peer::new(id, addr.to_string(), self.tls.clone()));
                 peers.insert(id, peer.clone());
                 peer
             }
@@ -70,6 +82,7 @@ impl Peers {
 pub struct Peer {
     id: NodeId,
     addr: String,
+    tls: Option<Arc<NodeTls>>,
     link: Mutex<Link>,
     looked_up: Notify,
 }
@@ -97,10 +110,11 @@ struct Health {
 }
 
 impl Peer {
-    fn new(id: NodeId, addr: String) -> Peer {
+    fn new(id: NodeId, addr: String, tls: Option<Arc<NodeTls>>) -> Peer {
         Peer {
             id,
             addr,
+            tls,
             link: Mutex::new(Link::default()),
             looked_up: Notify::new(),
         }
@@ -113,10 +127,15 @@ impl Peer {
             return Ok(client.clone());
         }
         let target = self.resolve().await?;
-        let endpoint = Endpoint::from_shared(format!("http://{target}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+        // The certificate is checked against the name in the member
+        // address, not the address it resolved to.
+        let host = node_tls::host_of(&self.addr);
+        let endpoint = node_tls::endpoint(
+            &target.to_string(),
+            &host,
+            self.tls.as_deref(),
+            CONNECT_TIMEOUT,
+        )?;
         let client = RaftClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE);

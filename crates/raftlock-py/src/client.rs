@@ -2,13 +2,15 @@
 //! retries) for one process. A forked child gets a new one, with its own
 //! connections on its own runtime, the first time it uses the object.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use raftlock_client::{
-    mode_from_wire, Client, ClientOptions, LockHolder, LockInfo, LockMode, SessionOptions,
+    mode_from_wire, process_env, Client, ClientOptions, Given, LockHolder, LockInfo, LockMode,
+    SessionOptions, Transport,
 };
 
 use crate::blocking::block_on;
@@ -103,24 +105,44 @@ fn lock_info<'py>(py: Python<'py>, info: LockInfo) -> PyResult<Bound<'py, PyDict
 #[pymethods]
 impl PyClient {
     #[new]
-    #[pyo3(signature = (endpoints, retry_for=30.0, rpc_timeout=5.0, connect_timeout=1.0))]
+    #[pyo3(signature = (
+        endpoints, retry_for=30.0, rpc_timeout=5.0, connect_timeout=1.0,
+        ca=None, token_file=None, cert=None, key=None, insecure=false,
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one each
     fn new(
         endpoints: Vec<String>,
         retry_for: f64,
         rpc_timeout: f64,
         connect_timeout: f64,
+        ca: Option<PathBuf>,
+        token_file: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        insecure: bool,
     ) -> PyResult<PyClient> {
+        let given = Given {
+            ca,
+            token_file,
+            cert,
+            key,
+            insecure,
+        };
+        // What was given, else RAFTLOCK_* in the environment, else the
+        // profile directory, else plain text: as every client does.
+        let transport = Transport::resolve(&given, &process_env).map_err(to_py)?;
         let options = ClientOptions {
             retry_for: to_duration("retry_for", retry_for)?,
             rpc_timeout: to_duration("rpc_timeout", rpc_timeout)?,
             connect_timeout: to_duration("connect_timeout", connect_timeout)?,
-            ..ClientOptions::default()
+            transport,
         };
-        // Validates the endpoints now; connects lazily.
-        let client = Client::with_options(endpoints, options.clone()).map_err(to_py)?;
+        // Validates the endpoints and credential files now; connects lazily.
+        let client = Client::with_options(endpoints, options).map_err(to_py)?;
         Ok(PyClient {
             endpoints: client.endpoints().to_vec(),
-            options,
+            // Resolved: a forked child uses the same credentials.
+            options: client.options().clone(),
             client: Mutex::new(Some(ForkLocal::new(client))),
         })
     }

@@ -14,6 +14,10 @@ import_exception!(raftlock._errors, LockLost);
 import_exception!(raftlock._errors, ClusterUnavailable);
 import_exception!(raftlock._errors, InvalidArgument);
 import_exception!(raftlock._errors, ModeConflict);
+import_exception!(raftlock._errors, NotAuthenticated);
+import_exception!(raftlock._errors, PermissionDenied);
+import_exception!(raftlock._errors, TlsError);
+import_exception!(raftlock._errors, CredentialsError);
 
 /// One exception per kind of error; the message is the Rust client's.
 pub fn to_py(error: Error) -> PyErr {
@@ -29,6 +33,10 @@ pub fn to_py(error: Error) -> PyErr {
         Error::InvalidArgument(_) => InvalidArgument::new_err((message,)),
         Error::Unavailable(_) => ClusterUnavailable::new_err((message,)),
         Error::ModeConflict(_) => ModeConflict::new_err((message, none)),
+        Error::Unauthenticated(_) => NotAuthenticated::new_err((message,)),
+        Error::PermissionDenied(_) => PermissionDenied::new_err((message,)),
+        Error::Tls(_) => TlsError::new_err((message,)),
+        Error::Credentials(_) => CredentialsError::new_err((message,)),
         Error::StaleRequest { .. }
         | Error::SessionExists { .. }
         | Error::NotSessionOwner { .. }

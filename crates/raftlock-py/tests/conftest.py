@@ -103,7 +103,7 @@ class Cluster:
             [
                 str(self.bin), "server", "--id", str(node),
                 "--listen", self.addrs[node], "--peer-listen", self.peer_addrs[node],
-                "--peers", peers,
+                "--peers", peers, "--insecure",
                 "--data-dir", str(self.dir / f"node{node}"),
                 *FAST_RAFT,
             ],

@@ -25,7 +25,7 @@ use http::header::AUTHORIZATION;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::role::{self, Access};
+use super::role::{self, Access, Role};
 use super::store::AuthStore;
 use super::table::{AuthTable, Principal};
 use crate::caller::Caller;
@@ -47,6 +47,29 @@ where
     }
 }
 
+/// Where a request's node-certificate identity comes from, like
+/// [`ClientCertIdentity`]: the id of the node whose verified certificate
+/// the TLS acceptor recorded. A node counts as principal `node-<id>` with
+/// role admin (nodes add themselves with `--join`, and the leader asks the
+/// members' status before removing one).
+pub trait NodeCertIdentity: Send + Sync + 'static {
+    fn node_id(&self, extensions: &http::Extensions) -> Option<u64>;
+}
+
+impl<F> NodeCertIdentity for F
+where
+    F: Fn(&http::Extensions) -> Option<u64> + Send + Sync + 'static,
+{
+    fn node_id(&self, extensions: &http::Extensions) -> Option<u64> {
+        self(extensions)
+    }
+}
+
+/// The principal name a node certificate stands for.
+pub fn node_principal(id: u64) -> String {
+    format!("node-{id}")
+}
+
 /// What becomes of Raft's own RPCs, which tokens never authorise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PeerRpcs {
@@ -63,6 +86,7 @@ pub struct AuthLayer {
     store: AuthStore,
     peer_rpcs: PeerRpcs,
     client_certs: Option<Arc<dyn ClientCertIdentity>>,
+    node_certs: Option<Arc<dyn NodeCertIdentity>>,
 }
 
 impl AuthLayer {
@@ -72,6 +96,7 @@ impl AuthLayer {
             store,
             peer_rpcs: PeerRpcs::Refuse,
             client_certs: None,
+            node_certs: None,
         }
     }
 
@@ -88,6 +113,13 @@ impl AuthLayer {
     /// `client_cert = true`, as `identity` reports them.
     pub fn with_client_certs(mut self, identity: impl ClientCertIdentity) -> AuthLayer {
         self.client_certs = Some(Arc::new(identity));
+        self
+    }
+
+    /// Also accept node certificates, as principal `node-<id>` with role
+    /// admin, as `identity` reports them.
+    pub fn with_node_certs(mut self, identity: impl NodeCertIdentity) -> AuthLayer {
+        self.node_certs = Some(Arc::new(identity));
         self
     }
 
@@ -131,8 +163,9 @@ impl AuthLayer {
         Ok(())
     }
 
-    /// The principal whose token the request bears, else the one its
-    /// client certificate stands for.
+    /// The principal whose token the request bears, else the node its
+    /// node certificate names, else the one its client certificate stands
+    /// for.
     fn authenticate<B>(
         &self,
         table: &AuthTable,
@@ -140,6 +173,15 @@ impl AuthLayer {
     ) -> Option<Arc<Principal>> {
         if let Some(principal) = bearer_token(request.headers()).and_then(|t| table.by_token(t)) {
             return Some(principal.clone());
+        }
+        let node = self.node_certs.as_ref();
+        if let Some(id) = node.and_then(|n| n.node_id(request.extensions())) {
+            return Some(Arc::new(Principal {
+                name: node_principal(id),
+                role: Role::Admin,
+                prefixes: None,
+                client_cert: false,
+            }));
         }
         let identity = self.client_certs.as_ref()?.identity(request.extensions())?;
         table.by_client_cert(&identity).cloned()

@@ -297,6 +297,42 @@ async fn a_client_certificate_counts_only_when_accepted_and_allowed() {
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 
+/// A node certificate's id, as the node's TLS reader would report it from
+/// a `raftlock://node/<id>` certificate.
+fn node_reader() -> impl NodeCertIdentity {
+    |extensions: &http::Extensions| {
+        let cert = extensions.get::<PeerCert>()?;
+        cert.0.strip_prefix("raftlock://node/")?.parse().ok()
+    }
+}
+
+#[tokio::test]
+async fn a_node_certificate_is_principal_node_id_with_role_admin() {
+    let (store, _dir) = store();
+    let remove = "/raftlock.v1.Cluster/RemoveMember";
+    let layer = AuthLayer::for_peers(store.clone()).with_node_certs(node_reader());
+    let seen = admitted(&call(&layer, remove, None, Some("raftlock://node/3")).await);
+    let caller = seen.caller.unwrap();
+    assert_eq!(caller.principal, "node-3");
+    assert_eq!(caller.prefixes, None);
+    // A token still names its own principal, with its own role (bob
+    // reads only).
+    let bob = format!("Bearer {BOB}");
+    let bob = call(&layer, remove, Some(&bob), Some("raftlock://node/3")).await;
+    let status = refusal(&bob);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().starts_with("principal \"bob\""),
+        "{status:?}"
+    );
+    // A client certificate is no node's; without the reader, nothing is.
+    let client = call(&layer, remove, None, Some("raftlock://client/carol")).await;
+    assert_eq!(refusal(&client).code(), Code::Unauthenticated);
+    let without = AuthLayer::for_peers(store);
+    let status = refusal(&call(&without, remove, None, Some("raftlock://node/3")).await);
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
 #[tokio::test]
 async fn a_reload_rotates_tokens_in_a_running_layer() {
     let (store, dir) = store();

@@ -27,7 +27,7 @@ pub mod token;
 mod grpc_tests;
 
 pub use file::{AuthFile, AuthFileError, PrincipalEntry};
-pub use layer::{AuthLayer, AuthService, ClientCertIdentity};
+pub use layer::{node_principal, AuthLayer, AuthService, ClientCertIdentity, NodeCertIdentity};
 pub use role::Role;
 pub use store::{spawn_reload_on_sighup, AuthStore};
 pub use table::{check_name, Invalid, CLIENT_CERT_PREFIX};

@@ -17,13 +17,17 @@ See the package README for the API, the errors and fork behaviour.
 from ._client import DEFAULT_ENDPOINTS, Client, default_endpoints
 from ._errors import (
     ClusterUnavailable,
+    CredentialsError,
     InvalidArgument,
     LockLost,
     LockNotAcquired,
     ModeConflict,
+    NotAuthenticated,
     NotHeld,
     NotOwner,
+    PermissionDenied,
     RaftlockError,
+    TlsError,
 )
 from ._info import Holder, LockInfo, Waiter
 from ._lock import Lock
@@ -35,6 +39,7 @@ __all__ = [
     "DEFAULT_ENDPOINTS",
     "Client",
     "ClusterUnavailable",
+    "CredentialsError",
     "Holder",
     "InvalidArgument",
     "Lock",
@@ -42,9 +47,12 @@ __all__ = [
     "LockLost",
     "LockNotAcquired",
     "ModeConflict",
+    "NotAuthenticated",
     "NotHeld",
     "NotOwner",
+    "PermissionDenied",
     "RaftlockError",
+    "TlsError",
     "Watch",
     "WatchEvent",
     "Waiter",

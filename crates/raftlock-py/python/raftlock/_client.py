@@ -25,6 +25,7 @@ DEFAULT_ENDPOINTS: Tuple[str, ...] = ("127.0.0.1:7899", "127.0.0.1:7900", "127.0
 ``RAFTLOCK_ENDPOINTS`` say otherwise."""
 
 Endpoints = Union[str, Iterable[str]]
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _split(endpoints: Endpoints) -> List[str]:
@@ -93,6 +94,26 @@ class Client:
         before raising :class:`ClusterUnavailable`.
     :param rpc_timeout: seconds for one attempt at one node.
     :param connect_timeout: seconds to connect to one node.
+    :param ca: the cluster's CA certificate (PEM): connect with TLS and
+        check the nodes' certificates against it.
+    :param token_file: a file holding this client's auth token (it must be
+        private to its owner, mode 600); sent as ``authorization: Bearer``
+        with every call.
+    :param cert: a client certificate (PEM) from the cluster's CA, the
+        other way to authenticate; needs ``key``.
+    :param key: the client certificate's private key (PEM).
+    :param insecure: plain text, no authentication (a cluster run with
+        ``--insecure``); nothing else may be given with it.
+
+    With none of ``ca``, ``token_file``, ``cert``, ``key``, ``insecure``,
+    the client looks where the ``raftlock`` command does: ``RAFTLOCK_INSECURE``,
+    ``RAFTLOCK_CA``, ``RAFTLOCK_AUTH_TOKEN_FILE``, ``RAFTLOCK_CERT`` and
+    ``RAFTLOCK_KEY``; then the profile directory ``raftlock dev`` writes
+    (``$RAFTLOCK_CONFIG_DIR``, else ``~/.config/raftlock``); else plain
+    text. A credential file that cannot be used raises
+    :class:`CredentialsError` here; a refused token raises
+    :class:`NotAuthenticated`, a refused call :class:`PermissionDenied`, a
+    failed handshake :class:`TlsError`, none of them retried.
 
     Connects lazily: creating a client sends nothing. ``close()`` (or
     leaving ``with Client() as client:``) releases everything this process
@@ -111,15 +132,34 @@ class Client:
         retry_for: float = 30.0,
         rpc_timeout: float = 5.0,
         connect_timeout: float = 1.0,
+        ca: Optional[PathLike] = None,
+        token_file: Optional[PathLike] = None,
+        cert: Optional[PathLike] = None,
+        key: Optional[PathLike] = None,
+        insecure: bool = False,
     ) -> None:
         eps = _split(endpoints) if endpoints is not None else default_endpoints()
-        self._native = _native.Client(eps, retry_for, rpc_timeout, connect_timeout)
+        paths = {
+            name: None if value is None else os.fspath(value)
+            for name, value in dict(ca=ca, token_file=token_file, cert=cert, key=key).items()
+        }
+        self._native = _native.Client(
+            eps,
+            retry_for,
+            rpc_timeout,
+            connect_timeout,
+            insecure=insecure,
+            **paths,
+        )
         self._label = label
+        # Paths, never the token: a pickled client reads its file again.
         self._settings: Dict[str, object] = dict(
             label=label,
             retry_for=retry_for,
             rpc_timeout=rpc_timeout,
             connect_timeout=connect_timeout,
+            insecure=insecure,
+            **paths,
         )
         self._mutex = threading.Lock()
         self._process_state: Optional[_Process] = None

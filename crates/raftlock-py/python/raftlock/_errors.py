@@ -91,3 +91,28 @@ class ClusterUnavailable(RaftlockError):
 
 class InvalidArgument(RaftlockError, ValueError):
     """A bad argument: empty or too long lock name, TTL out of range, ..."""
+
+
+class NotAuthenticated(RaftlockError):
+    """The cluster did not accept this client: no token, or one its auth
+    file does not hold. Check ``token_file`` (or ``RAFTLOCK_AUTH_TOKEN_FILE``,
+    or the profile's ``token``). Not retried: every node would say the same."""
+
+
+class PermissionDenied(RaftlockError):
+    """The client's principal may not make this call: its role is too low
+    (a ``read`` token taking a lock) or the lock name is outside its
+    prefixes. The message names the principal, role and call."""
+
+
+class TlsError(RaftlockError):
+    """The TLS handshake with a node failed: its certificate is not from the
+    CA given (``ca``), does not name the host dialled, or the node does not
+    speak TLS (it runs with ``--insecure``: pass ``insecure=True``)."""
+
+
+class CredentialsError(RaftlockError):
+    """This client's own credentials cannot be used, so nothing was sent: a
+    CA file that is missing or not PEM, a token file others can read
+    (``chmod 600`` it), a certificate without its key, or ``insecure=True``
+    together with credentials."""

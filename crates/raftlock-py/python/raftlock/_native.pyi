@@ -51,6 +51,11 @@ class Client:
         retry_for: float = 30.0,
         rpc_timeout: float = 5.0,
         connect_timeout: float = 1.0,
+        ca: Optional[str] = None,
+        token_file: Optional[str] = None,
+        cert: Optional[str] = None,
+        key: Optional[str] = None,
+        insecure: bool = False,
     ) -> None: ...
     @property
     def endpoints(self) -> List[str]: ...
