@@ -498,10 +498,8 @@ fn dev_leaves_a_profile_it_did_not_write_alone() {
     assert!(!profile.join("token").exists());
 }
 
-// Enabled when the CLI speaks TLS: `raftlock status` and `raftlock lock`
-// against the secure dev cluster with nothing but the profile.
+// `raftlock status` and `raftlock lock` against the secure dev cluster with nothing but the profile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn cli_commands_work_against_dev_with_only_the_profile() {
     let _serial = serial().await;
     let data = tempfile::TempDir::new().unwrap();

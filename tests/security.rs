@@ -459,10 +459,8 @@ async fn a_new_node_is_added_and_replicated_to_over_tls() {
     }
 }
 
-// Enabled when the client speaks TLS: `--join` asks through
-// raftlock_client with the node's certificate.
+// `--join` asks through raftlock_client with the node's certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn a_node_joins_with_its_certificate() {
     let _serial = serial().await;
     let mut secure = Secure::start().await;

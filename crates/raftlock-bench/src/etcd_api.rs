@@ -1,6 +1,8 @@
 //! A small etcd v3 client for the benchmark: leases, `Lock`/`Unlock` from
 //! etcd's lock service (what `etcdctl lock` calls), member status and a
-//! key count, over gRPC stubs generated from etcd's own protos.
+//! key count, over gRPC stubs generated from etcd's own protos; in plain
+//! text, or over TLS with a client certificate and, when given a login, an
+//! auth token (see `etcd_auth`).
 //!
 //! Retries mirror raftlock's client so neither system is favoured: a call
 //! goes to the preferred member (the leader, set by the workload), and on
@@ -11,11 +13,15 @@
 //! and `Unlock` is a delete, so retrying is safe.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -44,29 +50,75 @@ use v3lockpb::{LockRequest, UnlockRequest};
 const RPC_TIMEOUT: Duration = Duration::from_millis(500);
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
-#[derive(Clone)]
-pub struct EtcdClient {
-    inner: Arc<Inner>,
+/// A member connection: the channel, with the auth token (if any) put
+/// on every request.
+pub type Conn = InterceptedService<Channel, TokenInterceptor>;
+
+/// TLS towards etcd: its CA, and the client certificate every client must
+/// present under `--client-cert-auth`.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
-struct Inner {
-    endpoints: Vec<String>,
-    channels: Vec<Channel>,
+/// An etcd user and password, exchanged for an auth token.
+#[derive(Clone)]
+pub struct EtcdLogin {
+    pub user: String,
+    pub password: String,
+}
+
+/// The current auth token, shared by a client's connections.
+pub type SharedToken = Arc<RwLock<Option<AsciiMetadataValue>>>;
+
+/// Adds the `token` header etcd reads its auth token from.
+#[derive(Clone)]
+pub struct TokenInterceptor {
+    token: SharedToken,
+}
+
+impl Interceptor for TokenInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let token = self.token.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(token) = token {
+            request.metadata_mut().insert("token", token);
+        }
+        Ok(request)
+    }
+}
+
+#[derive(Clone)]
+pub struct EtcdClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) channels: Vec<Conn>,
     current: AtomicUsize,
+    pub(crate) login: Option<EtcdLogin>,
+    pub(crate) token: SharedToken,
+    /// One login at a time: the calls that find the token stale wait for
+    /// the one that replaces it.
+    pub(crate) login_lock: tokio::sync::Mutex<()>,
 }
 
 /// Worth another try on another member: the member is gone or between
-/// leaders, or the call timed out.
+/// leaders, or the call timed out. Not an authorization error, which
+/// etcd's lock service passes on with code Unknown.
 fn retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::Internal
-    )
+    !status.message().contains("permission denied")
+        && matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Cancelled
+                | Code::DeadlineExceeded
+                | Code::Aborted
+                | Code::Internal
+        )
 }
 
 impl EtcdClient {
@@ -75,13 +127,34 @@ impl EtcdClient {
     /// server allows a ping only every 5 s (`--grpc-keepalive-min-time`)
     /// and closes connections that ping more often, and etcd's own Go
     /// client sends none by default.
-    pub fn new(endpoints: &[String]) -> anyhow::Result<EtcdClient> {
+    ///
+    /// With `tls`, `https://` and the client certificate; with `login`, an
+    /// auth token too, fetched by [`EtcdClient::log_in`] (call it before
+    /// the first request) and again whenever etcd calls it invalid.
+    pub fn new(
+        endpoints: &[String],
+        tls: Option<&EtcdTls>,
+        login: Option<EtcdLogin>,
+    ) -> anyhow::Result<EtcdClient> {
+        let token = SharedToken::default();
         let mut channels = Vec::new();
         for addr in endpoints {
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true);
-            channels.push(endpoint.connect_lazy());
+            if let Some(tls) = tls {
+                let config = raftlock_tls::client_tls(&tls.ca, Some((&tls.cert, &tls.key)), None)
+                    .context("etcd client TLS")?;
+                endpoint = endpoint.tls_config(config)?;
+            }
+            let interceptor = TokenInterceptor {
+                token: token.clone(),
+            };
+            channels.push(InterceptedService::new(
+                endpoint.connect_lazy(),
+                interceptor,
+            ));
         }
         if channels.is_empty() {
             bail!("no etcd endpoints");
@@ -91,6 +164,9 @@ impl EtcdClient {
                 endpoints: endpoints.to_vec(),
                 channels,
                 current: AtomicUsize::new(0),
+                login,
+                token,
+                login_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -102,18 +178,26 @@ impl EtcdClient {
             .store(index % self.inner.channels.len(), Ordering::Relaxed);
     }
 
-    async fn call<T, F, Fut>(&self, timeout: Duration, mut call: F) -> anyhow::Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, timeout: Duration, mut call: F) -> anyhow::Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let give_up = tokio::time::Instant::now() + RETRY_FOR;
         let mut backoff = Duration::from_millis(20);
+        // A token refused twice after fresh logins will not do a third time.
+        let mut logins_left = 2;
         loop {
             let index = self.inner.current.load(Ordering::Relaxed);
             let channel = self.inner.channels[index].clone();
+            let sent_token = self.current_token();
             let error = match tokio::time::timeout(timeout, call(channel)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if logins_left > 0 && self.token_refused(&status) => {
+                    logins_left -= 1;
+                    self.refresh_token(sent_token).await?;
+                    continue;
+                }
                 Ok(Err(status)) if retryable(&status) => status.to_string(),
                 Ok(Err(status)) => bail!("{}: {status}", self.inner.endpoints[index]),
                 Err(_) => format!("no answer within {timeout:?}"),

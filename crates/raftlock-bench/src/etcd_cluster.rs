@@ -2,13 +2,17 @@
 //! data directories and distinct client and peer ports, etcd's default
 //! settings otherwise (fsync on, 100 ms heartbeat, 1 s election timeout);
 //! kill, restart, health, leader and term through the maintenance API.
+//! Secured, the members speak TLS to clients and to each other and demand
+//! a certificate from the CA of both, and clients log in (see `etcd_auth`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::credentials::{BenchCredentials, ETCD_ROOT, LOCK_USER};
 use crate::etcd_api::{etcdserverpb::StatusResponse, EtcdClient};
 use crate::procs::{free_port, NodeProcess};
 
@@ -24,17 +28,24 @@ pub struct EtcdCluster {
     dir: PathBuf,
     members: Vec<Member>,
     extra_args: Vec<String>,
-    /// For status calls only; workloads make their own clients.
+    /// TLS and authentication, or plain text and none.
+    security: Option<Arc<BenchCredentials>>,
+    /// For status calls only; workloads make their own clients. Secured,
+    /// it presents root's certificate and no token, so etcd takes it for
+    /// root.
     admin: EtcdClient,
 }
 
 impl EtcdCluster {
-    /// Starts `n` members under `dir` (no waiting; see [`Self::wait_healthy`]).
+    /// Starts `n` members under `dir` (no waiting; see [`Self::wait_healthy`]),
+    /// secured with `security` if given (then call [`Self::enable_auth`]
+    /// once it is healthy).
     pub fn start(
         binary: &Path,
         dir: &Path,
         n: usize,
         extra_args: &[String],
+        security: Option<Arc<BenchCredentials>>,
     ) -> anyhow::Result<EtcdCluster> {
         std::fs::create_dir_all(dir)?;
         let mut members = Vec::new();
@@ -55,7 +66,12 @@ impl EtcdCluster {
             dir: dir.to_path_buf(),
             members,
             extra_args: extra_args.to_vec(),
-            admin: EtcdClient::new(&endpoints)?,
+            admin: EtcdClient::new(
+                &endpoints,
+                security.as_ref().map(|s| s.etcd_tls(ETCD_ROOT)).as_ref(),
+                None,
+            )?,
+            security,
         };
         for i in 0..n {
             cluster.start_member(i)?;
@@ -71,20 +87,56 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// A client for a workload, pointed at the leader if there is one;
+    /// secured, it presents the `lock` user's certificate and logs in as
+    /// `lock`.
+    pub async fn connect(&self) -> anyhow::Result<EtcdClient> {
+        let client = match &self.security {
+            None => EtcdClient::new(&self.endpoints(), None, None)?,
+            Some(creds) => {
+                let tls = creds.etcd_tls(LOCK_USER);
+                EtcdClient::new(&self.endpoints(), Some(&tls), Some(creds.etcd_lock_login()))?
+            }
+        };
+        if let Some(leader) = self.leader().await {
+            client.prefer(leader);
+        }
+        client.log_in().await?;
+        Ok(client)
+    }
+
+    /// Secured: creates the users and turns authentication on. Once, on
+    /// a healthy new cluster.
+    pub async fn enable_auth(&self) -> anyhow::Result<()> {
+        match &self.security {
+            None => Ok(()),
+            Some(creds) => {
+                self.admin
+                    .enable_auth(&creds.etcd_root_password, &creds.etcd_lock_login())
+                    .await
+            }
+        }
+    }
+
     /// (Re)starts member `index` (0-based). A restart reuses its data dir,
     /// where etcd ignores the initial-cluster flags.
     pub fn start_member(&mut self, index: usize) -> anyhow::Result<()> {
         if self.members[index].process.is_some() {
             return Ok(());
         }
+        let scheme = if self.security.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let initial: Vec<String> = self
             .members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}={scheme}://127.0.0.1:{}", m.name, m.peer_port))
             .collect();
         let m = &self.members[index];
-        let client_url = format!("http://127.0.0.1:{}", m.client_port);
-        let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
+        let client_url = format!("{scheme}://127.0.0.1:{}", m.client_port);
+        let peer_url = format!("{scheme}://127.0.0.1:{}", m.peer_port);
         let mut command = Command::new(&self.binary);
         command
             .arg(format!("--name={}", m.name))
@@ -101,6 +153,12 @@ impl EtcdCluster {
             .arg("--initial-cluster-state=new")
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
+            .args(
+                self.security
+                    .as_ref()
+                    .map(|creds| security_flags(creds, index as u64 + 1))
+                    .unwrap_or_default(),
+            )
             .args(&self.extra_args);
         // No ETCD_* settings from our environment.
         for (key, _) in std::env::vars_os() {
@@ -236,4 +294,23 @@ impl EtcdCluster {
                 .is_ok_and(|s| s.raft_applied_index + 100 >= target)
         })
     }
+}
+
+/// Member `id`'s TLS flags (its node certificate, both ways, and the CA
+/// every client and peer certificate must come from) and the auth tokens.
+fn security_flags(creds: &BenchCredentials, id: u64) -> Vec<String> {
+    let (cert, key) = creds.node(id);
+    let (cert, key, ca) = (cert.display(), key.display(), creds.ca());
+    let ca = ca.display();
+    vec![
+        format!("--cert-file={cert}"),
+        format!("--key-file={key}"),
+        format!("--trusted-ca-file={ca}"),
+        "--client-cert-auth".into(),
+        format!("--peer-cert-file={cert}"),
+        format!("--peer-key-file={key}"),
+        format!("--peer-trusted-ca-file={ca}"),
+        "--peer-client-cert-auth".into(),
+        format!("--auth-token={}", creds.etcd_auth_token_flag()),
+    ]
 }

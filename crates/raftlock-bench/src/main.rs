@@ -1,10 +1,13 @@
 //! `raftlock-bench`: starts a 3-node raftlock cluster and a 3-member etcd
 //! cluster on loopback, runs the same lock workloads against both
-//! (alternating), and prints one comparison table; `--json` and `--png`
-//! write it out too. See docs/benchmarks.md.
+//! (alternating), and prints one comparison table; then (full run, or
+//! `--tls`) the same with TLS and authentication on both, and the cost of
+//! it to each. `--json` and `--png` write it out too. See docs/benchmarks.md.
 
 mod chart;
+mod credentials;
 mod etcd_api;
+mod etcd_auth;
 mod etcd_cluster;
 mod failover;
 mod memory;
@@ -12,9 +15,12 @@ mod procs;
 mod raftlock_cluster;
 mod report;
 mod run;
+mod secured;
+mod secured_report;
 mod sessions;
 mod stats;
 mod system;
+mod text_table;
 mod workloads;
 
 use std::path::PathBuf;
@@ -30,6 +36,11 @@ pub struct Args {
     /// A short run for CI: ~2 s per workload, 2 failovers, 10k locks held.
     #[arg(long)]
     quick: bool,
+    /// Also run workloads 1-4 and the failovers again with TLS and
+    /// authentication on both systems, and show what it costs each. A full
+    /// run always does; a --quick run only with this.
+    #[arg(long)]
+    tls: bool,
     /// Write the results (rows, raw numbers, machine) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,

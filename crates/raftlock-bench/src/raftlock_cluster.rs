@@ -1,16 +1,20 @@
 //! A 3-node raftlock cluster on loopback: `raftlock server` processes with
 //! production settings (default timings, sled with fdatasync), each with its
 //! own data directory, serving clients and the other nodes on separate
-//! ports; kill, restart, health, leader and term.
+//! ports; kill, restart, health, leader and term. Plain (`--insecure`), or
+//! secured: TLS on both ports with the node certificates and the auth
+//! file from `credentials`, clients sending the `lock` principal's token.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use raftlock_client::{Client, ClientOptions, StatusResponse};
+use raftlock_client::{Client, ClientOptions, StatusResponse, Transport};
 
+use crate::credentials::BenchCredentials;
 use crate::procs::{free_port, NodeProcess};
 
 pub struct RaftlockCluster {
@@ -22,17 +26,21 @@ pub struct RaftlockCluster {
     peer_addrs: BTreeMap<u64, String>,
     procs: BTreeMap<u64, NodeProcess>,
     extra_args: Vec<String>,
+    /// TLS and authentication, or plain text and none.
+    security: Option<Arc<BenchCredentials>>,
     /// For status calls only; workloads make their own clients.
     admin: Client,
 }
 
 impl RaftlockCluster {
-    /// Starts `n` nodes under `dir` (no waiting; see [`Self::wait_healthy`]).
+    /// Starts `n` nodes under `dir` (no waiting; see [`Self::wait_healthy`]),
+    /// secured with `security` if given.
     pub fn start(
         binary: &Path,
         dir: &Path,
         n: u64,
         extra_args: &[String],
+        security: Option<Arc<BenchCredentials>>,
     ) -> anyhow::Result<RaftlockCluster> {
         std::fs::create_dir_all(dir)?;
         let mut ports = Vec::new();
@@ -52,7 +60,7 @@ impl RaftlockCluster {
                 retry_for: Duration::from_secs(2),
                 rpc_timeout: Duration::from_secs(1),
                 connect_timeout: Duration::from_millis(500),
-                ..ClientOptions::default()
+                transport: transport(security.as_deref()),
             },
         )?;
         let mut cluster = RaftlockCluster {
@@ -62,6 +70,7 @@ impl RaftlockCluster {
             peer_addrs,
             procs: BTreeMap::new(),
             extra_args: extra_args.to_vec(),
+            security,
             admin,
         };
         for id in 1..=n {
@@ -72,6 +81,15 @@ impl RaftlockCluster {
 
     pub fn endpoints(&self) -> Vec<String> {
         self.addrs.values().cloned().collect()
+    }
+
+    /// A client for a workload, with the cluster's transport.
+    pub fn connect(&self) -> anyhow::Result<Client> {
+        let options = ClientOptions {
+            transport: transport(self.security.as_deref()),
+            ..ClientOptions::default()
+        };
+        Ok(Client::with_options(self.endpoints(), options)?)
     }
 
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
@@ -89,16 +107,34 @@ impl RaftlockCluster {
             .args(["--listen", &self.addrs[&id]])
             .args(["--peer-listen", &self.peer_addrs[&id]])
             .args(["--peers", &peers.join(",")])
-            // Plain text: the numbers are raftlock's, not TLS's.
-            .arg("--insecure")
             .arg("--data-dir")
             .arg(self.dir.join(format!("node{id}")))
+            .args(self.security_flags(id))
             .args(&self.extra_args)
             // The server's own default log level, whatever ours is.
             .env_remove("RUST_LOG");
         let log = self.dir.join(format!("node{id}.log"));
         self.procs.insert(id, NodeProcess::spawn(command, &log)?);
         Ok(())
+    }
+
+    /// Node `id`'s certificate, the CA and the auth file; or `--insecure`.
+    fn security_flags(&self, id: u64) -> Vec<String> {
+        let Some(creds) = &self.security else {
+            return vec!["--insecure".into()];
+        };
+        let (cert, key) = creds.node(id);
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--tls-cert".into(),
+            path(&cert),
+            "--tls-key".into(),
+            path(&key),
+            "--tls-ca".into(),
+            path(&creds.ca()),
+            "--auth-file".into(),
+            path(&creds.auth_file),
+        ]
     }
 
     /// SIGKILL, like `kill -9`, and reap.
@@ -217,4 +253,10 @@ impl RaftlockCluster {
             .iter()
             .all(|(_, s)| s.as_ref().is_ok_and(|s| s.last_applied + 100 >= target))
     }
+}
+
+/// Explicitly plain when not secured, so that a CA or token in the
+/// environment or the profile directory cannot turn TLS on.
+fn transport(security: Option<&BenchCredentials>) -> Transport {
+    security.map_or(Transport::Plain, BenchCredentials::raftlock_transport)
 }

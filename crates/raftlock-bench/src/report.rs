@@ -2,16 +2,17 @@
 //! values and the ratio, oriented so > 1 means raftlock did better, with
 //! the target where it has one), the text table and the JSON.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
 
 use crate::failover::FailoverRun;
 use crate::memory::MemoryRun;
+use crate::secured_report::SecuredResults;
 use crate::stats::Better::{Higher, Lower};
 use crate::stats::{advantage, median, us_to_ms, Better};
 use crate::system::NodeRss;
+use crate::text_table::{render, Align};
 use crate::workloads::CycleResult;
 
 /// Everything one system measured.
@@ -40,10 +41,6 @@ impl SystemResults {
         self.term_after_steady
             .saturating_sub(self.term_before_steady)
     }
-
-    fn gaps(&self) -> Vec<f64> {
-        self.failover.iter().map(|f| f.gap_ms).collect()
-    }
 }
 
 /// A bar in the comparison: the goal for this row, if any.
@@ -70,7 +67,7 @@ pub struct Row {
     pub target_met: Option<bool>,
 }
 
-fn row(
+pub(crate) fn row(
     metric: impl Into<String>,
     unit: &str,
     better: Better,
@@ -134,7 +131,7 @@ pub fn rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
 }
 
 /// Rate, p50 and p99 of one cycle workload; `targets` in that order.
-fn cycle_rows(
+pub(crate) fn cycle_rows(
     label: &str,
     a: &CycleResult,
     b: &CycleResult,
@@ -199,7 +196,7 @@ fn throughput_rows(r: &SystemResults, e: &SystemResults) -> Vec<Row> {
 /// Workloads 4-6: workers contending for one name (or a few), so the
 /// wait (queueing and handoff) matters more than the cycle. `rate` names
 /// what a completed cycle counts as.
-fn contention_rows(
+pub(crate) fn contention_rows(
     label: &str,
     rate: &str,
     a: &CycleResult,
@@ -235,24 +232,38 @@ fn contention_rows(
 }
 
 fn failover_rows(r: &SystemResults, e: &SystemResults) -> [Row; 2] {
+    gap_rows(
+        &r.failover,
+        &e.failover,
+        [Some(Target::AtMost(300.0)), Some(Target::AtMost(600.0))],
+    )
+}
+
+/// Median and longest failover gap; `targets` in that order.
+pub(crate) fn gap_rows(
+    r: &[FailoverRun],
+    e: &[FailoverRun],
+    targets: [Option<Target>; 2],
+) -> [Row; 2] {
+    let gaps = |runs: &[FailoverRun]| runs.iter().map(|f| f.gap_ms).collect::<Vec<f64>>();
     let max = |v: Vec<f64>| v.into_iter().max_by(f64::total_cmp);
-    let repeats = r.failover.len().min(e.failover.len());
+    let repeats = r.len().min(e.len());
     [
         row(
             format!("failover gap, median of {repeats}"),
             "ms",
             Lower,
-            median(&r.gaps()),
-            median(&e.gaps()),
-            Some(Target::AtMost(300.0)),
+            median(&gaps(r)),
+            median(&gaps(e)),
+            targets[0],
         ),
         row(
             format!("failover gap, max of {repeats}"),
             "ms",
             Lower,
-            max(r.gaps()),
-            max(e.gaps()),
-            Some(Target::AtMost(600.0)),
+            max(gaps(r)),
+            max(gaps(e)),
+            targets[1],
         ),
     ]
 }
@@ -295,7 +306,7 @@ fn memory_rows(r: &SystemResults, e: &SystemResults) -> [Row; 2] {
     ]
 }
 
-fn number(v: Option<f64>, unit: &str) -> String {
+pub(crate) fn number(v: Option<f64>, unit: &str) -> String {
     match v {
         None => "-".into(),
         Some(v) if unit == "count" => format!("{v:.0}"),
@@ -324,16 +335,17 @@ fn target_text(row: &Row) -> String {
 /// The comparison as a plain-text table.
 pub fn table(rows: &[Row]) -> String {
     let header = [
-        "metric".to_string(),
-        "raftlock".into(),
-        "etcd".into(),
-        "ratio (>1 = raftlock better)".into(),
-        "target".into(),
-    ];
-    let body: Vec<[String; 5]> = rows
+        "metric",
+        "raftlock",
+        "etcd",
+        "ratio (>1 = raftlock better)",
+        "target",
+    ]
+    .map(String::from);
+    let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.metric.clone(),
                 number(r.raftlock, &r.unit),
                 number(r.etcd, &r.unit),
@@ -342,35 +354,8 @@ pub fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for line in &body {
-        for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[String; 5]| {
-        let _ = writeln!(
-            out,
-            "| {:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {:<w4$} |",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-        );
-    };
-    line(&header);
-    line(&widths.map(|w| "-".repeat(w)));
-    for cells in &body {
-        line(cells);
-    }
-    out
+    use Align::{Left, Right};
+    render(&header, &body, &[Left, Right, Right, Right, Left])
 }
 
 /// Where and how the run was made.
@@ -426,6 +411,9 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub raftlock: SystemResults,
     pub etcd: SystemResults,
+    /// Workloads 1-4 and failover again with TLS and auth on both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secured: Option<SecuredResults>,
 }
 
 impl Report {

@@ -1,8 +1,11 @@
 //! The benchmark's order of events: start both clusters, run each
 //! workload against both (alternating which goes first), then memory,
-//! then failover; collect the results into a report and write it out.
+//! then failover; then, in a full run or with `--tls`, the same again
+//! with TLS and authentication on (`secured`); collect the results into a
+//! report and write it out.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -10,6 +13,7 @@ use raftlock_client::LockMode;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
+use crate::credentials::BenchCredentials;
 use crate::etcd_cluster::EtcdCluster;
 use crate::failover::{failover_once, FailoverPlan, FailoverRun};
 use crate::memory::{hold_many, MemoryRun};
@@ -22,7 +26,7 @@ use crate::{chart, Args};
 
 /// How long and how much of everything.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
-struct Plan {
+pub(crate) struct Plan {
     warmup_s: f64,
     measure_s: f64,
     failovers: usize,
@@ -67,13 +71,13 @@ impl Plan {
 
 /// One system's results while they come in.
 #[derive(Default)]
-struct Partial {
-    throughput: Vec<CycleResult>,
-    term_before: u64,
-    term_after: u64,
+pub(crate) struct Partial {
+    pub(crate) throughput: Vec<CycleResult>,
+    pub(crate) term_before: u64,
+    pub(crate) term_after: u64,
     rss_after_throughput: Vec<NodeRss>,
     memory: Option<MemoryRun>,
-    failover: Vec<FailoverRun>,
+    pub(crate) failover: Vec<FailoverRun>,
 }
 
 fn default_raftlock_bin() -> PathBuf {
@@ -91,7 +95,7 @@ fn order(k: usize) -> [usize; 2] {
 
 /// One timed workload: its label, worker count, and how each system's
 /// workers lock (the same, unless raftlock has a mode etcd lacks).
-struct Workload {
+pub(crate) struct Workload {
     label: &'static str,
     workers: usize,
     raftlock: Pattern,
@@ -117,7 +121,7 @@ impl Workload {
 }
 
 /// Workloads 1-6, in order; [`finish`] takes their results in this order.
-const WORKLOADS: [Workload; 6] = [
+pub(crate) const WORKLOADS: [Workload; 6] = [
     Workload::same("1 worker, own name", 1, Names::Own),
     Workload::same("16 workers, own names", 16, Names::Own),
     Workload::same("64 workers, own names", 64, Names::Own),
@@ -169,14 +173,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         dir.display()
     );
 
-    let mut systems = start_clusters(&raftlock_bin, &args, &dir).await?;
+    let mut systems = start_clusters(&raftlock_bin, &args, &dir, None).await?;
     let versions = [systems[0].version().await, systems[1].version().await];
     eprintln!(
         "both clusters healthy: raftlock {}, etcd {}",
         versions[0], versions[1]
     );
     let mut partial = [Partial::default(), Partial::default()];
-    measure_throughput(&systems, &plan, &mut partial).await?;
+    measure_throughput(&systems, &plan, &WORKLOADS, &mut partial).await?;
     measure_memory(&mut systems, &plan, &mut partial).await?;
     measure_failover(&mut systems, &plan, args.quick, &mut partial).await?;
     drop(systems);
@@ -189,6 +193,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let [raftlock, etcd] = results;
     let rows = rows(&raftlock, &etcd);
     println!("{}", table(&rows));
+    let secured = if args.tls || !args.quick {
+        let secured = crate::secured::run(&raftlock_bin, &args, &dir, &plan, &rows).await?;
+        println!("{}", crate::secured_report::tables(&secured));
+        Some(secured)
+    } else {
+        None
+    };
     let report = Report {
         mode: if args.quick { "quick" } else { "full" }.into(),
         settings: serde_json::json!({
@@ -206,6 +217,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rows,
         raftlock,
         etcd,
+        secured,
     };
     write_outputs(&args, &report)?;
     eprintln!(
@@ -228,17 +240,18 @@ fn work_dir(args: &Args) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
     })
 }
 
-/// Workloads 1-6 on both systems, with the Raft term read around them (to
+/// `workloads` on both systems, with the Raft term read around them (to
 /// count elections) and the nodes' RSS read after.
-async fn measure_throughput(
+pub(crate) async fn measure_throughput(
     systems: &[System; 2],
     plan: &Plan,
+    workloads: &[Workload],
     partial: &mut [Partial; 2],
 ) -> anyhow::Result<()> {
     for (s, system) in systems.iter().enumerate() {
         partial[s].term_before = system.term().await?;
     }
-    for (k, workload) in WORKLOADS.iter().enumerate() {
+    for (k, workload) in workloads.iter().enumerate() {
         for s in order(k) {
             let system = &systems[s];
             let tag = format!("w{}", k + 1);
@@ -298,7 +311,7 @@ async fn measure_memory(
 
 /// Kill each system's leader under load, `plan.failovers` times each,
 /// alternating which system goes first.
-async fn measure_failover(
+pub(crate) async fn measure_failover(
     systems: &mut [System; 2],
     plan: &Plan,
     quick: bool,
@@ -360,10 +373,13 @@ async fn load_only(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_clusters(
+/// Both clusters under `dir`, healthy; secured with `security` if given
+/// (etcd's authentication then turned on).
+pub(crate) async fn start_clusters(
     raftlock_bin: &Path,
     args: &Args,
     dir: &Path,
+    security: Option<Arc<BenchCredentials>>,
 ) -> anyhow::Result<[System; 2]> {
     if !raftlock_bin.exists() && raftlock_bin.components().count() > 1 {
         bail!(
@@ -371,14 +387,28 @@ async fn start_clusters(
             raftlock_bin.display()
         );
     }
-    let raftlock =
-        RaftlockCluster::start(raftlock_bin, &dir.join("raftlock"), 3, &args.raftlock_arg)
-            .context("starting the raftlock cluster")?;
-    let etcd = EtcdCluster::start(&args.etcd_bin, &dir.join("etcd"), 3, &args.etcd_arg)
-        .context("starting etcd (apt-get install etcd-server, or pass --etcd-bin)")?;
+    let raftlock = RaftlockCluster::start(
+        raftlock_bin,
+        &dir.join("raftlock"),
+        3,
+        &args.raftlock_arg,
+        security.clone(),
+    )
+    .context("starting the raftlock cluster")?;
+    let etcd = EtcdCluster::start(
+        &args.etcd_bin,
+        &dir.join("etcd"),
+        3,
+        &args.etcd_arg,
+        security,
+    )
+    .context("starting etcd (apt-get install etcd-server, or pass --etcd-bin)")?;
     let mut systems = [System::Raftlock(raftlock), System::Etcd(etcd)];
     for system in systems.iter_mut() {
         system.wait_healthy(Duration::from_secs(60)).await?;
+    }
+    if let System::Etcd(etcd) = &systems[1] {
+        etcd.enable_auth().await.context("turning on etcd's auth")?;
     }
     Ok(systems)
 }

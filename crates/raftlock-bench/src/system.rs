@@ -4,9 +4,6 @@
 
 use std::time::Duration;
 
-use raftlock_client::Client;
-
-use crate::etcd_api::EtcdClient;
 use crate::etcd_cluster::EtcdCluster;
 use crate::raftlock_cluster::RaftlockCluster;
 use crate::sessions::Target;
@@ -32,17 +29,12 @@ impl System {
         }
     }
 
-    /// A fresh client for a workload, pointed at the current leader.
+    /// A fresh client for a workload (etcd's pointed at the current
+    /// leader; raftlock's finds it), secured if the cluster is.
     pub async fn connect(&self) -> anyhow::Result<Target> {
         match self {
-            System::Raftlock(cluster) => Ok(Target::Raftlock(Client::new(cluster.endpoints())?)),
-            System::Etcd(cluster) => {
-                let client = EtcdClient::new(&cluster.endpoints())?;
-                if let Some(leader) = cluster.leader().await {
-                    client.prefer(leader);
-                }
-                Ok(Target::Etcd(client))
-            }
+            System::Raftlock(cluster) => Ok(Target::Raftlock(cluster.connect()?)),
+            System::Etcd(cluster) => Ok(Target::Etcd(cluster.connect().await?)),
         }
     }
 
