@@ -6,6 +6,13 @@ client or the raftlock Python package: the suite sees the server as a
 client written in another language would, through the rules of
 docs/protocol.md alone.
 
+By default the cluster is secured as docs/security.md tells an operator
+to secure one: TLS on both ports, node certificates between the nodes and
+the principals of cluster_credentials.py, each channel trusting the
+cluster's CA and sending its principal's token as ``authorization:
+Bearer`` on every call. ``RAFTLOCK_TEST_INSECURE=1`` runs it plain
+(``--insecure``).
+
 The binary is ``$RAFTLOCK_BIN``, else ``<repo>/target/release/raftlock``
 (``cargo build --release``; ``scripts/test-conformance`` builds it).
 """
@@ -25,6 +32,13 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import grpc
 import pytest
+
+from cluster_credentials import (
+    DEFAULT_PRINCIPAL,
+    ClusterCredentials,
+    make_credentials,
+    server_flags,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PROTO_DIR = REPO / "proto"
@@ -143,34 +157,101 @@ def wait_until(what: str, check: Callable[[], bool], within: float = 15.0) -> No
         time.sleep(0.02)
 
 
-class Node:
-    """One server process and a channel to its client port (``addr``);
-    ``peer_addr`` is where the other nodes reach it."""
+def channel(addr: str, credentials: Optional[ClusterCredentials],
+            token: Optional[str] = None, node_cert: Optional[int] = None,
+            client_cert: Optional[str] = None) -> grpc.Channel:
+    """A channel to ``addr``: plain text without ``credentials``; else TLS
+    trusting the cluster's CA, presenting node ``node_cert``'s certificate
+    (or client ``client_cert``'s) if given, and sending ``token`` as
+    ``authorization: Bearer`` on every call if given."""
+    if credentials is None:
+        return grpc.insecure_channel(addr)
+    cert = key = None
+    if node_cert is not None:
+        cert, key = credentials.issue_node(node_cert)
+    elif client_cert is not None:
+        cert, key = credentials.issue_client(client_cert)
+    tls = grpc.ssl_channel_credentials(
+        root_certificates=credentials.ca_pem(),
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
+    if token is not None:
+        tls = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(addr, tls)
 
-    def __init__(self, node_id: int, addr: str, peer_addr: str) -> None:
+
+class Node:
+    """One server process and a channel to its client port (``addr``) as
+    the suite's default principal; ``peer_addr`` is where the other nodes
+    reach it, and ``peer_channel`` calls it there as another node would
+    (with this node's own certificate)."""
+
+    def __init__(self, node_id: int, addr: str, peer_addr: str,
+                 credentials: Optional[ClusterCredentials]) -> None:
         self.id = node_id
         self.addr = addr
         self.peer_addr = peer_addr
+        self.credentials = credentials
         self.proc: Optional[subprocess.Popen] = None
-        self.channel = grpc.insecure_channel(addr)
+        self._channels: List[grpc.Channel] = []
+        self.channel = self.channel_as(DEFAULT_PRINCIPAL)
         self.stub = pb_grpc.LockStub(self.channel)
-        self.peer_channel = grpc.insecure_channel(peer_addr)
+        self._stubs: Dict[str, object] = {DEFAULT_PRINCIPAL: self.stub}
+        self.peer_channel = self.open_channel(peer_addr, node_cert=node_id)
+
+    def open_channel(self, addr: str, token: Optional[str] = None,
+                     node_cert: Optional[int] = None,
+                     client_cert: Optional[str] = None) -> grpc.Channel:
+        """A channel (see :func:`channel`), closed with the node's."""
+        made = channel(addr, self.credentials, token, node_cert, client_cert)
+        self._channels.append(made)
+        return made
+
+    def token(self, principal: Optional[str]) -> Optional[str]:
+        """``principal``'s token (None: no token, or an insecure cluster)."""
+        if self.credentials is None or principal is None:
+            return None
+        return self.credentials.tokens[principal]
+
+    def channel_as(self, principal: Optional[str], peer: bool = False) -> grpc.Channel:
+        """A new channel to the client port (or the peer port) that calls
+        as ``principal`` (None: with no token)."""
+        return self.open_channel(self.peer_addr if peer else self.addr, self.token(principal))
+
+    def lock_stub(self, principal: str):
+        """The Lock service on the client port, called as ``principal``."""
+        if principal not in self._stubs:
+            self._stubs[principal] = pb_grpc.LockStub(self.channel_as(principal))
+        return self._stubs[principal]
 
     def status(self, timeout: float = 2.0):
         return self.stub.Status(pb.StatusRequest(), timeout=timeout)
 
+    def close(self) -> None:
+        for ch in self._channels:
+            ch.close()
+
 
 class Cluster:
-    """Three nodes on loopback, each with its own temp data dir."""
+    """Three nodes on loopback, each with its own temp data dir, and the
+    credentials (``None``: an insecure cluster) in ``<dir>/credentials``."""
 
     def __init__(self, n: int = 3) -> None:
         self.bin = raftlock_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="raftlock-conformance-"))
         ports = free_ports(2 * n)
-        self.nodes: Dict[int, Node] = {
-            i: Node(i, f"127.0.0.1:{ports[i - 1]}", f"127.0.0.1:{ports[n + i - 1]}")
-            for i in range(1, n + 1)
-        }
+        try:
+            self.credentials = make_credentials(self.bin, self.dir / "credentials",
+                                                range(1, n + 1))
+            self.nodes: Dict[int, Node] = {
+                i: Node(i, f"127.0.0.1:{ports[i - 1]}", f"127.0.0.1:{ports[n + i - 1]}",
+                        self.credentials)
+                for i in range(1, n + 1)
+            }
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         try:
             for node_id in self.nodes:
                 self.start(node_id)
@@ -188,8 +269,9 @@ class Cluster:
                     *_die_with_parent(),
                     str(self.bin), "server", "--id", str(node_id),
                     "--listen", node.addr, "--peer-listen", node.peer_addr,
-                    "--peers", peers, "--insecure",
+                    "--peers", peers,
                     "--data-dir", str(self.dir / f"node{node_id}"),
+                    *server_flags(self.credentials, node_id),
                     *RAFT_TIMING,
                 ],
                 stdin=subprocess.DEVNULL,
@@ -257,10 +339,14 @@ class Cluster:
                 text.append(f"--- node {node_id} ---\n" + "\n".join(lines))
         return "\n".join(text)
 
+    @property
+    def secure(self) -> bool:
+        return self.credentials is not None
+
     def stop(self) -> None:
         for node_id in self.nodes:
             self.kill(node_id)
-            self.nodes[node_id].channel.close()
+            self.nodes[node_id].close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -268,16 +354,18 @@ class Client:
     """Calls leader-only RPCs the way docs/protocol.md tells a client to:
     start at the node that answered last, follow ``raftlock-leader-addr``
     redirects at once with the same request, and on UNAVAILABLE without
-    one try another node after a short backoff."""
+    one try another node after a short backoff. It calls as ``principal``
+    (on a secured cluster)."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, principal: str = DEFAULT_PRINCIPAL) -> None:
         self.cluster = cluster
+        self.principal = principal
         self.current = cluster.leader()
 
     def call(self, method: str, request, timeout: float = RPC_TIMEOUT, metadata=None):
         deadline = time.monotonic() + 30.0
         while True:
-            stub_method = getattr(self.current.stub, method)
+            stub_method = getattr(self.current.lock_stub(self.principal), method)
             try:
                 return stub_method(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as e:
@@ -294,7 +382,8 @@ class Client:
     def future(self, method: str, request, timeout: float = RPC_TIMEOUT):
         """Starts a call (a long-poll, say) on the current leader without
         waiting for it: a ``grpc.Future``."""
-        return getattr(self.cluster.leader().stub, method).future(request, timeout=timeout)
+        stub = self.cluster.leader().lock_stub(self.principal)
+        return getattr(stub, method).future(request, timeout=timeout)
 
     # The calls, spelled as in the proto.
     def open(self, ttl_ms: int = 60_000, lock_delay_ms: int = 0, label: str = "conformance"):

@@ -2,7 +2,10 @@
 "Leader handling", "Sessions"): followers redirect leader-only calls with
 the leader's id and client address, Status is answered locally, oversized
 requests and malformed session ids are refused, and the client and peer
-ports each serve only their own services."""
+ports each serve only their own services. On a secured cluster the Raft
+calls here come with a member's node certificate (support.Node's
+``peer_channel``), so they reach the decoder; test_auth.py checks the
+refusals before it."""
 
 from __future__ import annotations
 
@@ -172,9 +175,18 @@ def test_the_client_port_serves_no_raft_or_membership_calls_and_the_peer_port_no
     for node in cluster.nodes.values():
         raft = raft_pb_grpc.RaftStub(node.channel)
         for method in ("AppendEntries", "Vote", "InstallSnapshot", "PreVote"):
-            expect_error(lambda: getattr(raft, method)(raft_pb.RaftMessage(), timeout=10),
-                         unimplemented, None)
-        membership = pb_grpc.ClusterStub(node.channel)
+            if cluster.secure:
+                # Refused before routing: no token authorises a Raft RPC.
+                e = expect_error(
+                    lambda: getattr(raft, method)(raft_pb.RaftMessage(), timeout=10),
+                    grpc.StatusCode.PERMISSION_DENIED, None)
+                assert e.details() == (f"/raftlock.raft.v1.Raft/{method} is a Raft RPC "
+                                       "between nodes, not served to clients"), e.details()
+            else:
+                expect_error(lambda: getattr(raft, method)(raft_pb.RaftMessage(), timeout=10),
+                             unimplemented, None)
+        # An admin may call the Cluster service, but not on this port.
+        membership = pb_grpc.ClusterStub(node.channel_as("admin"))
         expect_error(lambda: membership.Promote(pb.PromoteRequest(id=99), timeout=10),
                      unimplemented, None)
         lock = pb_grpc.LockStub(node.peer_channel)

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "conformance"))
 
+from cluster_credentials import DEFAULT_PRINCIPAL, clean_env, client_flags  # noqa: E402
 from support import Cluster, _die_with_parent, free_port, raftlock_bin, wait_until  # noqa: E402
 
 __all__ = ["Cluster", "Gateway", "check_blocks", "PostRun", "fixed_port_7899", "free_port", "wait_until"]
@@ -35,10 +36,14 @@ GRANT = re.compile(r"granted client=(\S+) lock=(\S+) token=(\d+)")
 
 class Gateway:
     """`raftlock gateway` on ``url`` (a free port unless given), logging
-    at info level to a file in the cluster's directory."""
+    at info level to a file in the cluster's directory. It calls the
+    cluster as ``principal`` (the suite's default lock principal), with
+    the cluster's CA and that principal's token file (``--insecure`` on an
+    insecure cluster)."""
 
     def __init__(self, cluster: Cluster, url: Optional[str] = None,
-                 client_ttl: float = 600, extra: Tuple[str, ...] = ()) -> None:
+                 client_ttl: float = 600, extra: Tuple[str, ...] = (),
+                 principal: str = DEFAULT_PRINCIPAL) -> None:
         self.cluster = cluster
         self.url = url or f"tcp://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
@@ -46,13 +51,13 @@ class Gateway:
         endpoints = ",".join(n.addr for n in cluster.nodes.values())
         self.args = [
             str(raftlock_bin()), "gateway", "--zmq", self.url, "--endpoints", endpoints,
-            "--client-ttl", str(client_ttl), *extra,
+            "--client-ttl", str(client_ttl), *client_flags(cluster.credentials, principal), *extra,
         ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*_die_with_parent(), *self.args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                env={**os.environ, "RUST_LOG": "info"},
+                env={**clean_env(), "RUST_LOG": "info"},
             )
         deadline = time.monotonic() + 20
         while True:
@@ -93,11 +98,15 @@ class Gateway:
         return [(m[1], int(m[3])) for m in GRANT.finditer(self.log()) if m[2] == lock]
 
     def locks(self, prefix: str) -> list:
-        """`raftlock locks PREFIX --json`: the cluster's view."""
+        """`raftlock locks PREFIX --json`: the cluster's view, as the
+        read-only principal."""
         endpoints = ",".join(n.addr for n in self.cluster.running().values())
+        credentials = self.cluster.credentials
         out = subprocess.run(
-            [str(raftlock_bin()), "locks", prefix, "--json", "--endpoints", endpoints],
+            [str(raftlock_bin()), "locks", prefix, "--json", "--endpoints", endpoints,
+             *client_flags(credentials, "reader")],
             capture_output=True, text=True, timeout=60, check=True,
+            env=clean_env(),
         )
         return json.loads(out.stdout)
 

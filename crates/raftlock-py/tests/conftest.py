@@ -2,6 +2,12 @@
 on free loopback ports, each with its own temp data dir, that tests can
 kill and restart; and clients for it.
 
+The cluster is secured by default: TLS and tokens, with credentials made by
+the binary (tests/conformance/cluster_credentials.py, shared with the
+protocol suite), and clients made with ``ca=`` and ``token_file=``.
+``RAFTLOCK_TEST_INSECURE=1`` runs it plain (``--insecure``, and clients
+with ``insecure=True``).
+
 The binary is ``$RAFTLOCK_BIN``, else ``<repo>/target/release/raftlock``
 (``cargo build --release``; ``scripts/test-python`` builds it).
 """
@@ -27,6 +33,18 @@ import raftlock
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO / "tests" / "conformance"))
+
+from cluster_credentials import (  # noqa: E402
+    CLIENT_ENV_VARS,
+    DEFAULT_PRINCIPAL,
+    clean_env,
+    client_env,
+    client_flags,
+    client_kwargs,
+    make_credentials,
+    server_flags,
+)
 FAST_RAFT = ["--heartbeat-ms", "50", "--election-min-ms", "300", "--election-max-ms", "600"]
 
 
@@ -72,12 +90,14 @@ def free_ports(count: int) -> List[int]:
 
 
 class Cluster:
-    """Real nodes on loopback; ``kill`` is SIGKILL, as in a crash."""
+    """Real nodes on loopback; ``kill`` is SIGKILL, as in a crash. Its
+    credentials (None when insecure) are in ``<dir>/credentials``."""
 
     def __init__(self, n: int = 3) -> None:
         self.bin = raftlock_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="raftlock-py-"))
         ports = free_ports(2 * n)
+        self.credentials = make_credentials(self.bin, self.dir / "credentials", range(1, n + 1))
         # Clients reach node i at addrs[i], the other nodes at peer_addrs[i].
         self.addrs: Dict[int, str] = {i: f"127.0.0.1:{ports[i - 1]}" for i in range(1, n + 1)}
         self.peer_addrs: Dict[int, str] = {
@@ -96,6 +116,20 @@ class Cluster:
     def endpoints_str(self) -> str:
         return ",".join(self.endpoints)
 
+    def client_kwargs(self, principal: str = DEFAULT_PRINCIPAL) -> dict:
+        """How a ``raftlock.Client`` reaches this cluster as ``principal``:
+        ``ca=`` and ``token_file=`` (or ``insecure=True``)."""
+        return client_kwargs(self.credentials, principal)
+
+    def client_env(self, principal: str = DEFAULT_PRINCIPAL) -> dict:
+        """The same for a process that reads it from the environment."""
+        return {**client_env(self.credentials, principal), "RAFTLOCK_ENDPOINTS": self.endpoints_str}
+
+    def client(self, label: Optional[str] = None, principal: str = DEFAULT_PRINCIPAL,
+               **kwargs) -> raftlock.Client:
+        return raftlock.Client(self.endpoints, label=label, **self.client_kwargs(principal),
+                               **kwargs)
+
     def spawn(self, node: int) -> None:
         peers = ",".join(f"{i}={self.peer_addrs[i]}/{a}" for i, a in self.addrs.items())
         log = open(self.dir / f"node{node}.log", "ab")
@@ -103,8 +137,9 @@ class Cluster:
             [
                 str(self.bin), "server", "--id", str(node),
                 "--listen", self.addrs[node], "--peer-listen", self.peer_addrs[node],
-                "--peers", peers, "--insecure",
+                "--peers", peers,
                 "--data-dir", str(self.dir / f"node{node}"),
+                *server_flags(self.credentials, node),
                 *FAST_RAFT,
             ],
             stdout=subprocess.DEVNULL,
@@ -121,8 +156,9 @@ class Cluster:
 
     def status(self) -> dict:
         out = subprocess.run(
-            [str(self.bin), "status", "--json", "--endpoints", self.endpoints_str],
-            capture_output=True, text=True, timeout=30,
+            [str(self.bin), "status", "--json", "--endpoints", self.endpoints_str,
+             *client_flags(self.credentials, "reader")],
+            capture_output=True, text=True, timeout=30, env=clean_env(),
         )
         try:
             return json.loads(out.stdout)
@@ -162,6 +198,17 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_ambient_client_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Clients made without a transport find none in the caller's
+    environment or profile directory: the tests say what they use."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in CLIENT_ENV_VARS:
+            mp.delenv(var, raising=False)
+        mp.setenv("RAFTLOCK_CONFIG_DIR", str(tmp_path_factory.mktemp("no-profile")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """One cluster shared by the tests that do not kill nodes."""
@@ -180,7 +227,7 @@ def fresh_cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def client(cluster: Cluster) -> Iterator[raftlock.Client]:
-    c = raftlock.Client(cluster.endpoints, label="pytest main")
+    c = cluster.client(label="pytest main")
     yield c
     c.close()
 
@@ -188,7 +235,7 @@ def client(cluster: Cluster) -> Iterator[raftlock.Client]:
 @pytest.fixture
 def other_client(cluster: Cluster) -> Iterator[raftlock.Client]:
     """A second client in this process: its own sessions, its own label."""
-    c = raftlock.Client(cluster.endpoints, label="pytest other")
+    c = cluster.client(label="pytest other")
     yield c
     c.close()
 

@@ -5,7 +5,6 @@ sequential file again independently."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(cluster, script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAFTLOCK_ENDPOINTS": cluster.endpoints_str}
+    # The examples make `raftlock.Client()`: endpoints and credentials
+    # come from the environment, as a user would give them.
+    env = cluster.client_env()
     return subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
         env=env, capture_output=True, text=True, timeout=300,

@@ -13,8 +13,8 @@ import raftlock
 
 
 def test_leader_kill_while_a_lock_is_held(fresh_cluster, name):
-    client = raftlock.Client(fresh_cluster.endpoints, label="holder")
-    other = raftlock.Client(fresh_cluster.endpoints, label="other")
+    client = fresh_cluster.client(label="holder")
+    other = fresh_cluster.client(label="other")
     held = client.lock(name, ttl=3)
     token = held.acquire()
     leader = fresh_cluster.wait_for_leader()
@@ -40,7 +40,7 @@ def test_leader_kill_while_a_lock_is_held(fresh_cluster, name):
 
 
 def test_a_lock_lost_with_the_quorum_is_reported(fresh_cluster, name):
-    client = raftlock.Client(fresh_cluster.endpoints, label="cut off", retry_for=5)
+    client = fresh_cluster.client(label="cut off", retry_for=5)
     held = client.lock(name, ttl=2)
     token = held.acquire()
     # Two of three nodes die: no keepalive can be confirmed any more.

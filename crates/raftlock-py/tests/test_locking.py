@@ -223,7 +223,7 @@ def test_endpoints_default_from_the_environment(monkeypatch):
 
 
 def test_client_close_releases_what_it_holds(cluster, other_client, name):
-    client = raftlock.Client(cluster.endpoints, label="closing")
+    client = cluster.client(label="closing")
     lock = client.lock(name)
     lock.acquire()
     client.close()

@@ -41,7 +41,7 @@ def test_a_writer_waits_for_every_reader(cluster, client, other_client, name):
     r1 = client.lock(name, shared=True)
     r2 = other_client.lock(name, shared=True)
     tokens = [r1.acquire(), r2.acquire()]
-    with raftlock.Client(cluster.endpoints, label="pytest writer") as third:
+    with cluster.client(label="pytest writer") as third:
         writer = third.lock(name, timeout=30)
         got: List[int] = []
         thread = threading.Thread(target=lambda: got.append(writer.acquire()))
@@ -65,7 +65,7 @@ def test_a_writer_waits_for_every_reader(cluster, client, other_client, name):
 
 
 def test_a_semaphore_of_two_never_has_three_holders(cluster, name):
-    clients = [raftlock.Client(cluster.endpoints, label=f"pytest sem {i}") for i in range(3)]
+    clients = [cluster.client(label=f"pytest sem {i}") for i in range(3)]
     events: List[Tuple[float, int]] = []
     limits: List[int] = []
     mutex = threading.Lock()

@@ -122,7 +122,8 @@ def test_a_forked_child_gets_its_own_session_and_runtime(client, other_client, n
 def test_session_expiry_after_sigkill_hands_the_lock_to_a_waiter(cluster, client, name):
     child = run_python(
         "import time, raftlock\n"
-        f"c = raftlock.Client({cluster.endpoints!r}, label='doomed child')\n"
+        f"c = raftlock.Client({cluster.endpoints!r}, label='doomed child',"
+        f" **{cluster.client_kwargs()!r})\n"
         f"print(c.lock({name!r}, ttl=2).acquire(), flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -160,7 +161,8 @@ def test_ctrl_c_while_waiting_leaves_the_queue(cluster, client, name):
     with client.lock(name):
         child = run_python(
             "import raftlock\n"
-            f"c = raftlock.Client({cluster.endpoints!r}, label='impatient child')\n"
+            f"c = raftlock.Client({cluster.endpoints!r}, label='impatient child',"
+            f" **{cluster.client_kwargs()!r})\n"
             "print('waiting', flush=True)\n"
             "try:\n"
             f"    c.lock({name!r}).acquire()\n"

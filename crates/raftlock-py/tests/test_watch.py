@@ -65,8 +65,8 @@ def test_a_watch_follows_through_a_leader_kill(fresh_cluster, name):
     leader = fresh_cluster.wait_for_leader()
     # The watcher enters at the leader, so the kill breaks its stream.
     first = fresh_cluster.endpoints[leader - 1 :] + fresh_cluster.endpoints[: leader - 1]
-    watcher = raftlock.Client(first)
-    worker = raftlock.Client(fresh_cluster.endpoints)
+    watcher = raftlock.Client(first, **fresh_cluster.client_kwargs())
+    worker = fresh_cluster.client()
     watch = watcher.watch(name)
     assert watch.next(timeout=10).kind == "reset"
     assert watch.next(timeout=10).kind == "synced"
