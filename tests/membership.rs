@@ -259,11 +259,22 @@ async fn each_port_serves_only_its_own_services() {
         let empty = || RaftMessage {
             data: Vec::new().into(),
         };
+        // The client port's authentication refuses Raft RPCs by name,
+        // before any routing, even from a member node.
+        for refused in [
+            raft.append_entries(empty()).await,
+            raft.vote(empty()).await,
+            raft.install_snapshot(empty()).await,
+            raft.pre_vote(empty()).await,
+        ] {
+            let status = refused.expect_err("the call was served");
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+            assert!(
+                status.message().contains("not served to clients"),
+                "{status:?}"
+            );
+        }
         let unimplemented = tonic::Code::Unimplemented;
-        assert_eq!(code_of(raft.append_entries(empty()).await), unimplemented);
-        assert_eq!(code_of(raft.vote(empty()).await), unimplemented);
-        assert_eq!(code_of(raft.install_snapshot(empty()).await), unimplemented);
-        assert_eq!(code_of(raft.pre_vote(empty()).await), unimplemented);
         let mut membership = ClusterClient::new(cluster.client_port(id).await);
         let promote = PromoteRequest { id: 9 };
         assert_eq!(code_of(membership.promote(promote).await), unimplemented);
