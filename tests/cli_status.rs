@@ -20,6 +20,16 @@ fn raftlock(args: &[&str]) -> Output {
         .expect("run raftlock")
 }
 
+/// `raftlock ARGS` with the credentials to reach `cluster` as admin.
+fn raftlock_at(cluster: &Cluster, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RAFTLOCK_ENDPOINTS")
+        .envs(cluster.cli_env())
+        .output()
+        .expect("run raftlock")
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -42,7 +52,10 @@ async fn status_through_one_follower_names_the_leader() {
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
-    let out = raftlock(&["status", "--endpoints", &cluster.endpoint(follower)]);
+    let out = raftlock_at(
+        &cluster,
+        &["status", "--endpoints", &cluster.endpoint(follower)],
+    );
     let (stdout, stderr) = text(&out);
     assert!(
         stdout.contains(&format!("leader: node {leader}\n")),
@@ -62,7 +75,7 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
     cluster.kill(victim);
 
     let endpoints = cluster.endpoints().join(",");
-    let out = raftlock(&["status", "--endpoints", &endpoints]);
+    let out = raftlock_at(&cluster, &["status", "--endpoints", &endpoints]);
     let (stdout, stderr) = text(&out);
     assert_eq!(
         out.status.code(),
@@ -93,7 +106,7 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
         "{stdout}"
     );
 
-    let out = raftlock(&["status", "--json", "--endpoints", &endpoints]);
+    let out = raftlock_at(&cluster, &["status", "--json", "--endpoints", &endpoints]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let member = report["members"]
         .as_array()
@@ -196,7 +209,7 @@ async fn the_locks_table_escapes_control_characters() {
     session.lock(name, Wait::No).await.unwrap();
 
     let endpoints = cluster.endpoints().join(",");
-    let out = raftlock(&["locks", "--endpoints", &endpoints]);
+    let out = raftlock_at(&cluster, &["locks", "--endpoints", &endpoints]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -209,7 +222,7 @@ async fn the_locks_table_escapes_control_characters() {
     assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
 
     // JSON keeps the exact name.
-    let out = raftlock(&["locks", "--json", "--endpoints", &endpoints]);
+    let out = raftlock_at(&cluster, &["locks", "--json", "--endpoints", &endpoints]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows[0]["name"], name);
     session.close().await.unwrap();

@@ -187,6 +187,7 @@ async fn a_paused_holder_is_told_it_lost_the_lock() {
             "--",
         ])
         .args(["sh", "-c", &format!("sleep 8; touch {}", marker.display())])
+        .envs(cluster.cli_env())
         .spawn()
         .unwrap();
     let client = cluster.client();
@@ -281,12 +282,8 @@ async fn refusals_are_clear_and_harmless() {
         .unwrap();
     closed.close().await.unwrap();
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
-    let mut raw = raftlock_proto::v1::lock_client::LockClient::connect(format!(
-        "http://{}",
-        cluster.endpoint(leader)
-    ))
-    .await
-    .unwrap();
+    let mut raw =
+        raftlock_proto::v1::lock_client::LockClient::new(cluster.client_port(leader).await);
     let unknown = raw
         .release(raftlock_proto::v1::ReleaseRequest {
             session_id: closed.id().into(),

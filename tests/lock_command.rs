@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use support::{serial, Cluster};
 
-/// `raftlock [--endpoints E] lock NAME ARGS -- sh -c SCRIPT`, with every
-/// signal at its default disposition whatever ours are (a test run under
-/// `nohup` or `&` inherits ignored SIGINT/SIGHUP).
-fn lock_command(endpoints: &str, name: &str, args: &[&str], script: &str) -> Command {
+/// `raftlock lock --endpoints CLUSTER NAME ARGS -- sh -c SCRIPT` as admin,
+/// with every signal at its default disposition whatever ours are (a test
+/// run under `nohup` or `&` inherits ignored SIGINT/SIGHUP).
+fn lock_command(cluster: &Cluster, name: &str, args: &[&str], script: &str) -> Command {
     let mut command = Command::new(support::BIN);
     command
-        .args(["lock", "--endpoints", endpoints, name])
+        .args(["lock", "--endpoints", &cluster.endpoints().join(","), name])
+        .envs(cluster.cli_env())
         .args(args)
         .args(["--", "sh", "-c", script])
         .stdin(Stdio::null());
@@ -94,7 +95,6 @@ async fn sigkill_of_the_holder_stops_the_command_and_its_children_before_anyone_
 {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
-    let endpoints = cluster.endpoints().join(",");
     let dir = cluster.dir().to_path_buf();
     let (shell, writer, beats) = (dir.join("shell"), dir.join("writer"), dir.join("beats"));
     // A shell that starts a writer in the background (a grandchild of
@@ -107,7 +107,7 @@ async fn sigkill_of_the_holder_stops_the_command_and_its_children_before_anyone_
         writer = writer.display(),
         beats = beats.display(),
     );
-    let mut holder = lock_command(&endpoints, "results.h5", &["--ttl", "10"], &script)
+    let mut holder = lock_command(&cluster, "results.h5", &["--ttl", "10"], &script)
         .spawn()
         .unwrap();
     let shell_pid = read_pid(&shell, Duration::from_secs(20));
@@ -128,7 +128,7 @@ async fn sigkill_of_the_holder_stops_the_command_and_its_children_before_anyone_
     // the moment it got the lock until its own command finished.
     let second = dir.join("second");
     let status = lock_command(
-        &endpoints,
+        &cluster,
         "results.h5",
         &["--timeout", "30"],
         &format!(
@@ -159,7 +159,6 @@ async fn sigkill_of_the_holder_stops_the_command_and_its_children_before_anyone_
 async fn signals_reach_the_commands_group_and_its_status_is_ours() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
-    let endpoints = cluster.endpoints().join(",");
     let dir = cluster.dir().to_path_buf();
     let client = cluster.client();
     for (sig, name) in [
@@ -175,7 +174,7 @@ async fn signals_reach_the_commands_group_and_its_status_is_ours() {
             "trap 'echo trapped; exit 3' {name}; sh -c 'touch {started}; exec sleep 60'",
             started = started.display()
         );
-        let mut holder = lock_command(&endpoints, "signalled", &[], &script)
+        let mut holder = lock_command(&cluster, "signalled", &[], &script)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -206,11 +205,10 @@ async fn signals_reach_the_commands_group_and_its_status_is_ours() {
 async fn a_stopped_command_is_stopped_for_good_when_the_lock_is_lost() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
-    let endpoints = cluster.endpoints().join(",");
     let shell = cluster.dir().join("shell");
     let script = format!("echo $$ > {}; sleep 60", shell.display());
     let mut holder = lock_command(
-        &endpoints,
+        &cluster,
         "stopped",
         &["--ttl", "2", "--grace", "30"],
         &script,
@@ -251,7 +249,6 @@ async fn a_stopped_command_is_stopped_for_good_when_the_lock_is_lost() {
 async fn a_signal_while_waiting_leaves_the_queue() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
-    let endpoints = cluster.endpoints().join(",");
     let client = cluster.client();
     let holder = client
         .open_session(raftlock_client::SessionOptions::default())
@@ -263,7 +260,7 @@ async fn a_signal_while_waiting_leaves_the_queue() {
         .unwrap();
     let ran = cluster.dir().join("ran");
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        let mut waiter = lock_command(&endpoints, "busy", &[], &format!("touch {}", ran.display()))
+        let mut waiter = lock_command(&cluster, "busy", &[], &format!("touch {}", ran.display()))
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -299,10 +296,9 @@ async fn a_signal_while_waiting_leaves_the_queue() {
 async fn a_signal_ignored_at_start_stays_ignored() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
-    let endpoints = cluster.endpoints().join(",");
     let started = cluster.dir().join("started");
     let mut holder = lock_command(
-        &endpoints,
+        &cluster,
         "nohup",
         &[],
         &format!("touch {}; sleep 60", started.display()),
@@ -340,6 +336,7 @@ async fn a_command_that_cannot_run_exits_as_a_shell_would() {
     ] {
         let out = Command::new(support::BIN)
             .args(["lock", "--endpoints", &endpoints, "runs", "--", program])
+            .envs(cluster.cli_env())
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(code), "{program}");

@@ -82,6 +82,7 @@ async fn cluster_add_catches_up_from_a_snapshot() {
             "--client-addr",
             &addr,
         ])
+        .envs(cluster.cli_env())
         .output()
         .unwrap();
     assert!(
@@ -240,26 +241,47 @@ fn code_of<T: std::fmt::Debug>(call: Result<T, tonic::Status>) -> tonic::Code {
 async fn each_port_serves_only_its_own_services() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
-    let url = |addr: String| format!("http://{addr}");
+    let credentials = cluster.credentials().expect("a secure cluster");
     for id in 1..=3 {
-        let client_port = url(cluster.endpoint(id));
-        let peer_port = url(cluster.peer_addr(id));
-        let mut raft = RaftClient::connect(client_port.clone()).await.unwrap();
+        // Node `id`'s own certificate: a member, so the peer port lets its
+        // Raft calls through to the decoder.
+        let node_cert = credentials.dir.join(format!("node-{id}.pem"));
+        let node_key = credentials.dir.join(format!("node-{id}-key.pem"));
+        let as_node = |addr: String| {
+            let (ca, cert, key) = (credentials.ca(), node_cert.clone(), node_key.clone());
+            async move {
+                support::tls_channel(&addr, &ca, Some((&cert, &key)))
+                    .await
+                    .unwrap()
+            }
+        };
+        let mut raft = RaftClient::new(as_node(cluster.endpoint(id)).await);
         let empty = || RaftMessage {
             data: Vec::new().into(),
         };
+        // The client port's authentication refuses Raft RPCs by name,
+        // before any routing, even from a member node.
+        for refused in [
+            raft.append_entries(empty()).await,
+            raft.vote(empty()).await,
+            raft.install_snapshot(empty()).await,
+            raft.pre_vote(empty()).await,
+        ] {
+            let status = refused.expect_err("the call was served");
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+            assert!(
+                status.message().contains("not served to clients"),
+                "{status:?}"
+            );
+        }
         let unimplemented = tonic::Code::Unimplemented;
-        assert_eq!(code_of(raft.append_entries(empty()).await), unimplemented);
-        assert_eq!(code_of(raft.vote(empty()).await), unimplemented);
-        assert_eq!(code_of(raft.install_snapshot(empty()).await), unimplemented);
-        assert_eq!(code_of(raft.pre_vote(empty()).await), unimplemented);
-        let mut membership = ClusterClient::connect(client_port).await.unwrap();
+        let mut membership = ClusterClient::new(cluster.client_port(id).await);
         let promote = PromoteRequest { id: 9 };
         assert_eq!(code_of(membership.promote(promote).await), unimplemented);
-        let mut lock = LockClient::connect(peer_port.clone()).await.unwrap();
+        let mut lock = LockClient::new(cluster.peer_port(id).await);
         assert_eq!(code_of(lock.status(StatusRequest {}).await), unimplemented);
         // The peer port does serve Raft: garbage is refused, not unknown.
-        let mut raft = RaftClient::connect(peer_port).await.unwrap();
+        let mut raft = RaftClient::new(as_node(cluster.peer_addr(id)).await);
         assert_eq!(
             code_of(raft.vote(empty()).await),
             tonic::Code::InvalidArgument
@@ -278,9 +300,7 @@ async fn redirects_name_the_leader_on_the_port_they_came_in_on() {
         header.map(|v| v.to_str().unwrap().to_string())
     };
 
-    let mut lock = LockClient::connect(format!("http://{}", cluster.endpoint(follower)))
-        .await
-        .unwrap();
+    let mut lock = LockClient::new(cluster.client_port(follower).await);
     let read = GetLockRequest {
         name: "redirected".into(),
     };
@@ -291,9 +311,7 @@ async fn redirects_name_the_leader_on_the_port_they_came_in_on() {
     assert_eq!(status.addr, cluster.endpoint(follower));
     assert_eq!(status.peer_addr, cluster.peer_addr(follower));
 
-    let mut membership = ClusterClient::connect(format!("http://{}", cluster.peer_addr(follower)))
-        .await
-        .unwrap();
+    let mut membership = ClusterClient::new(cluster.peer_port(follower).await);
     let refused = membership
         .promote(PromoteRequest { id: leader })
         .await
@@ -304,6 +322,7 @@ async fn redirects_name_the_leader_on_the_port_they_came_in_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_port_nodes_still_form_a_cluster_and_take_new_members() {
     let _serial = serial().await;
+    // Insecure: single-port nodes are the layout from before TLS.
     let mut cluster = Cluster::start_single_port(3).await;
     let client = cluster.client();
     let session = client
@@ -322,6 +341,7 @@ async fn single_port_nodes_still_form_a_cluster_and_take_new_members() {
     let out = std::process::Command::new(support::BIN)
         .args(["--endpoints", &cluster.endpoints()[..3].join(",")])
         .args(["cluster", "add", "4", &addr])
+        .envs(cluster.cli_env())
         .output()
         .unwrap();
     assert!(

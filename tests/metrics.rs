@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use raftlock_client::{Client, SessionOptions, Wait};
-use support::serial;
+use raftlock_client::{SessionOptions, Wait};
+use support::{serial, Cluster};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -42,46 +42,14 @@ fn value(m: &HashMap<String, f64>, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_moving_series() {
     let _serial = serial().await;
-    let dir = tempfile::TempDir::new().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let peer_addr = format!("127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let log = dir.path().join("node.log");
-    let mut node = std::process::Command::new(support::BIN)
-        .args([
-            "server",
-            "--id",
-            "1",
-            "--listen",
-            &addr,
-            "--peer-listen",
-            &peer_addr,
-            "--peers",
-            &format!("1={peer_addr}/{addr}"),
-            "--insecure",
-        ])
-        .args(["--metrics-listen", &metrics_addr, "--snapshot-every", "20"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let client = Client::new([addr.clone()]).unwrap();
-    let until = tokio::time::Instant::now() + Duration::from_secs(20);
-    let session = loop {
-        match client.open_session(SessionOptions::default()).await {
-            Ok(s) => break s,
-            Err(e) if tokio::time::Instant::now() >= until => {
-                let exited = node.try_wait().unwrap();
-                let _ = node.kill();
-                panic!(
-                    "single node never served: {e}; process exited: {exited:?}; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let extra = ["--metrics-listen", &metrics_addr, "--snapshot-every", "20"];
+    let cluster = Cluster::start_with(1, &extra).await;
+    let session = cluster
+        .client()
+        .open_session(SessionOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("no session: {e}\n{}", cluster.logs()));
     session.lock("m/0", Wait::No).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = scrape(&metrics_addr);
@@ -116,6 +84,4 @@ async fn metrics_endpoint_serves_moving_series() {
             >= value(&before, "raftlock_rpc_seconds_count{rpc=\"acquire\"}") + 30.0
     );
     session.close().await.unwrap();
-    node.kill().unwrap();
-    node.wait().unwrap();
 }

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use raftlock_client::{Error, LockInfo, LockMode, SessionOptions, Wait};
 use support::{serial, Cluster};
 
-/// `raftlock lock --endpoints E NAME FLAGS -- sh -c SCRIPT`, started.
-fn spawn_lock(endpoints: &str, name: &str, flags: &[&str], script: &str) -> Child {
+/// `raftlock lock --endpoints CLUSTER NAME FLAGS -- sh -c SCRIPT` as
+/// admin, started.
+fn spawn_lock(cluster: &Cluster, name: &str, flags: &[&str], script: &str) -> Child {
     Command::new(support::BIN)
-        .args(["lock", "--endpoints", endpoints, name])
+        .args(["lock", "--endpoints", &cluster.endpoints().join(","), name])
+        .envs(cluster.cli_env())
         .args(flags)
         .args(["--", "sh", "-c", script])
         .stdin(Stdio::null())
@@ -131,13 +133,13 @@ async fn shared_commands_run_together_and_an_exclusive_one_waits_for_both() {
             log = log.display(),
             go = go.display()
         );
-        spawn_lock(&endpoints, "db", &["--shared"], &marked(&log, tag, &middle))
+        spawn_lock(&cluster, "db", &["--shared"], &marked(&log, tag, &middle))
     };
     let mut readers = [reader("r1"), reader("r2")];
     wait_until("both readers started", Duration::from_secs(30), || {
         count_lines(&log, "start r") == 2
     });
-    let mut writer = spawn_lock(&endpoints, "db", &[], &marked(&log, "w", "true"));
+    let mut writer = spawn_lock(&cluster, "db", &[], &marked(&log, "w", "true"));
 
     // The table shows both readers holding, the writer queued behind them.
     let started = Instant::now();
@@ -160,6 +162,7 @@ async fn shared_commands_run_together_and_an_exclusive_one_waits_for_both() {
     );
     let out = Command::new(support::BIN)
         .args(["locks", "db", "--json", "--endpoints", &endpoints])
+        .envs(cluster.cli_env())
         .output()
         .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -168,6 +171,7 @@ async fn shared_commands_run_together_and_an_exclusive_one_waits_for_both() {
     assert_eq!(rows[0]["queue"][0]["mode"], "exclusive", "{rows}");
     let out = Command::new(support::BIN)
         .args(["locks", "db", "--endpoints", &endpoints])
+        .envs(cluster.cli_env())
         .output()
         .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
@@ -206,7 +210,7 @@ async fn a_semaphore_of_two_never_runs_three_commands_at_once() {
         .iter()
         .map(|tag| {
             spawn_lock(
-                &endpoints,
+                &cluster,
                 "pool",
                 &["--limit", "2"],
                 &marked(&log, tag, "sleep 1.5"),
@@ -233,6 +237,7 @@ async fn a_semaphore_of_two_never_runs_three_commands_at_once() {
     let out = Command::new(support::BIN)
         .args(["lock", "--endpoints", &endpoints, "pool", "--limit", "3"])
         .args(["--no-wait", "--", "true"])
+        .envs(cluster.cli_env())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftlock_chaos::{runner, LocalCluster, Nodes};
-use raftlock_client::{Client, SessionOptions, Wait};
+use raftlock_client::{Client, ClientOptions, SessionOptions, Transport, Wait};
 use support::{serial, Cluster, BIN};
 use tokio::task::JoinHandle;
 
@@ -144,9 +144,16 @@ async fn a_whole_cluster_restart_elects_a_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_is_logged_when_it_goes_and_comes_back() {
     let _serial = serial().await;
-    // The server's own log filter, as an operator runs it.
+    // The server's own log filter, as an operator runs it. These nodes run
+    // `--insecure`: the harness has no secure start with the server's own
+    // filter, and what is counted here (peer reachability lines) does not
+    // depend on the transport.
     let mut nodes = LocalCluster::start_with_log_filter(Path::new(BIN), 3, &[], None).unwrap();
-    let probe = Client::new(nodes.endpoints()).unwrap();
+    let plain = ClientOptions {
+        transport: Transport::Plain,
+        ..ClientOptions::default()
+    };
+    let probe = Client::with_options(nodes.endpoints(), plain).unwrap();
     runner::wait_healthy(&probe, &nodes, Duration::from_secs(20))
         .await
         .expect("a healthy cluster");

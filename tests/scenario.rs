@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +19,14 @@ const JOBS: usize = 16;
 const PARALLEL: usize = 8;
 const LINES: usize = 5;
 
-/// Runs the jobs; `on_half` is called once half of them have finished.
-async fn run_jobs(endpoints: Vec<String>, file: &Path, on_half: impl FnOnce()) -> Vec<i32> {
+/// Runs the jobs with the credentials in `env` ([`Cluster::cli_env`]);
+/// `on_half` is called once half of them have finished.
+async fn run_jobs(
+    endpoints: Vec<String>,
+    env: Vec<(&'static str, PathBuf)>,
+    file: &Path,
+    on_half: impl FnOnce(),
+) -> Vec<i32> {
     let slots = Arc::new(Semaphore::new(PARALLEL));
     let done = Arc::new(AtomicUsize::new(0));
     let mut jobs = Vec::new();
@@ -31,6 +37,7 @@ async fn run_jobs(endpoints: Vec<String>, file: &Path, on_half: impl FnOnce()) -
         );
         let slots = slots.clone();
         let done = done.clone();
+        let env = env.clone();
         jobs.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await.unwrap();
             let status = tokio::process::Command::new(support::BIN)
@@ -44,6 +51,7 @@ async fn run_jobs(endpoints: Vec<String>, file: &Path, on_half: impl FnOnce()) -
                     "--",
                 ])
                 .args(["sh", "-c", &script])
+                .envs(env)
                 .status()
                 .await
                 .unwrap();
@@ -106,7 +114,7 @@ async fn sixteen_jobs_never_interleave() {
     let _serial = serial().await;
     let cluster = Cluster::start(3).await;
     let file = cluster.dir().join("results.txt");
-    let codes = run_jobs(job_endpoints(&cluster), &file, || {}).await;
+    let codes = run_jobs(job_endpoints(&cluster), cluster.cli_env(), &file, || {}).await;
     assert_eq!(codes, vec![0; JOBS]);
     check_blocks(&file);
 }
@@ -118,7 +126,8 @@ async fn sixteen_jobs_never_interleave_when_the_leader_dies_halfway() {
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
     let file = cluster.dir().join("results.txt");
     let endpoints = job_endpoints(&cluster);
-    let codes = run_jobs(endpoints, &file, || cluster.kill(leader)).await;
+    let env = cluster.cli_env();
+    let codes = run_jobs(endpoints, env, &file, || cluster.kill(leader)).await;
     assert_eq!(
         codes,
         vec![0; JOBS],

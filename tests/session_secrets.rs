@@ -12,8 +12,7 @@ use std::time::Duration;
 use raftlock_proto::v1::lock_client::LockClient;
 use raftlock_proto::v1::*;
 use raftlock_proto::ErrorKind;
-use support::{serial, Cluster};
-use tonic::transport::Channel;
+use support::{serial, AuthedChannel, Cluster};
 use tonic::Code;
 
 const NAME: &str = "secrets/db";
@@ -28,7 +27,7 @@ fn acquire(id: &str, secret: &str, seq: u64) -> AcquireRequest {
     }
 }
 
-async fn open(raw: &mut LockClient<Channel>, label: &str) -> OpenSessionResponse {
+async fn open(raw: &mut LockClient<AuthedChannel>, label: &str) -> OpenSessionResponse {
     let request = OpenSessionRequest {
         ttl_ms: 60_000,
         label: label.into(),
@@ -84,7 +83,7 @@ fn unhex(text: &str) -> Vec<u8> {
 /// Every call that acts as session `id`, made with `wrong` for its
 /// secret: each must be refused. Returns the refusals' messages.
 async fn act_without_the_secret(
-    raw: &mut LockClient<Channel>,
+    raw: &mut LockClient<AuthedChannel>,
     id: &str,
     wrong: &str,
 ) -> Vec<String> {
@@ -122,9 +121,7 @@ async fn only_the_opener_acts_as_its_session_and_its_secret_is_shown_nowhere() {
     // Snapshots every few entries, so the data directory holds one too.
     let cluster = Cluster::start_with(3, &["--snapshot-every", "10"]).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
-    let mut raw = LockClient::connect(format!("http://{}", cluster.endpoint(leader)))
-        .await
-        .unwrap();
+    let mut raw = LockClient::new(cluster.client_port(leader).await);
 
     let owner = open(&mut raw, "owner").await;
     let other = open(&mut raw, "other").await;

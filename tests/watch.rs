@@ -304,9 +304,7 @@ async fn raw_watch(
     prefix: &str,
     from_index: u64,
 ) -> Result<tonic::Streaming<raftlock_proto::v1::WatchResponse>, tonic::Status> {
-    let mut channel = LockClient::connect(format!("http://{}", cluster.endpoint(1)))
-        .await
-        .unwrap();
+    let mut channel = LockClient::new(cluster.client_port(1).await);
     channel
         .watch(WatchRequest {
             prefix: prefix.into(),

@@ -1,15 +1,18 @@
 //! Test harness: a cluster of real `raftlock server` processes on
 //! loopback ports, each with its own data directory, that tests can kill,
 //! pause and restart (the chaos suite's [`LocalCluster`]), and the waits
-//! tests need around it.
+//! tests need around it. Clusters run over TLS with authentication, as
+//! nodes do in production; clients here speak as the `admin` principal.
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use raftlock_chaos::nodes::ClusterCredentials;
 use raftlock_chaos::{LocalCluster, Nodes};
-use raftlock_client::{Client, ClientOptions, StatusResponse, Transport};
+use raftlock_client::{Client, ClientOptions, Credentials, StatusResponse, Token, Transport};
+use tonic::service::interceptor::InterceptedService;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftlock");
 
@@ -27,13 +30,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes and waits until they have a leader.
+    /// Starts `n` secure nodes (TLS, tokens) and waits until they have a
+    /// leader.
     pub async fn start(n: u64) -> Cluster {
         Cluster::start_with(n, &[]).await
     }
 
     /// Like [`Cluster::start`], each node on one port for clients and
-    /// peers alike, as nodes ran before they had a peer port.
+    /// peers alike, as nodes ran before they had a peer port. These nodes
+    /// run `--insecure` (plain text, no tokens): single-port nodes predate
+    /// TLS, and the tests using them are about that layout.
     pub async fn start_single_port(n: u64) -> Cluster {
         let nodes =
             LocalCluster::start_single_port(Path::new(BIN), n, &[]).expect("start the cluster");
@@ -44,8 +50,12 @@ impl Cluster {
 
     /// Like [`Cluster::start`], passing `extra_args` to every `raftlock server`.
     pub async fn start_with(n: u64, extra_args: &[&str]) -> Cluster {
-        let nodes = LocalCluster::start(Path::new(BIN), n, extra_args).expect("start the cluster");
+        let nodes =
+            LocalCluster::start_secure(Path::new(BIN), n, extra_args).expect("start the cluster");
         let cluster = Cluster { nodes };
+        if let Some(credentials) = cluster.credentials() {
+            write_token_file(&token_file(credentials), &credentials.admin_token);
+        }
         cluster.wait_for_leader(Duration::from_secs(20)).await;
         cluster
     }
@@ -115,8 +125,8 @@ impl Cluster {
             .collect()
     }
 
-    /// A plain-text client (the nodes run `--insecure`): whatever profile
-    /// the machine's user has is not looked at.
+    /// A client speaking as `admin` over TLS (plain text for an insecure
+    /// cluster): whatever profile the machine's user has is not looked at.
     pub fn client(&self) -> Client {
         self.client_with(self.endpoints(), ClientOptions::default().retry_for)
     }
@@ -126,11 +136,82 @@ impl Cluster {
             endpoints,
             ClientOptions {
                 retry_for,
-                transport: Transport::Plain,
+                transport: self.transport(),
                 ..ClientOptions::default()
             },
         )
         .unwrap()
+    }
+
+    /// How clients reach this cluster: TLS with `admin`'s token, or plain
+    /// text for an insecure (single-port) cluster.
+    pub fn transport(&self) -> Transport {
+        match self.credentials() {
+            Some(credentials) => Transport::Tls(Credentials {
+                ca: credentials.ca(),
+                token: Some(Token::new(credentials.admin_token.clone())),
+                identity: None,
+            }),
+            None => Transport::Plain,
+        }
+    }
+
+    /// The CA, node certificates and auth file; `None` if insecure.
+    pub fn credentials(&self) -> Option<&ClusterCredentials> {
+        self.nodes.credentials()
+    }
+
+    /// `admin`'s bearer token (empty for an insecure cluster).
+    pub fn admin_token(&self) -> String {
+        self.credentials()
+            .map(|c| c.admin_token.clone())
+            .unwrap_or_default()
+    }
+
+    /// The environment a `raftlock` CLI child needs to reach this cluster
+    /// as `admin`: `RAFTLOCK_CA` and `RAFTLOCK_AUTH_TOKEN_FILE` (a 0600
+    /// file), or `RAFTLOCK_INSECURE=1` for an insecure cluster.
+    pub fn cli_env(&self) -> Vec<(&'static str, PathBuf)> {
+        match self.credentials() {
+            Some(credentials) => vec![
+                ("RAFTLOCK_CA", credentials.ca()),
+                ("RAFTLOCK_AUTH_TOKEN_FILE", token_file(credentials)),
+            ],
+            None => vec![("RAFTLOCK_INSECURE", PathBuf::from("1"))],
+        }
+    }
+
+    /// A raw channel to node `id`'s client port (Lock service) whose
+    /// calls bear `admin`'s token, for the generated stubs.
+    pub async fn client_port(&self, id: u64) -> AuthedChannel {
+        self.authed_channel(&self.endpoint(id)).await
+    }
+
+    /// Like [`Cluster::client_port`], to node `id`'s peer port (Cluster
+    /// service).
+    pub async fn peer_port(&self, id: u64) -> AuthedChannel {
+        self.authed_channel(&self.peer_addr(id)).await
+    }
+
+    async fn authed_channel(&self, addr: &str) -> AuthedChannel {
+        let (channel, token) = match self.credentials() {
+            Some(credentials) => {
+                let channel = tls_channel(addr, &credentials.ca(), None)
+                    .await
+                    .unwrap_or_else(|e| panic!("a TLS channel to {addr}: {e}"));
+                let bearer = format!("Bearer {}", credentials.admin_token);
+                (channel, Some(bearer.parse().expect("an ASCII token")))
+            }
+            None => {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .expect("a valid address")
+                    .connect()
+                    .await
+                    .unwrap_or_else(|e| panic!("a channel to {addr}: {e}"));
+                (channel, None)
+            }
+        };
+        InterceptedService::new(channel, AdminToken(token))
     }
 
     pub async fn status(&self, id: u64) -> Option<StatusResponse> {
@@ -191,6 +272,47 @@ impl Cluster {
     pub fn logs(&self) -> String {
         self.nodes.logs(15)
     }
+}
+
+/// A channel whose every call bears `admin`'s token (none if insecure).
+pub type AuthedChannel = InterceptedService<tonic::transport::Channel, AdminToken>;
+
+/// Puts `authorization: Bearer <admin's token>` on each call.
+#[derive(Clone)]
+pub struct AdminToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for AdminToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(bearer) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Where the CLI finds `admin`'s token.
+fn token_file(credentials: &ClusterCredentials) -> PathBuf {
+    credentials.dir.join("admin.token")
+}
+
+/// Writes `token` to `path` readable by its owner only, as the CLI demands.
+fn write_token_file(path: &Path, token: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create the token file");
+    file.write_all(token.as_bytes())
+        .expect("write the token file");
 }
 
 /// A channel to a TLS node at `addr` (`HOST:PORT`) trusting `ca`,

@@ -8,6 +8,7 @@ use clap::{Parser, ValueEnum};
 use raftlock_chaos::docker::DockerCluster;
 use raftlock_chaos::runner::ALL;
 use raftlock_chaos::{run, Fault, LocalCluster, Nodes, RunConfig};
+use raftlock_client::Transport;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Backend {
@@ -126,6 +127,9 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
         ttl: Duration::from_secs(args.ttl),
         faults,
         recovery_bound: Duration::from_secs(60),
+        // The environment or the profile says how to reach the nodes, as
+        // for any client.
+        transport: Transport::Discover,
     };
     let report = run(nodes.as_mut(), config).await?;
     report.print();

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftlock_client::Client;
 use raftlock_client::Role;
+use raftlock_client::{Client, ClientOptions, Transport};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -86,6 +86,8 @@ pub struct RunConfig {
     pub faults: Vec<Fault>,
     /// A round fails if the cluster is not healthy this long after healing.
     pub recovery_bound: Duration,
+    /// How the workload and the health probe reach the nodes.
+    pub transport: Transport,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,7 +170,13 @@ impl Report {
 pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Report> {
     let faults = usable_faults(&config.faults, &*nodes);
     anyhow::ensure!(!faults.is_empty(), "no fault this backend can inject");
-    let probe = Client::new(nodes.endpoints())?;
+    let probe = Client::with_options(
+        nodes.endpoints(),
+        ClientOptions {
+            transport: config.transport.clone(),
+            ..ClientOptions::default()
+        },
+    )?;
     wait_healthy(&probe, nodes, Duration::from_secs(60))
         .await
         .map_err(|e| anyhow::anyhow!("cluster not healthy before the run: {e}"))?;
@@ -183,6 +191,7 @@ pub async fn run(nodes: &mut dyn Nodes, config: RunConfig) -> anyhow::Result<Rep
             ttl: config.ttl,
             endpoints: nodes.endpoints(),
             seed: config.seed,
+            transport: config.transport.clone(),
         },
         history.clone(),
         register.clone(),

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use raftlock_client::{Client, ClientOptions, Error, LockMode, Session, SessionOptions, Wait};
+use raftlock_client::{
+    Client, ClientOptions, Error, LockMode, Session, SessionOptions, Transport, Wait,
+};
 use rand::{Rng, SeedableRng};
 
 use crate::history::{Access, History, LockEvent, LockOp, Outcome};
@@ -27,6 +29,7 @@ pub struct WorkloadConfig {
     pub ttl: Duration,
     pub endpoints: Vec<String>,
     pub seed: u64,
+    pub transport: Transport,
 }
 
 /// One client's controls, shared with the nemesis.
@@ -125,7 +128,7 @@ async fn run_client(
         retry_for: Duration::from_secs(10),
         rpc_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_millis(500),
-        ..ClientOptions::default()
+        transport: config.transport.clone(),
     };
     let client = Client::with_options(config.endpoints.clone(), options).expect("endpoints");
     let reader = n < config.readers;
