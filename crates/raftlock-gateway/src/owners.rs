@@ -310,16 +310,23 @@ impl Owners {
         if let Some(reason) = held.session.lost_reason() {
             return lost(&reason);
         }
-        // The lock's session holds only it: closing releases it (and
-        // grants it to the next waiter) in one log entry.
-        let result = held.session.close().await;
+        // Release first, then close the emptied session. A release retried
+        // across a leader change gets its first answer from the session's
+        // retry memory; a close does not (closing drops that memory), so a
+        // close whose reply was lost would look like a lost lock.
+        let result = held.session.release(name).await;
         self.touch(&target.client);
         match result {
-            Ok(released) if released.iter().any(|n| n == name) => {
+            Ok(()) => {
                 tracing::info!(client = %target.client, lock = %name, token = held.token, "released");
+                let session = held.session.clone();
+                // It holds nothing now; if the close fails, it expires.
+                tokio::spawn(async move {
+                    let _ = session.close().await;
+                });
                 UnlockOutcome::Released
             }
-            Ok(_) => lost("the cluster no longer counted it as held"),
+            Err(Error::NotHeld { .. }) => lost("the cluster no longer counted it as held"),
             Err(Error::SessionLost(reason)) => lost(&reason),
             Err(e @ (Error::Unavailable(_) | Error::Other(_))) => {
                 // Not known to have applied: keep the claim for a retry.
