@@ -156,30 +156,20 @@ pub fn mutex_ops(events: &[LockEvent], lock: &str) -> Vec<MutexOp> {
         .collect()
 }
 
-/// The mutex search over every lock's writers: violations, and the locks
-/// whose search ran out of budget (not violations, but said aloud).
-#[derive(Clone, Debug, Default)]
-pub struct MutexFindings {
-    pub violations: Vec<String>,
-    pub inconclusive: Vec<String>,
-    /// States the searches visited, all locks together.
-    pub states: usize,
-}
-
 /// Each lock's writers are linearizable against a mutex.
-pub fn check_mutual_exclusion(events: &[LockEvent]) -> MutexFindings {
+pub fn check_mutual_exclusion(events: &[LockEvent]) -> Findings {
     check_mutual_exclusion_within(events, SEARCH_BUDGET)
 }
 
 /// The same, with each lock's search bounded by `budget` states.
-pub fn check_mutual_exclusion_within(events: &[LockEvent], budget: usize) -> MutexFindings {
+pub fn check_mutual_exclusion_within(events: &[LockEvent], budget: usize) -> Findings {
     let mut locks: Vec<&str> = events.iter().map(|e| e.lock.as_str()).collect();
     locks.sort_unstable();
     locks.dedup();
-    let mut findings = MutexFindings::default();
+    let mut findings = Findings::default();
     for lock in locks {
         let search = check_mutex_within(mutex_ops(events, lock), budget);
-        findings.states += search.states;
+        findings.search_states += search.states;
         match search.verdict {
             Verdict::Linearizable => {}
             Verdict::NotLinearizable(v) => findings.violations.push(format!("lock {lock:?}: {v}")),
@@ -199,6 +189,7 @@ pub struct Findings {
     pub violations: Vec<String>,
     /// Searches that ran out of budget: printed, not violations.
     pub inconclusive: Vec<String>,
+    /// States the writers' mutex searches visited, all locks together.
     pub search_states: usize,
 }
 
@@ -223,13 +214,12 @@ pub fn check_all_within(
     violations.extend(readers::check_reads(register));
     violations.extend(readers::check_writer_tokens(locks, register));
     violations.extend(readers::check_certain_overlaps(locks));
-    let mutex = check_mutual_exclusion_within(locks, budget);
-    violations.extend(mutex.violations);
+    let mut findings = check_mutual_exclusion_within(locks, budget);
+    violations.append(&mut findings.violations);
     violations.extend(check_tokens_grow(locks));
     Findings {
         violations,
-        inconclusive: mutex.inconclusive,
-        search_states: mutex.states,
+        ..findings
     }
 }
 

@@ -160,13 +160,8 @@ pub struct Search {
     pub states: usize,
 }
 
-/// Checks `ops` (any order) against a mutex that starts free, within
-/// [`SEARCH_BUDGET`].
-pub fn check_mutex(ops: Vec<MutexOp>) -> Search {
-    check_mutex_within(ops, SEARCH_BUDGET)
-}
-
-/// Checks `ops` against a mutex, visiting at most `budget` states.
+/// Checks `ops` (any order) against a mutex that starts free, visiting at
+/// most `budget` states ([`SEARCH_BUDGET`] in the checker).
 pub fn check_mutex_within(mut ops: Vec<MutexOp>, budget: usize) -> Search {
     ops.sort_by_key(|op| op.invoked);
     let mut pending = Pending::default();
