@@ -137,16 +137,23 @@ impl EtcdClient {
         login: Option<EtcdLogin>,
     ) -> anyhow::Result<EtcdClient> {
         let token = SharedToken::default();
+        // Read and checked once, not once per member.
+        let tls_config = tls
+            .map(|tls| raftlock_tls::client_tls(&tls.ca, Some((&tls.cert, &tls.key)), None))
+            .transpose()
+            .context("etcd client TLS")?;
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let mut channels = Vec::new();
         for addr in endpoints {
-            let scheme = if tls.is_some() { "https" } else { "http" };
             let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true);
-            if let Some(tls) = tls {
-                let config = raftlock_tls::client_tls(&tls.ca, Some((&tls.cert, &tls.key)), None)
-                    .context("etcd client TLS")?;
-                endpoint = endpoint.tls_config(config)?;
+            if let Some(config) = &tls_config {
+                endpoint = endpoint.tls_config(config.clone())?;
             }
             let interceptor = TokenInterceptor {
                 token: token.clone(),
