@@ -316,26 +316,28 @@ impl Owners {
         // close whose reply was lost would look like a lost lock.
         let result = held.session.release(name).await;
         self.touch(&target.client);
+        if let Err(e @ (Error::Unavailable(_) | Error::Other(_))) = &result {
+            // Not known to have applied: keep the claim for a retry.
+            let refusal = UnlockOutcome::Refused(format!(
+                "Lock `{name}` could not be released ({e}); it is still held, try again ({})",
+                target.who()
+            ));
+            owner.claims().insert(name.clone(), Claim::Held(held));
+            return refusal;
+        }
+        // The claim is gone either way: end its session, which holds
+        // nothing it should keep (if the close fails, it expires).
+        let session = held.session.clone();
+        tokio::spawn(async move {
+            let _ = session.close().await;
+        });
         match result {
             Ok(()) => {
                 tracing::info!(client = %target.client, lock = %name, token = held.token, "released");
-                let session = held.session.clone();
-                // It holds nothing now; if the close fails, it expires.
-                tokio::spawn(async move {
-                    let _ = session.close().await;
-                });
                 UnlockOutcome::Released
             }
             Err(Error::NotHeld { .. }) => lost("the cluster no longer counted it as held"),
             Err(Error::SessionLost(reason)) => lost(&reason),
-            Err(e @ (Error::Unavailable(_) | Error::Other(_))) => {
-                // Not known to have applied: keep the claim for a retry.
-                owner.claims().insert(name.clone(), Claim::Held(held));
-                UnlockOutcome::Refused(format!(
-                    "Lock `{name}` could not be released ({e}); it is still held, try again ({})",
-                    target.who()
-                ))
-            }
             Err(e) => UnlockOutcome::Refused(format!(
                 "Lock `{name}` could not be released: {e} ({})",
                 target.who()
