@@ -10,21 +10,21 @@
 
 use raftlock_core::{Command, SecretHash, SessionOwner};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
+use crate::auth::token;
 use crate::caller::Caller;
 
 /// A fresh secret for a session being opened.
 pub(crate) fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    token::to_hex(&bytes)
 }
 
 /// The hash the table keeps of `secret`: of its text exactly as sent (a
 /// client echoes what it was given, so there is nothing to normalize).
 pub(crate) fn hash(secret: &str) -> SecretHash {
-    SecretHash(Sha256::digest(secret.as_bytes()).into())
+    SecretHash(token::hash(secret))
 }
 
 /// Who a call says it is: its principal and the hash of the secret it sent.
