@@ -114,7 +114,7 @@ pub async fn add(
     }
     let clients: Vec<&str> = members.iter().map(raftlock_client::client_addr).collect();
     // The members' client ports take the same credentials.
-    let client = Client::with_options(clients, admin.options().clone())?;
+    let client = admin.sibling(clients)?;
     let until = tokio::time::Instant::now() + timeout;
     loop {
         let leader = client.leader_status(Duration::from_secs(1)).await;

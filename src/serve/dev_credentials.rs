@@ -117,9 +117,9 @@ impl DevCredentials {
             );
             return Ok(());
         }
-        let admin_token = std::fs::read_to_string(&token_file)
-            .map_err(|e| format!("reading {}: {e}", token_file.display()))?;
-        raftlock_client::write_profile(&profile, &ca, admin_token.trim())
+        let admin_token = raftlock_client::read_token_file(&token_file)
+            .map_err(|e| format!("reading the admin token: {e}"))?;
+        raftlock_client::write_profile(&profile, &ca, &admin_token)
             .and_then(|()| std::fs::write(profile.join(PROFILE_MARKER), b""))
             .map_err(|e| format!("writing the profile in {}: {e}", profile.display()))?;
         println!(
