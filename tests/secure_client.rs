@@ -41,7 +41,7 @@ impl SecureNode {
             let token = auth_add(&auth_file, name, role);
             write_token(&dir.path().join(format!("{name}.token")), &token);
         }
-        let (client_port, peer_port) = (free_port(), free_port());
+        let [client_port, peer_port] = free_ports();
         let endpoint = format!("127.0.0.1:{client_port}");
         let peer = format!("127.0.0.1:{peer_port}");
         let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
@@ -169,9 +169,15 @@ fn write_token(path: &Path, token: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// Two distinct free ports: both listeners are held until both are read,
+/// so the second bind cannot hand out the first port again.
+fn free_ports() -> [u16; 2] {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (bind(), bind());
+    [
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    ]
 }
 
 fn stderr(out: &Output) -> String {
@@ -267,7 +273,7 @@ async fn the_command_connects_with_flags_or_with_only_a_profile() {
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(!stderr(&out).contains("rlt_wrong_token_value"));
     // The gateway checks its credentials before it serves.
-    let zmq = format!("tcp://127.0.0.1:{}", free_port());
+    let zmq = format!("tcp://127.0.0.1:{}", free_ports()[0]);
     let gateway = [&["gateway", "--zmq", zmq.as_str()][..], &at, &wrong_flags].concat();
     let out = node.raftlock(&gateway, &[]);
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));

@@ -161,13 +161,6 @@ impl Cluster {
         self.nodes.credentials()
     }
 
-    /// `admin`'s bearer token (empty for an insecure cluster).
-    pub fn admin_token(&self) -> String {
-        self.credentials()
-            .map(|c| c.admin_token.clone())
-            .unwrap_or_default()
-    }
-
     /// The environment a `raftlock` CLI child needs to reach this cluster
     /// as `admin`: `RAFTLOCK_CA` and `RAFTLOCK_AUTH_TOKEN_FILE` (a 0600
     /// file), or `RAFTLOCK_INSECURE=1` for an insecure cluster.
