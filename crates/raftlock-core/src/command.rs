@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LockKind, LockMode, SecretHash, SessionId, SessionOwner};
+use crate::{Limits, LockKind, LockMode, Quota, SecretHash, SessionId, SessionOwner};
 
 /// One replicated log entry's payload: the commands the leader gathered
 /// while its previous entry was being written, plus its wall-clock time,
@@ -90,6 +90,9 @@ pub enum Command {
         secret_hash: SecretHash,
         command: Box<Command>,
     },
+    /// Proposed by the leader: the quotas every replica enforces from this
+    /// entry on (see [`crate::Limits`]). Appended so older entries decode.
+    SetLimits(Limits),
 }
 
 impl Command {
@@ -154,7 +157,8 @@ impl Command {
             Command::OpenSession { .. }
             | Command::OpenSessionOwned { .. }
             | Command::ExpireSession { .. }
-            | Command::Tick => digest.write(&[0]),
+            | Command::Tick
+            | Command::SetLimits(_) => digest.write(&[0]),
         }
         digest.finish()
     }
@@ -189,6 +193,7 @@ impl Command {
             Command::Release { name, .. } => format!("release {name:?}"),
             Command::CancelWait { name, .. } => format!("leave the queue of {name:?}"),
             Command::Tick => "tick".into(),
+            Command::SetLimits(_) => "set the quotas".into(),
         }
     }
 }
@@ -247,6 +252,8 @@ pub enum Outcome {
     Released,
     WaitCancelled,
     Ticked,
+    /// Appended: [`Command::SetLimits`] applied.
+    LimitsSet,
 }
 
 /// Why a command was refused. Refusals change nothing in the table.
@@ -312,6 +319,15 @@ pub enum LockError {
     /// not send its secret. Says what was refused, never the secret.
     #[error("session {session} belongs to another caller: {request} needs the session's secret")]
     NotSessionOwner { session: SessionId, request: String },
+    /// Appended. A quota is reached; `detail` says whose (the session, the
+    /// principal or the name). Nothing changed.
+    #[error("quota {quota} reached ({used} of {limit}{detail}); raise it with {flag}", flag = quota.flag())]
+    QuotaExceeded {
+        quota: Quota,
+        limit: u64,
+        used: u64,
+        detail: String,
+    },
 }
 
 pub type Response = Result<Outcome, LockError>;

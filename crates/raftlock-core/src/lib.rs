@@ -13,6 +13,7 @@
 mod command;
 mod compat;
 pub mod events;
+mod limits;
 mod owner;
 mod queue;
 mod sessions;
@@ -23,6 +24,7 @@ mod view;
 pub use command::{Applied, Command, Event, LockError, Outcome, Proposal, Response};
 pub use compat::{LockTableV2, LockTableV3};
 pub use events::{LeaveReason, LockEvent, LockMirror, MirroredLock};
+pub use limits::{Limits, Quota, QuotaUsage};
 pub use owner::{SecretHash, SessionOwner};
 pub use table::LockTable;
 pub use types::{

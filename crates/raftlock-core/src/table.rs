@@ -184,6 +184,8 @@ impl LockTable {
             Command::Release { session, name, .. } => self.release(entry, *session, name),
             Command::CancelWait { session, name, .. } => self.cancel_wait(entry, *session, name),
             Command::Tick => Ok(Outcome::Ticked),
+            // Stub: the limits are not yet kept in the table.
+            Command::SetLimits(_) => Ok(Outcome::LimitsSet),
         }
     }
 

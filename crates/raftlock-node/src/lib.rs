@@ -52,6 +52,7 @@ pub(crate) mod applied_table;
 pub mod auth;
 pub(crate) mod batcher;
 pub(crate) mod caller;
+pub mod codec;
 pub mod config;
 pub(crate) mod election;
 pub(crate) mod fail_stop;

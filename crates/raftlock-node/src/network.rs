@@ -100,7 +100,7 @@ impl Connection {
         F: FnOnce(RaftClient<Channel>, Request<RaftMessage>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, Status>>,
     {
-        let data = bincode::serialize(req).map_err(|e| NetworkError::new(&e))?;
+        let data = crate::codec::encode(req).map_err(|e| NetworkError::new(&e))?;
         let reply = send(&self.peer, data, option.hard_ttl(), method)
             .await
             .map_err(|status| {
@@ -112,7 +112,7 @@ impl Connection {
                 }
             })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
-            bincode::deserialize(&reply.data).map_err(|e| NetworkError::new(&e))?;
+            crate::codec::decode(&reply.data).map_err(|e| NetworkError::new(&e))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -164,7 +164,7 @@ fn describe(status: &Status) -> String {
 
 /// Asks `peer` for a pre-vote (see [`crate::election`]).
 pub async fn pre_vote(peer: &Arc<Peer>, req: &PreVoteRequest) -> Result<PreVoteResponse, Status> {
-    let data = bincode::serialize(req).map_err(|e| Status::internal(e.to_string()))?;
+    let data = crate::codec::encode(req).map_err(|e| Status::internal(e.to_string()))?;
     let reply = send(peer, data, PRE_VOTE_TIMEOUT, |mut c, r| async move {
         c.pre_vote(r).await
     })
@@ -247,12 +247,12 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
-    bincode::deserialize(&message.data)
+    crate::codec::decode(&message.data)
         .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<tonic::Response<RaftMessage>, Status> {
-    let data = bincode::serialize(value).map_err(|e| Status::internal(e.to_string()))?;
+    let data = crate::codec::encode(value).map_err(|e| Status::internal(e.to_string()))?;
     Ok(tonic::Response::new(RaftMessage { data: data.into() }))
 }
 

@@ -30,6 +30,7 @@ pub(crate) fn lock_refused(e: LockError) -> Status {
             (Code::FailedPrecondition, ErrorKind::ModeConflict)
         }
         LockError::NotSessionOwner { .. } => (Code::PermissionDenied, ErrorKind::NotSessionOwner),
+        LockError::QuotaExceeded { .. } => (Code::ResourceExhausted, ErrorKind::QuotaExceeded),
     };
     kind.status(code, e.to_string())
 }

@@ -45,10 +45,13 @@ pub enum ErrorKind {
     /// The caller is not the one that opened the session, or did not send
     /// the session's secret.
     NotSessionOwner,
+    /// A quota (or a server limit) is reached: the message names it and
+    /// the flag that raises it. Retrying later may succeed.
+    QuotaExceeded,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::InvalidArgument,
         ErrorKind::SeqReused,
         ErrorKind::SessionExpired,
@@ -59,6 +62,7 @@ impl ErrorKind {
         ErrorKind::NoLeader,
         ErrorKind::ModeConflict,
         ErrorKind::NotSessionOwner,
+        ErrorKind::QuotaExceeded,
     ];
 
     /// The wire form.
@@ -74,6 +78,7 @@ impl ErrorKind {
             ErrorKind::NoLeader => "no-leader",
             ErrorKind::ModeConflict => "mode-conflict",
             ErrorKind::NotSessionOwner => "not-session-owner",
+            ErrorKind::QuotaExceeded => "quota-exceeded",
         }
     }
 

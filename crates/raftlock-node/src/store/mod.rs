@@ -142,9 +142,14 @@ pub(crate) fn sled_to_io(e: sled::Error) -> io::Error {
 }
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    bincode::serialize(value).map_err(io::Error::other)
+    crate::codec::encode(value).map_err(io::Error::other)
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    bincode::deserialize(bytes).map_err(io::Error::other)
+    crate::codec::decode(bytes).map_err(io::Error::other)
+}
+
+/// Decodes a snapshot's data as a node restoring or installing it would.
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<()> {
+    state_machine::decode_snapshot(bytes)
 }

@@ -111,6 +111,11 @@ struct SnapshotDataV2 {
     table: LockTableV2,
 }
 
+/// Decodes (and checks) a snapshot's data, for [`crate::codec::decode_as`].
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<()> {
+    SnapshotData::decode(bytes).map(drop)
+}
+
 /// Every snapshot starts with this tag. bincode has no schema, so a table
 /// laid out by another raftlock version would decode into nonsense or fail
 /// somewhere deep; the tag turns that into one clear refusal. Bump the

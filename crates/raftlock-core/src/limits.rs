@@ -1,0 +1,144 @@
+//! Quotas: how much of the table one cluster, one principal, one session
+//! or one lock may grow. A request past a quota is refused with
+//! [`LockError::QuotaExceeded`](crate::LockError::QuotaExceeded), which
+//! names the quota and the server flag that sets it; nothing changes.
+//!
+//! The limits are part of the replicated table, set by
+//! [`Command::SetLimits`](crate::Command::SetLimits) (the leader proposes
+//! its own flags' values when they differ from the table's), so every
+//! replica refuses the same requests.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One bounded resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Quota {
+    /// Open sessions in the cluster.
+    Sessions,
+    /// Open sessions opened by one principal.
+    SessionsPerPrincipal,
+    /// Names one session holds.
+    HoldsPerSession,
+    /// Names one session waits for.
+    WaitsPerSession,
+    /// Waiters queued on one name.
+    WaitersPerLock,
+    /// Names in the table (held, waited for, or in lock-delay).
+    Locks,
+    /// Retry answers remembered over all sessions.
+    RetainedAnswers,
+}
+
+impl Quota {
+    pub const ALL: [Quota; 7] = [
+        Quota::Sessions,
+        Quota::SessionsPerPrincipal,
+        Quota::HoldsPerSession,
+        Quota::WaitsPerSession,
+        Quota::WaitersPerLock,
+        Quota::Locks,
+        Quota::RetainedAnswers,
+    ];
+
+    /// The `raftlock server` flag that sets it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Quota::Sessions => "--max-sessions",
+            Quota::SessionsPerPrincipal => "--max-sessions-per-principal",
+            Quota::HoldsPerSession => "--max-holds-per-session",
+            Quota::WaitsPerSession => "--max-waits-per-session",
+            Quota::WaitersPerLock => "--max-waiters-per-lock",
+            Quota::Locks => "--max-locks",
+            Quota::RetainedAnswers => "--max-retained-answers",
+        }
+    }
+
+    /// Its name in metrics and status (`raftlock_quota_used{quota="..."}`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Quota::Sessions => "sessions",
+            Quota::SessionsPerPrincipal => "sessions_per_principal",
+            Quota::HoldsPerSession => "holds_per_session",
+            Quota::WaitsPerSession => "waits_per_session",
+            Quota::WaitersPerLock => "waiters_per_lock",
+            Quota::Locks => "locks",
+            Quota::RetainedAnswers => "retained_answers",
+        }
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// The value of every quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub sessions: u64,
+    pub sessions_per_principal: u64,
+    pub holds_per_session: u64,
+    pub waits_per_session: u64,
+    pub waiters_per_lock: u64,
+    pub locks: u64,
+    pub retained_answers: u64,
+}
+
+impl Limits {
+    pub fn get(&self, quota: Quota) -> u64 {
+        match quota {
+            Quota::Sessions => self.sessions,
+            Quota::SessionsPerPrincipal => self.sessions_per_principal,
+            Quota::HoldsPerSession => self.holds_per_session,
+            Quota::WaitsPerSession => self.waits_per_session,
+            Quota::WaitersPerLock => self.waiters_per_lock,
+            Quota::Locks => self.locks,
+            Quota::RetainedAnswers => self.retained_answers,
+        }
+    }
+
+    pub fn set(&mut self, quota: Quota, value: u64) {
+        let slot = match quota {
+            Quota::Sessions => &mut self.sessions,
+            Quota::SessionsPerPrincipal => &mut self.sessions_per_principal,
+            Quota::HoldsPerSession => &mut self.holds_per_session,
+            Quota::WaitsPerSession => &mut self.waits_per_session,
+            Quota::WaitersPerLock => &mut self.waiters_per_lock,
+            Quota::Locks => &mut self.locks,
+            Quota::RetainedAnswers => &mut self.retained_answers,
+        };
+        *slot = value;
+    }
+}
+
+impl Default for Limits {
+    /// Values a normal cluster never reaches (docs/operations.md says how
+    /// much memory each allows).
+    fn default() -> Self {
+        Limits {
+            sessions: 100_000,
+            sessions_per_principal: 10_000,
+            holds_per_session: 10_000,
+            waits_per_session: 1_000,
+            waiters_per_lock: 10_000,
+            locks: 1_000_000,
+            retained_answers: 2_000_000,
+        }
+    }
+}
+
+/// How much of each quota is in use: for the per-session, per-lock and
+/// per-principal quotas, the largest use by any one of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub used: [u64; 7],
+}
+
+impl QuotaUsage {
+    pub fn get(&self, quota: Quota) -> u64 {
+        self.used[Quota::ALL.iter().position(|q| *q == quota).unwrap_or(0)]
+    }
+}
