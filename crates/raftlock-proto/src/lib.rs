@@ -48,10 +48,13 @@ pub enum ErrorKind {
     /// A quota (or a server limit) is reached: the message names it and
     /// the flag that raises it. Retrying later may succeed.
     QuotaExceeded,
+    /// The node is momentarily too busy (a bounded internal queue is
+    /// full): retry after a backoff, here or on another node.
+    Overloaded,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::InvalidArgument,
         ErrorKind::SeqReused,
         ErrorKind::SessionExpired,
@@ -63,6 +66,7 @@ impl ErrorKind {
         ErrorKind::ModeConflict,
         ErrorKind::NotSessionOwner,
         ErrorKind::QuotaExceeded,
+        ErrorKind::Overloaded,
     ];
 
     /// The wire form.
@@ -79,6 +83,7 @@ impl ErrorKind {
             ErrorKind::ModeConflict => "mode-conflict",
             ErrorKind::NotSessionOwner => "not-session-owner",
             ErrorKind::QuotaExceeded => "quota-exceeded",
+            ErrorKind::Overloaded => "overloaded",
         }
     }
 
