@@ -1,6 +1,7 @@
 //! Reading lock tables laid out by older raftlock versions, so a node can
-//! take over an older snapshot: format 2 (before lock modes) and format 3
-//! (before sessions had owners).
+//! take over an older snapshot: format 2 (before lock modes), format 3
+//! (before sessions had owners) and format 4 (before quotas: such a table
+//! takes [`Limits::default`]).
 //!
 //! Format 2 kept one optional holder and a queue of session ids per name;
 //! every one of those holds and waits was exclusive. Formats 2 and 3 lay
@@ -14,7 +15,31 @@ use serde::Deserialize;
 
 use crate::queue::{Holder, Lock, Waiter};
 use crate::sessions::{Remembered, Session};
-use crate::{LockMode, LockTable, SessionId};
+use crate::stored::StoredTable;
+use crate::{Limits, LockMode, LockTable, SessionId};
+
+/// A lock table as format 4 serialized it: as now, without the limits.
+/// Decode, convert with [`LockTable::from`] and check with
+/// [`LockTable::check_consistent_at`], as [`LockTableV2`].
+#[derive(Debug, Deserialize)]
+pub struct LockTableV4 {
+    now_ms: u64,
+    sessions: BTreeMap<SessionId, Session>,
+    locks: BTreeMap<String, Lock>,
+    delayed: BTreeSet<(u64, String)>,
+}
+
+impl From<LockTableV4> for LockTable {
+    fn from(old: LockTableV4) -> Self {
+        LockTable::from(StoredTable {
+            now_ms: old.now_ms,
+            sessions: old.sessions,
+            locks: old.locks,
+            delayed: old.delayed,
+            limits: Limits::default(),
+        })
+    }
+}
 
 /// A lock table as format 3 serialized it: as now, but sessions have no
 /// owner. Decode, convert with [`LockTable::from`] and check with
@@ -60,12 +85,13 @@ fn sessions_of(old: BTreeMap<SessionId, SessionV3>) -> BTreeMap<SessionId, Sessi
 
 impl From<LockTableV3> for LockTable {
     fn from(old: LockTableV3) -> Self {
-        LockTable {
+        LockTable::from(StoredTable {
             now_ms: old.now_ms,
             sessions: sessions_of(old.sessions),
             locks: old.locks,
             delayed: old.delayed,
-        }
+            limits: Limits::default(),
+        })
     }
 }
 
@@ -127,11 +153,12 @@ impl From<LockTableV2> for LockTable {
                 (name, lock)
             })
             .collect();
-        LockTable {
+        LockTable::from(StoredTable {
             now_ms: old.now_ms,
             sessions: sessions_of(old.sessions),
             locks,
             delayed: old.delayed,
-        }
+            limits: Limits::default(),
+        })
     }
 }

@@ -16,15 +16,19 @@ pub mod events;
 mod limits;
 mod owner;
 mod queue;
+mod quotas;
 mod sessions;
+mod stored;
 pub mod table;
+mod tracked;
 mod types;
+mod usage;
 mod view;
 
 pub use command::{Applied, Command, Event, LockError, Outcome, Proposal, Response};
-pub use compat::{LockTableV2, LockTableV3};
+pub use compat::{LockTableV2, LockTableV3, LockTableV4};
 pub use events::{LeaveReason, LockEvent, LockMirror, MirroredLock};
-pub use limits::{Limits, Quota, QuotaUsage};
+pub use limits::{Limits, Quota, QuotaUsage, MAX_LIMIT};
 pub use owner::{SecretHash, SessionOwner};
 pub use table::LockTable;
 pub use types::{

@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{LockError, DEDUP_WINDOW};
+
 /// One bounded resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Quota {
@@ -19,7 +21,8 @@ pub enum Quota {
     Sessions,
     /// Open sessions opened by one principal.
     SessionsPerPrincipal,
-    /// Names one session holds.
+    /// Names one session holds or waits for (a wait may become a hold at
+    /// any moment, so it counts from the start).
     HoldsPerSession,
     /// Names one session waits for.
     WaitsPerSession,
@@ -27,7 +30,9 @@ pub enum Quota {
     WaitersPerLock,
     /// Names in the table (held, waited for, or in lock-delay).
     Locks,
-    /// Retry answers remembered over all sessions.
+    /// Retry answers the open sessions may remember, together: each
+    /// session reserves its whole window ([`crate::DEDUP_WINDOW`]) when it
+    /// opens, so a request of an open session is never refused for it.
     RetainedAnswers,
 }
 
@@ -114,6 +119,39 @@ impl Limits {
     }
 }
 
+/// The largest value any quota may be set to: far above what a node can
+/// hold in memory, so a value above it is a mistake (a unit slip, a stray
+/// digit), not a wish.
+pub const MAX_LIMIT: u64 = 1 << 40;
+
+impl Limits {
+    /// Refuses a value no cluster could mean: zero (nothing could ever be
+    /// opened, held or queued), above [`MAX_LIMIT`], or a retry-memory
+    /// total below one session's window (no session could open).
+    pub fn validate(&self) -> Result<(), LockError> {
+        for quota in Quota::ALL {
+            let value = self.get(quota);
+            if value == 0 || value > MAX_LIMIT {
+                return Err(LockError::InvalidArgument(format!(
+                    "quota {quota} ({}) is {value}; it must be 1 ..= {MAX_LIMIT}",
+                    quota.flag()
+                )));
+            }
+        }
+        let window = DEDUP_WINDOW as u64;
+        if self.retained_answers < window {
+            return Err(LockError::InvalidArgument(format!(
+                "quota {} ({}) is {}; each session reserves {window} answers, so it must be \
+                 at least {window}",
+                Quota::RetainedAnswers,
+                Quota::RetainedAnswers.flag(),
+                self.retained_answers
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     /// Values a normal cluster never reaches (docs/operations.md says how
     /// much memory each allows).
@@ -125,7 +163,9 @@ impl Default for Limits {
             waits_per_session: 1_000,
             waiters_per_lock: 10_000,
             locks: 1_000_000,
-            retained_answers: 2_000_000,
+            // Each open session reserves DEDUP_WINDOW answers (see
+            // quotas.rs), so this is what the default session quota needs.
+            retained_answers: 6_400_000,
         }
     }
 }
@@ -139,6 +179,25 @@ pub struct QuotaUsage {
 
 impl QuotaUsage {
     pub fn get(&self, quota: Quota) -> u64 {
-        self.used[Quota::ALL.iter().position(|q| *q == quota).unwrap_or(0)]
+        self.used[quota.slot()]
+    }
+
+    pub fn set(&mut self, quota: Quota, used: u64) {
+        self.used[quota.slot()] = used;
+    }
+}
+
+impl Quota {
+    /// Its place in [`Quota::ALL`] and [`QuotaUsage::used`].
+    fn slot(self) -> usize {
+        match self {
+            Quota::Sessions => 0,
+            Quota::SessionsPerPrincipal => 1,
+            Quota::HoldsPerSession => 2,
+            Quota::WaitsPerSession => 3,
+            Quota::WaitersPerLock => 4,
+            Quota::Locks => 5,
+            Quota::RetainedAnswers => 6,
+        }
     }
 }

@@ -76,6 +76,16 @@ impl Lock {
         }
     }
 
+    /// Joins the back of the queue; returns the place taken (0 = next).
+    pub(crate) fn push_waiter(&mut self, waiter: Waiter) -> usize {
+        self.waiters.push_back(waiter);
+        self.waiters.len() - 1
+    }
+
+    pub(crate) fn push_holder(&mut self, holder: Holder) {
+        self.holders.push(holder);
+    }
+
     pub(crate) fn remove_holder(&mut self, session: SessionId) -> Option<Holder> {
         let at = self.holders.iter().position(|h| h.session == session)?;
         Some(self.holders.remove(at))

@@ -36,6 +36,12 @@ pub(crate) struct Remembered {
 }
 
 impl Session {
+    /// Who opened it, for the per-principal quota: "" when it has no
+    /// owner (opened without one, or before sessions had owners).
+    pub(crate) fn principal(&self) -> &str {
+        self.owner.as_ref().map_or("", |o| o.principal.as_str())
+    }
+
     /// Checks the settings a session from outside (a snapshot) carries.
     pub(crate) fn check(&self, id: SessionId) -> Result<(), String> {
         validate_ttl(self.ttl_ms)
@@ -67,7 +73,9 @@ impl LockTable {
         if self.sessions.contains_key(&session) {
             return Err(LockError::SessionExists(session));
         }
-        self.sessions.insert(
+        let principal = owner.as_ref().map_or("", |o| o.principal.as_str());
+        self.check_open_quota(principal)?;
+        self.insert_session(
             session,
             Session {
                 label: label.to_owned(),
@@ -118,8 +126,8 @@ impl LockTable {
         digest: u64,
         response: &Response,
     ) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            if s.recent.len() == DEDUP_WINDOW {
+        self.with_session(session, |s| {
+            if s.recent.len() >= DEDUP_WINDOW {
                 if let Some(old) = s.recent.pop_front() {
                     s.evicted_through = s.evicted_through.max(old.seq);
                 }
@@ -129,13 +137,7 @@ impl LockTable {
                 digest,
                 response: response.clone(),
             });
-        }
-    }
-
-    pub(crate) fn session_mut(&mut self, session: SessionId) -> &mut Session {
-        self.sessions
-            .get_mut(&session)
-            .expect("every holder and waiter has a live session")
+        });
     }
 
     pub(crate) fn label_of(&self, session: SessionId) -> String {

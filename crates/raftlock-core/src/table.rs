@@ -54,15 +54,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::events::{LeaveReason, LockEvent};
 use crate::queue::{EntryGrants, Holder, Lock, Waiter};
 use crate::sessions::Session;
 use crate::types::{validate_mode, validate_name};
-use crate::{Applied, Command, Event, LockError, LockMode, Outcome, Proposal, Response, SessionId};
+use crate::usage::Usage;
+use crate::{
+    Applied, Command, Event, Limits, LockError, LockMode, Outcome, Proposal, Response, SessionId,
+};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialized through [`crate::stored::StoredTable`], which leaves out
+/// the derived counters and indexes: they are rebuilt on load, so they can
+/// never disagree with the data they index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "crate::stored::StoredTable")]
 pub struct LockTable {
     /// Greatest proposal time seen; applied time never runs backwards even
     /// if a new leader's clock is behind the old one's.
@@ -71,6 +78,10 @@ pub struct LockTable {
     pub(crate) locks: BTreeMap<String, Lock>,
     /// Locks in lock-delay, by the time they become grantable again.
     pub(crate) delayed: BTreeSet<(u64, String)>,
+    /// The quotas enforced, set by [`Command::SetLimits`].
+    pub(crate) limits: Limits,
+    /// Derived: how much of each quota is in use.
+    pub(crate) usage: Usage,
 }
 
 /// What one entry's commands share while they are applied.
@@ -137,7 +148,12 @@ impl LockTable {
             return first_answer;
         }
         let response = self.execute(entry, command);
-        if let Some((session, seq)) = request {
+        // A quota refusal changed nothing, so a retry may as well run
+        // afresh (and succeed if room was made meanwhile); not remembering
+        // it keeps a client that hammers a full quota from churning its
+        // retry memory, and keeps the refusal truly change-free.
+        let refused_for_quota = matches!(response, Err(LockError::QuotaExceeded { .. }));
+        if let Some((session, seq)) = request.filter(|_| !refused_for_quota) {
             self.remember(session, seq, command.request_digest(), &response);
         }
         response
@@ -184,8 +200,11 @@ impl LockTable {
             Command::Release { session, name, .. } => self.release(entry, *session, name),
             Command::CancelWait { session, name, .. } => self.cancel_wait(entry, *session, name),
             Command::Tick => Ok(Outcome::Ticked),
-            // Stub: the limits are not yet kept in the table.
-            Command::SetLimits(_) => Ok(Outcome::LimitsSet),
+            Command::SetLimits(limits) => {
+                limits.validate()?;
+                self.limits = *limits;
+                Ok(Outcome::LimitsSet)
+            }
         }
     }
 
@@ -198,8 +217,7 @@ impl LockTable {
         expired: bool,
     ) -> Response {
         let s = self
-            .sessions
-            .remove(&session)
+            .remove_session(session)
             .ok_or(LockError::UnknownSession(session))?;
         let available_at = if expired {
             self.now_ms.saturating_add(s.lock_delay_ms)
@@ -212,21 +230,18 @@ impl LockTable {
             LeaveReason::SessionClosed
         };
         for name in &s.waiting {
-            if let Some(lock) = self.locks.get_mut(name) {
-                if lock.remove_waiter(session) {
-                    entry.changes.push(LockEvent::LeftQueue {
-                        name: name.clone(),
-                        session,
-                        reason,
-                    });
-                }
+            if self.with_lock(name, |lock| lock.remove_waiter(session)) == Some(true) {
+                entry.changes.push(LockEvent::LeftQueue {
+                    name: name.clone(),
+                    session,
+                    reason,
+                });
             }
         }
         for name in &s.held {
             let Some(holder) = self
-                .locks
-                .get_mut(name)
-                .and_then(|lock| lock.remove_holder(session))
+                .with_lock(name, |lock| lock.remove_holder(session))
+                .flatten()
             else {
                 continue;
             };
@@ -277,46 +292,17 @@ impl LockTable {
         if !self.sessions.contains_key(&session) {
             return Err(LockError::UnknownSession(session));
         }
+        if let Some(answer) = self.asked_before(name, session, mode) {
+            return answer;
+        }
         let now = self.now_ms;
-        let lock = self.locks.entry(name.to_owned()).or_default();
-        // Refusals below leave the entry made here: they happen only when
-        // someone holds or waits, so the lock was there already.
-        if let Some(in_use_as) = lock.kind().filter(|kind| *kind != mode.kind()) {
-            return Err(LockError::ModeConflict {
-                name: name.to_owned(),
-                in_use_as,
-                asked: mode,
-            });
-        }
-        if let Some(h) = lock.holding(session) {
-            if h.mode == mode {
-                return Ok(Outcome::Granted {
-                    token: h.token,
-                    reentrant: true,
-                });
-            }
-            return Err(own_conflict(name, h.mode, mode, false));
-        }
-        if let Some((position, w)) = lock.waiting(session) {
-            if w.mode == mode {
-                return Ok(Outcome::Queued { position });
-            }
-            return Err(own_conflict(name, w.mode, mode, true));
-        }
-        let grantable = lock.waiters.is_empty()
-            && lock.admits(mode)
-            && now >= lock.available_at_ms
-            && entry.grants.allows(name, mode);
-        if grantable {
-            self.grant(entry, name, session, mode);
-            return Ok(Outcome::Granted {
-                token: entry.index,
-                reentrant: false,
-            });
-        }
-        if !wait {
-            let holder = lock.holders.first().map(|h| h.session);
-            let available_at_ms = lock.available_at_ms;
+        let lock = self.locks.get(name);
+        let grantable = lock.is_none_or(|lock| {
+            lock.waiters.is_empty() && lock.admits(mode) && now >= lock.available_at_ms
+        }) && entry.grants.allows(name, mode);
+        if !grantable && !wait {
+            let holder = lock.and_then(|l| l.holders.first()).map(|h| h.session);
+            let available_at_ms = lock.map_or(0, |l| l.available_at_ms);
             let holder = holder.map(|h| (h, self.label_of(h)));
             self.drop_if_idle(name);
             return Ok(Outcome::Busy {
@@ -324,9 +310,22 @@ impl LockTable {
                 available_at_ms,
             });
         }
-        lock.waiters.push_back(Waiter { session, mode });
-        let position = lock.waiters.len() - 1;
-        self.session_mut(session).waiting.insert(name.to_owned());
+        // Every refusal comes before the first change.
+        self.check_name_quota(name)?;
+        self.check_claim_quota(session, name, !grantable)?;
+        self.ensure_lock(name);
+        if grantable {
+            self.grant(entry, name, session, mode);
+            return Ok(Outcome::Granted {
+                token: entry.index,
+                reentrant: false,
+            });
+        }
+        let waiter = Waiter { session, mode };
+        let position = self
+            .with_lock(name, |lock| lock.push_waiter(waiter))
+            .unwrap_or_default();
+        self.with_session(session, |s| s.waiting.insert(name.to_owned()));
         entry.changes.push(LockEvent::Queued {
             name: name.to_owned(),
             session,
@@ -338,18 +337,47 @@ impl LockTable {
         Ok(Outcome::Queued { position })
     }
 
+    /// The answer to an acquire by a session that already holds or waits
+    /// for `name` (the same answer again, or a refusal of another mode),
+    /// or to one that asks for it as another kind than it is in use as.
+    fn asked_before(&self, name: &str, session: SessionId, mode: LockMode) -> Option<Response> {
+        let lock = self.locks.get(name)?;
+        if let Some(in_use_as) = lock.kind().filter(|kind| *kind != mode.kind()) {
+            return Some(Err(LockError::ModeConflict {
+                name: name.to_owned(),
+                in_use_as,
+                asked: mode,
+            }));
+        }
+        if let Some(h) = lock.holding(session) {
+            if h.mode == mode {
+                return Some(Ok(Outcome::Granted {
+                    token: h.token,
+                    reentrant: true,
+                }));
+            }
+            return Some(Err(own_conflict(name, h.mode, mode, false)));
+        }
+        let (position, w) = lock.waiting(session)?;
+        if w.mode == mode {
+            return Some(Ok(Outcome::Queued { position }));
+        }
+        Some(Err(own_conflict(name, w.mode, mode, true)))
+    }
+
     fn release(&mut self, entry: &mut EntryApply, session: SessionId, name: &str) -> Response {
         validate_name(name)?;
         if !self.sessions.contains_key(&session) {
             return Err(LockError::UnknownSession(session));
         }
-        let Some(lock) = self.locks.get_mut(name) else {
+        let Some(removed) = self.with_lock(name, |lock| lock.remove_holder(session)) else {
             return Err(LockError::NotHeld {
                 name: name.to_owned(),
             });
         };
-        let Some(holder) = lock.remove_holder(session) else {
-            let Some(other) = lock.holders.first().map(|h| h.session) else {
+        let Some(holder) = removed else {
+            let other = self.locks.get(name).and_then(|l| l.holders.first());
+            let Some(other) = other.map(|h| h.session) else {
                 return Err(LockError::NotHeld {
                     name: name.to_owned(),
                 });
@@ -360,7 +388,7 @@ impl LockTable {
                 holder_session: other,
             });
         };
-        self.session_mut(session).held.remove(name);
+        self.with_session(session, |s| s.held.remove(name));
         entry.changes.push(LockEvent::Released {
             name: name.to_owned(),
             session,
@@ -372,12 +400,9 @@ impl LockTable {
 
     fn cancel_wait(&mut self, entry: &mut EntryApply, session: SessionId, name: &str) -> Response {
         validate_name(name)?;
-        let s = self
-            .sessions
-            .get_mut(&session)
+        self.with_session(session, |s| s.waiting.remove(name))
             .ok_or(LockError::UnknownSession(session))?;
-        s.waiting.remove(name);
-        let Some(lock) = self.locks.get_mut(name) else {
+        let Some(lock) = self.locks.get(name) else {
             return Ok(Outcome::WaitCancelled);
         };
         // The grant may have raced ahead of the cancel: then the caller holds it.
@@ -387,7 +412,7 @@ impl LockTable {
                 reentrant: true,
             });
         }
-        if lock.remove_waiter(session) {
+        if self.with_lock(name, |lock| lock.remove_waiter(session)) == Some(true) {
             entry.changes.push(LockEvent::LeftQueue {
                 name: name.to_owned(),
                 session,
@@ -439,9 +464,7 @@ impl LockTable {
                 self.delay(name, now);
                 break;
             }
-            if let Some(lock) = self.locks.get_mut(name) {
-                lock.waiters.pop_front();
-            }
+            self.with_lock(name, |lock| lock.remove_waiter(next.session));
             self.grant(entry, name, next.session, next.mode);
             entry.events.push(Event::Granted {
                 session: next.session,
@@ -461,13 +484,12 @@ impl LockTable {
             token: entry.index,
             since_ms: self.now_ms,
         };
-        if let Some(lock) = self.locks.get_mut(name) {
-            lock.holders.push(holder);
-            if lock.available_at_ms > 0 {
-                self.delayed
-                    .remove(&(lock.available_at_ms, name.to_owned()));
-                lock.available_at_ms = 0;
-            }
+        let delayed_until = self.with_lock(name, |lock| {
+            lock.push_holder(holder);
+            std::mem::take(&mut lock.available_at_ms)
+        });
+        if let Some(at) = delayed_until.filter(|at| *at > 0) {
+            self.delayed.remove(&(at, name.to_owned()));
         }
         entry.grants.record(name, mode);
         entry.changes.push(LockEvent::Granted {
@@ -476,9 +498,10 @@ impl LockTable {
             mode,
             token: entry.index,
         });
-        let s = self.session_mut(session);
-        s.waiting.remove(name);
-        s.held.insert(name.to_owned());
+        self.with_session(session, |s| {
+            s.waiting.remove(name);
+            s.held.insert(name.to_owned());
+        });
     }
 
     /// Makes `name` grantable no earlier than `at` (keeping any later time
@@ -503,7 +526,7 @@ impl LockTable {
                     return;
                 }
                 let at = lock.available_at_ms;
-                self.locks.remove(name);
+                self.remove_lock(name);
                 if at > 0 {
                     self.delayed.remove(&(at, name.to_owned()));
                 }

@@ -61,6 +61,9 @@ pub struct TableStats {
     /// Holds over all names (a shared lock or a semaphore counts each holder).
     pub holds: usize,
     pub waiters: usize,
+    /// Retry answers remembered over all sessions (each session may keep
+    /// up to [`crate::DEDUP_WINDOW`]).
+    pub retained_answers: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,16 +137,6 @@ impl LockTable {
         self.check_consistent()
     }
 
-    /// The quotas this table enforces.
-    pub fn limits(&self) -> crate::Limits {
-        crate::Limits::default() // Stub: not yet kept in the table.
-    }
-
-    /// How much of each quota is in use.
-    pub fn quota_usage(&self) -> crate::QuotaUsage {
-        crate::QuotaUsage::default() // Stub.
-    }
-
     /// Applied time: the greatest proposal time seen so far.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -208,17 +201,15 @@ impl LockTable {
         events
     }
 
-    /// Counts for monitoring.
+    /// Counts for monitoring: O(1), from counters apply keeps.
     pub fn stats(&self) -> TableStats {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         TableStats {
             sessions: self.sessions.len(),
-            held: self
-                .locks
-                .values()
-                .filter(|l| !l.holders.is_empty())
-                .count(),
-            holds: self.locks.values().map(|l| l.holders.len()).sum(),
-            waiters: self.locks.values().map(|l| l.waiters.len()).sum(),
+            held: size(self.usage.held_names),
+            holds: size(self.usage.holds),
+            waiters: size(self.usage.waiters),
+            retained_answers: size(self.usage.answers),
         }
     }
 

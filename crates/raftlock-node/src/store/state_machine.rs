@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use raftlock_core::{
-    Command, Event, LockTable, LockTableV2, LockTableV3, Outcome, Proposal, Response,
+    Command, Event, LockTable, LockTableV2, LockTableV3, LockTableV4, Outcome, Proposal, Response,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,12 @@ struct SnapshotData {
     table: LockTable,
 }
 
+/// What a format-4 snapshot held: a table from before quotas.
+#[derive(Deserialize)]
+struct SnapshotDataV4 {
+    table: LockTableV4,
+}
+
 /// What a format-3 snapshot held: a table from before session owners.
 #[derive(Deserialize)]
 struct SnapshotDataV3 {
@@ -122,7 +128,10 @@ pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<()> {
 /// last byte whenever the table's serialized layout changes (and keep a
 /// reader for the one before it). Snapshots of raftlock before the tag
 /// existed start with the table's clock instead.
-const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x04";
+const SNAPSHOT_FORMAT: &[u8; 8] = b"rlsnap\x00\x05";
+/// Format 4: no quotas in the table; read and converted (it takes the
+/// default limits until the leader proposes its own).
+const SNAPSHOT_FORMAT_V4: &[u8; 8] = b"rlsnap\x00\x04";
 /// Format 3: sessions without owners; read and converted (they accept
 /// any caller until they end).
 const SNAPSHOT_FORMAT_V3: &[u8; 8] = b"rlsnap\x00\x03";
@@ -150,6 +159,13 @@ impl SnapshotData {
             Some((tag, body)) if tag == SNAPSHOT_FORMAT => {
                 let data: SnapshotData = decode(body)?;
                 data.checked()
+            }
+            Some((tag, body)) if tag == SNAPSHOT_FORMAT_V4 => {
+                let old: SnapshotDataV4 = decode(body)?;
+                SnapshotData {
+                    table: LockTable::from(old.table),
+                }
+                .checked()
             }
             Some((tag, body)) if tag == SNAPSHOT_FORMAT_V3 => {
                 let old: SnapshotDataV3 = decode(body)?;
