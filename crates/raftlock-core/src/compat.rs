@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::Deserialize;
 
 use crate::queue::{Holder, Lock, Waiter};
+use crate::session_list::{OfSession, SessionList};
 use crate::sessions::{Remembered, Session};
 use crate::stored::StoredTable;
 use crate::{Limits, LockMode, LockTable, SessionId};
@@ -110,7 +111,8 @@ pub struct LockTableV2 {
 #[derive(Debug, Deserialize)]
 struct LockV2 {
     holder: Option<HolderV2>,
-    waiters: VecDeque<SessionId>,
+    /// Decoded as a [`SessionList`], which refuses a session queued twice.
+    waiters: SessionList<SessionId>,
     available_at_ms: u64,
 }
 
@@ -127,27 +129,22 @@ impl From<LockTableV2> for LockTable {
             .locks
             .into_iter()
             .map(|(name, lock)| {
-                let holders = lock
-                    .holder
-                    .map(|h| Holder {
-                        session: h.session,
-                        mode: LockMode::Exclusive,
-                        token: h.token,
-                        since_ms: h.since_ms,
-                    })
-                    .into_iter()
-                    .collect();
-                let waiters = lock
-                    .waiters
-                    .into_iter()
-                    .map(|session| Waiter {
-                        session,
-                        mode: LockMode::Exclusive,
-                    })
-                    .collect();
+                let holders = lock.holder.map(|h| Holder {
+                    session: h.session,
+                    mode: LockMode::Exclusive,
+                    token: h.token,
+                    since_ms: h.since_ms,
+                });
+                let waiters = lock.waiters.iter().map(|session| Waiter {
+                    session: *session,
+                    mode: LockMode::Exclusive,
+                });
+                // Both hold each session at most once, so neither refuses.
+                let holders = SessionList::from_entries(holders.into_iter().collect());
+                let waiters = SessionList::from_entries(waiters.collect());
                 let lock = Lock {
-                    holders,
-                    waiters,
+                    holders: holders.unwrap_or_default(),
+                    waiters: waiters.unwrap_or_default(),
                     available_at_ms: lock.available_at_ms,
                 };
                 (name, lock)
@@ -160,5 +157,11 @@ impl From<LockTableV2> for LockTable {
             delayed: old.delayed,
             limits: Limits::default(),
         })
+    }
+}
+
+impl OfSession for SessionId {
+    fn session(&self) -> SessionId {
+        *self
     }
 }

@@ -17,6 +17,7 @@ mod limits;
 mod owner;
 mod queue;
 mod quotas;
+mod session_list;
 mod sessions;
 mod stored;
 pub mod table;

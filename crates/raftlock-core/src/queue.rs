@@ -1,10 +1,11 @@
 //! One name's holders and wait queue, and the rules that decide who may
 //! hold it next and with what token.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::session_list::{OfSession, SessionList};
 use crate::{LockKind, LockMode, SessionId};
 
 /// A name that someone holds, waits for, or that is in its lock-delay.
@@ -12,10 +13,10 @@ use crate::{LockKind, LockMode, SessionId};
 pub(crate) struct Lock {
     /// In grant order. Either one exclusive holder, any number of shared
     /// ones, or at most `limit` semaphore holders: never a mix of kinds.
-    pub(crate) holders: Vec<Holder>,
+    pub(crate) holders: SessionList<Holder>,
     /// First come, first served; the front is granted as soon as the
     /// holders admit it.
-    pub(crate) waiters: VecDeque<Waiter>,
+    pub(crate) waiters: SessionList<Waiter>,
     /// Not grantable before this time (lock-delay after an expiry, or "not
     /// in this entry", see [`EntryGrants`]).
     pub(crate) available_at_ms: u64,
@@ -35,6 +36,18 @@ pub(crate) struct Waiter {
     pub(crate) mode: LockMode,
 }
 
+impl OfSession for Holder {
+    fn session(&self) -> SessionId {
+        self.session
+    }
+}
+
+impl OfSession for Waiter {
+    fn session(&self) -> SessionId {
+        self.session
+    }
+}
+
 impl Lock {
     /// What the name is while anyone holds or waits; `None` when idle,
     /// so the next acquirer may use it as any kind.
@@ -42,7 +55,7 @@ impl Lock {
         self.holders
             .first()
             .map(|h| h.mode)
-            .or_else(|| self.waiters.front().map(|w| w.mode))
+            .or_else(|| self.waiters.first().map(|w| w.mode))
             .map(LockMode::kind)
     }
 
@@ -51,15 +64,12 @@ impl Lock {
     }
 
     pub(crate) fn holding(&self, session: SessionId) -> Option<&Holder> {
-        self.holders.iter().find(|h| h.session == session)
+        self.holders.get(session)
     }
 
     /// The caller's place in the queue (0 = next) and what it waits for.
     pub(crate) fn waiting(&self, session: SessionId) -> Option<(usize, &Waiter)> {
-        self.waiters
-            .iter()
-            .enumerate()
-            .find(|(_, w)| w.session == session)
+        self.waiters.position(session)
     }
 
     /// Whether the current holders leave room for one more in `mode`
@@ -76,25 +86,27 @@ impl Lock {
         }
     }
 
-    /// Joins the back of the queue; returns the place taken (0 = next).
+    /// Joins the back of the queue; returns the place taken (0 = next),
+    /// or the place it has if the session waits already.
     pub(crate) fn push_waiter(&mut self, waiter: Waiter) -> usize {
-        self.waiters.push_back(waiter);
-        self.waiters.len() - 1
+        let session = waiter.session;
+        match self.waiters.push(waiter) {
+            Ok(place) => place,
+            Err(_) => self.waiters.position(session).map_or(0, |(place, _)| place),
+        }
     }
 
+    /// Adds a holder (a session that holds already keeps its first hold).
     pub(crate) fn push_holder(&mut self, holder: Holder) {
-        self.holders.push(holder);
+        let _ = self.holders.push(holder);
     }
 
     pub(crate) fn remove_holder(&mut self, session: SessionId) -> Option<Holder> {
-        let at = self.holders.iter().position(|h| h.session == session)?;
-        Some(self.holders.remove(at))
+        self.holders.remove(session)
     }
 
     pub(crate) fn remove_waiter(&mut self, session: SessionId) -> bool {
-        let before = self.waiters.len();
-        self.waiters.retain(|w| w.session != session);
-        self.waiters.len() != before
+        self.waiters.remove(session).is_some()
     }
 
     /// Checks the rules [`crate::LockTable::apply`] keeps for one name;
@@ -159,17 +171,18 @@ mod tests {
     use super::*;
 
     fn holding(modes: &[LockMode]) -> Lock {
+        let holders = modes
+            .iter()
+            .enumerate()
+            .map(|(i, mode)| Holder {
+                session: SessionId(i as u128 + 1),
+                mode: *mode,
+                token: 1,
+                since_ms: 0,
+            })
+            .collect();
         Lock {
-            holders: modes
-                .iter()
-                .enumerate()
-                .map(|(i, mode)| Holder {
-                    session: SessionId(i as u128 + 1),
-                    mode: *mode,
-                    token: 1,
-                    since_ms: 0,
-                })
-                .collect(),
+            holders: SessionList::from_entries(holders).unwrap(),
             ..Lock::default()
         }
     }

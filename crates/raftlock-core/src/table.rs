@@ -452,7 +452,7 @@ impl LockTable {
             let Some(lock) = self.locks.get(name) else {
                 return;
             };
-            let Some(next) = lock.waiters.front().cloned() else {
+            let Some(next) = lock.waiters.first().cloned() else {
                 break;
             };
             if now < lock.available_at_ms || !lock.admits(next.mode) {
