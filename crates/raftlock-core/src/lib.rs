@@ -24,6 +24,7 @@ pub mod table;
 mod tracked;
 mod types;
 mod usage;
+mod validate;
 mod view;
 
 pub use command::{Applied, Command, Event, LockError, Outcome, Proposal, Response};

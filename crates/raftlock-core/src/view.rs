@@ -1,14 +1,10 @@
-//! Read-only views of the table for queries, and the consistency check
-//! for tables that come from outside.
-
-use std::collections::BTreeSet;
+//! Read-only views of the table for queries.
 
 use serde::{Deserialize, Serialize};
 
 use crate::events::LockEvent;
 use crate::queue::Lock;
 use crate::table::LockTable;
-use crate::types::validate_name;
 use crate::{LockKind, LockMode, SessionId};
 
 /// A read-only view of one name, for queries.
@@ -76,67 +72,6 @@ pub struct SessionView {
 }
 
 impl LockTable {
-    /// Checks a table that came from outside (a snapshot read from disk or
-    /// sent by a peer) for what [`LockTable::apply`] and the layers above
-    /// rely on, so that a corrupt or hostile one is refused with an error
-    /// instead of panicking later: every holder and waiter is a live
-    /// session that lists the lock, holds at most once per name, and the
-    /// holders respect their modes (one exclusive holder alone, a
-    /// semaphore within its limit, one kind per name); every session's
-    /// settings are in range, and no retry memory is longer than its window.
-    pub fn check_consistent(&self) -> Result<(), String> {
-        for (id, s) in &self.sessions {
-            s.check(*id)?;
-            for name in &s.held {
-                let holds = self.locks.get(name).and_then(|l| l.holding(*id));
-                if holds.is_none() {
-                    return Err(format!(
-                        "session {id} lists {name:?} as held, the lock disagrees"
-                    ));
-                }
-            }
-            for name in &s.waiting {
-                let queued = self.locks.get(name).and_then(|l| l.waiting(*id));
-                if queued.is_none() {
-                    return Err(format!(
-                        "session {id} waits for {name:?}, its queue disagrees"
-                    ));
-                }
-            }
-        }
-        for (name, lock) in &self.locks {
-            validate_name(name).map_err(|e| e.to_string())?;
-            lock.check(name)?;
-            let live = |id: &SessionId| self.sessions.get(id);
-            let mut seen = BTreeSet::new();
-            for h in lock.holders.iter() {
-                let listed = live(&h.session).is_some_and(|s| s.held.contains(name));
-                if !listed || !seen.insert(h.session) {
-                    return Err(format!(
-                        "lock {name:?} is held by a session that does not list it, or twice"
-                    ));
-                }
-            }
-            for w in lock.waiters.iter() {
-                let listed = live(&w.session).is_some_and(|s| s.waiting.contains(name));
-                if !listed || !seen.insert(w.session) {
-                    return Err(format!(
-                        "lock {name:?} has an impossible waiter {}",
-                        w.session
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// [`LockTable::check_consistent`], and also what only the index of the
-    /// last entry applied to the table can tell: no fencing token above it.
-    pub fn check_consistent_at(&self, last_applied: u64) -> Result<(), String> {
-        let _ = last_applied; // Stub: tokens are not checked yet.
-        self.check_consistent()
-    }
-
     /// Applied time: the greatest proposal time seen so far.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -269,90 +204,5 @@ impl LockTable {
                 .collect(),
             available_at_ms: lock.available_at_ms,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::queue::{Holder, Waiter};
-    use crate::{Command, LockMode, LockTable, Proposal, SessionId};
-
-    fn table_with_holder() -> LockTable {
-        let mut t = LockTable::new();
-        let s = SessionId(1);
-        let open = Command::OpenSession {
-            session: s,
-            label: "a".into(),
-            ttl_ms: 5_000,
-            lock_delay_ms: 0,
-        };
-        t.apply(1, &Proposal::single(0, open));
-        let acquire = Command::AcquireWith {
-            session: s,
-            seq: 1,
-            name: "n".into(),
-            wait: true,
-            mode: LockMode::Shared,
-        };
-        t.apply(2, &Proposal::single(0, acquire));
-        t
-    }
-
-    #[test]
-    fn a_corrupt_table_is_refused() {
-        let good = table_with_holder();
-        assert_eq!(good.check_consistent(), Ok(()));
-
-        let corrupt = |change: &dyn Fn(&mut LockTable)| {
-            let mut t = good.clone();
-            change(&mut t);
-            t.check_consistent()
-        };
-        let lock = |t: &mut LockTable| t.locks.get_mut("n").unwrap().clone();
-        assert!(corrupt(&|t| {
-            let mut l = lock(t);
-            let _ = l.waiters.push(Waiter {
-                session: SessionId(9),
-                mode: LockMode::Shared,
-            });
-            t.locks.insert("n".into(), l);
-        })
-        .is_err());
-        assert!(corrupt(&|t| t.sessions.clear()).is_err());
-        assert!(corrupt(&|t| {
-            t.sessions.get_mut(&SessionId(1)).unwrap().ttl_ms = u64::MAX;
-        })
-        .is_err());
-        // The same session holding twice cannot even be decoded.
-        let mut bytes = bincode::serialize(&good).unwrap();
-        let holder = bincode::serialize(&good.locks["n"].holders.first().unwrap()).unwrap();
-        let at = bytes
-            .windows(holder.len())
-            .position(|w| w == holder)
-            .unwrap();
-        bytes.splice(at..at, holder.iter().copied());
-        bytes[at - 8] += 1; // the holder count before the first holder
-        assert!(bincode::deserialize::<LockTable>(&bytes).is_err());
-        // An exclusive holder beside a shared one (its session lists it).
-        assert!(corrupt(&|t| {
-            let mut l = lock(t);
-            let writer = SessionId(2);
-            let mut s = t.sessions[&SessionId(1)].clone();
-            s.held.insert("n".into());
-            t.sessions.insert(writer, s);
-            let _ = l.holders.push(Holder {
-                session: writer,
-                mode: LockMode::Exclusive,
-                token: 3,
-                since_ms: 0,
-            });
-            t.locks.insert("n".into(), l);
-        })
-        .is_err());
-        // A holder whose session does not list the name.
-        assert!(corrupt(&|t| {
-            t.sessions.get_mut(&SessionId(1)).unwrap().held.clear();
-        })
-        .is_err());
     }
 }
