@@ -216,9 +216,11 @@ fn lowering_a_limit_evicts_nothing_and_stops_growth() {
         t.open(s, None).unwrap();
         t.acquire(s, 1, &format!("n{s}")).unwrap();
     }
-    let mut low = Limits::default();
-    low.sessions = 1;
-    low.locks = 2;
+    let low = Limits {
+        sessions: 1,
+        locks: 2,
+        ..Limits::default()
+    };
     t.run(Command::SetLimits(low)).unwrap();
     assert_eq!(t.table.session_count(), 3);
     assert_eq!(t.table.lock_count(), 3);
