@@ -51,14 +51,14 @@ impl LockTable {
             self.limits.sessions,
             sessions,
             1,
-            String::new(),
+            String::new,
         )?;
         within(
             Quota::RetainedAnswers,
             self.limits.retained_answers,
             Usage::reserved_answers(self.sessions.len()),
             count(DEDUP_WINDOW),
-            String::new(),
+            String::new,
         )?;
         let mine = self.usage.per_principal.get(principal).copied();
         within(
@@ -66,7 +66,7 @@ impl LockTable {
             self.limits.sessions_per_principal,
             mine.unwrap_or(0),
             1,
-            format!(", principal {principal:?}"),
+            || format!(", principal {principal:?}"),
         )
     }
 
@@ -80,7 +80,7 @@ impl LockTable {
             self.limits.locks,
             count(self.locks.len()),
             1,
-            format!(", new lock {name:?}"),
+            || format!(", new lock {name:?}"),
         )
     }
 
@@ -95,14 +95,14 @@ impl LockTable {
         let Some(s) = self.sessions.get(&session) else {
             return Err(LockError::UnknownSession(session));
         };
-        let whose = format!(", session {session}");
+        let whose = || format!(", session {session}");
         let claims = count(s.held.len()).saturating_add(count(s.waiting.len()));
         within(
             Quota::HoldsPerSession,
             self.limits.holds_per_session,
             claims,
             1,
-            whose.clone(),
+            whose,
         )?;
         if !queue {
             return Ok(());
@@ -120,13 +120,20 @@ impl LockTable {
             self.limits.waiters_per_lock,
             waiters,
             1,
-            format!(", lock {name:?}"),
+            || format!(", lock {name:?}"),
         )
     }
 }
 
-/// Refuses adding `more` to `used` if that passes `limit`.
-fn within(quota: Quota, limit: u64, used: u64, more: u64, detail: String) -> Result<(), LockError> {
+/// Refuses adding `more` to `used` if that passes `limit`. `detail` is
+/// only formatted for a refusal: checks that pass cost no allocation.
+fn within(
+    quota: Quota,
+    limit: u64,
+    used: u64,
+    more: u64,
+    detail: impl FnOnce() -> String,
+) -> Result<(), LockError> {
     if used.saturating_add(more) <= limit {
         return Ok(());
     }
@@ -134,6 +141,6 @@ fn within(quota: Quota, limit: u64, used: u64, more: u64, detail: String) -> Res
         quota,
         limit,
         used,
-        detail,
+        detail: detail(),
     })
 }

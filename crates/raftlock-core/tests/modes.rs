@@ -188,7 +188,7 @@ impl Harness {
         prop_assert_eq!(&applied, &replica_applied, "replicas answered differently");
         prop_assert_eq!(&events, &replica_events, "replicas saw different events");
         prop_assert_eq!(&self.table, &self.replica, "replicas diverged");
-        prop_assert_eq!(self.table.check_consistent(), Ok(()));
+        prop_assert_eq!(self.table.check_consistent_at(self.index), Ok(()));
 
         self.check_events(&events)?;
         self.check_holders()?;

@@ -468,7 +468,7 @@ impl Harness {
     }
 
     fn check_invariants(&self) -> Result<(), TestCaseError> {
-        prop_assert_eq!(self.table.check_consistent(), Ok(()));
+        prop_assert_eq!(self.table.check_consistent_at(self.index), Ok(()));
         for view in self.table.locks("", usize::MAX) {
             let mut seen = std::collections::BTreeSet::new();
             for w in &view.waiters {
