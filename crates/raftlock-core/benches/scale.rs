@@ -252,7 +252,78 @@ fn print_table(title: &str, size_label: &str, columns: &[&str], rows: &[(u64, Ve
     }
 }
 
+/// Resident memory of this process, in bytes (Linux; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Bytes of resident memory per item that `grow` adds, `count` items.
+fn bytes_per(count: u64, grow: impl FnOnce(&mut Bench)) -> f64 {
+    let mut b = Bench::new();
+    let before = resident_bytes();
+    grow(&mut b);
+    let after = resident_bytes();
+    black_box(&b.table);
+    after.saturating_sub(before) as f64 / count as f64
+}
+
+/// What each quota's unit costs in memory, measured as resident growth.
+fn memory_rows() {
+    const N: u64 = 200_000;
+    let session = bytes_per(N, |b| {
+        for _ in 0..N {
+            b.open();
+        }
+    });
+    let held = bytes_per(N, |b| {
+        let s = b.open();
+        for i in 0..N {
+            let acquire = b.acquire(s, &format!("lock/{i:08}"));
+            b.run(acquire);
+        }
+    });
+    let session_waiting = bytes_per(N, |b| {
+        let holder = b.open();
+        let acquire = b.acquire(holder, "hot");
+        b.run(acquire);
+        for _ in 0..N {
+            let s = b.open();
+            let acquire = b.acquire(s, "hot");
+            b.run(acquire);
+        }
+    });
+    let session_answering = bytes_per(N, |b| {
+        for i in 0..N / 64 {
+            let s = b.open();
+            let name = format!("x/{i:08}");
+            for _ in 0..64 {
+                let again = b.acquire(s, &name);
+                b.run(again);
+            }
+        }
+    });
+    let waiter = session_waiting - session;
+    let answer = session_answering - (session + held) / 64.0;
+    println!("\nResident memory per item ({N} items, lock names of 13 bytes, empty labels)");
+    println!("| item | bytes |");
+    println!("| --- | ---: |");
+    println!("| open session, no answers | {session:.0} |");
+    println!("| held name (lock entry, holder, session's list) | {held:.0} |");
+    println!("| waiter (session's own cost taken off) | {waiter:.0} |");
+    println!("| remembered answer (cost of its session and lock taken off) | {answer:.0} |");
+}
+
 fn main() {
+    if std::env::var("SCALE_MEMORY").is_ok() {
+        memory_rows();
+        return;
+    }
     let max: u64 = std::env::var("SCALE_MAX")
         .ok()
         .and_then(|v| v.parse().ok())

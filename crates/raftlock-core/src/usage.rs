@@ -100,7 +100,11 @@ pub(crate) struct Usage {
 
 impl Usage {
     pub(crate) fn session_opened(&mut self, principal: &str) {
-        let count = self.per_principal.entry(principal.to_owned()).or_insert(0);
+        // Looked up before inserting: the name is copied only the first time.
+        let count = match self.per_principal.get_mut(principal) {
+            Some(count) => count,
+            None => self.per_principal.entry(principal.to_owned()).or_insert(0),
+        };
         self.principals.change(*count, count.saturating_add(1));
         *count = count.saturating_add(1);
     }
