@@ -4,7 +4,9 @@
 //!
 //! Entries sit in slots in arrival order; leaving empties a slot instead
 //! of shifting the rest. A map from session to slot finds an entry in
-//! O(log n), and a Fenwick tree over the occupied slots gives an entry's
+//! O(log n) (a list of at most [`SMALL`] slots, like most holder lists,
+//! has no map: scanning that few is cheaper than the map's memory, a
+//! B-tree node of a few hundred bytes), and a Fenwick tree over the occupied slots gives an entry's
 //! rank (its place in the queue) in O(log n). Empty slots are squeezed
 //! out once they outnumber the entries (plus a small slack): that costs
 //! O(n), at most once per n removals, so O(1) amortized per removal; the
@@ -24,7 +26,9 @@ use crate::SessionId;
 
 /// Empty slots allowed beyond the number of entries before a squeeze, so
 /// a short queue that churns is not squeezed on every removal.
-const SLACK: usize = 32;
+const SLACK: usize = 8;
+/// Up to this many slots, a session's entry is found by a scan.
+const SMALL: usize = 16;
 
 /// An entry that belongs to one session.
 pub(crate) trait OfSession {
@@ -39,7 +43,9 @@ pub(crate) struct SessionList<T> {
     head: usize,
     /// 1 for each occupied slot.
     occupied: Fenwick,
-    slot_of: BTreeMap<SessionId, usize>,
+    len: usize,
+    /// Session -> slot, once there are more than [`SMALL`] slots.
+    slot_of: Option<BTreeMap<SessionId, usize>>,
 }
 
 impl<T> Default for SessionList<T> {
@@ -48,7 +54,8 @@ impl<T> Default for SessionList<T> {
             slots: Vec::new(),
             head: 0,
             occupied: Fenwick::default(),
-            slot_of: BTreeMap::new(),
+            len: 0,
+            slot_of: None,
         }
     }
 }
@@ -56,27 +63,49 @@ impl<T> Default for SessionList<T> {
 impl<T: OfSession> SessionList<T> {
     /// A list of `entries` in this order; refuses a session twice.
     pub(crate) fn from_entries(entries: Vec<T>) -> Result<Self, String> {
-        let mut slot_of = BTreeMap::new();
-        for (slot, entry) in entries.iter().enumerate() {
-            if slot_of.insert(entry.session(), slot).is_some() {
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in &entries {
+            if !seen.insert(entry.session()) {
                 return Err(format!("session {} is listed twice", entry.session()));
             }
         }
-        let occupied = Fenwick::all_ones(entries.len());
-        Ok(SessionList {
+        let mut list = SessionList {
+            len: entries.len(),
+            occupied: Fenwick::all_ones(entries.len()),
             slots: entries.into_iter().map(Some).collect(),
             head: 0,
-            occupied,
-            slot_of,
-        })
+            slot_of: None,
+        };
+        list.index_if_large();
+        Ok(list)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slot_of.len()
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.slot_of.is_empty()
+        self.len == 0
+    }
+
+    fn slot(&self, session: SessionId) -> Option<usize> {
+        match &self.slot_of {
+            Some(slot_of) => slot_of.get(&session).copied(),
+            None => self
+                .slots
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|e| e.session() == session)),
+        }
+    }
+
+    /// Builds the session -> slot map once the slots outgrow a scan.
+    fn index_if_large(&mut self) {
+        if self.slots.len() <= SMALL || self.slot_of.is_some() {
+            return;
+        }
+        let slot_of = self.slots.iter().enumerate();
+        let slot_of = slot_of.filter_map(|(slot, e)| e.as_ref().map(|e| (e.session(), slot)));
+        self.slot_of = Some(slot_of.collect());
     }
 
     /// The earliest entry still in the list.
@@ -85,13 +114,13 @@ impl<T: OfSession> SessionList<T> {
     }
 
     pub(crate) fn get(&self, session: SessionId) -> Option<&T> {
-        let slot = *self.slot_of.get(&session)?;
+        let slot = self.slot(session)?;
         self.slots.get(slot).and_then(Option::as_ref)
     }
 
     /// The session's entry and how many entries are ahead of it.
     pub(crate) fn position(&self, session: SessionId) -> Option<(usize, &T)> {
-        let slot = *self.slot_of.get(&session)?;
+        let slot = self.slot(session)?;
         let entry = self.slots.get(slot).and_then(Option::as_ref)?;
         Some((self.occupied.prefix(slot), entry))
     }
@@ -99,20 +128,28 @@ impl<T: OfSession> SessionList<T> {
     /// Adds `entry` at the back and returns its place (0 = first); gives
     /// it back if its session is in the list already.
     pub(crate) fn push(&mut self, entry: T) -> Result<usize, T> {
-        if self.slot_of.contains_key(&entry.session()) {
+        if self.slot(entry.session()).is_some() {
             return Err(entry);
         }
-        let place = self.len();
-        self.slot_of.insert(entry.session(), self.slots.len());
+        let place = self.len;
+        if let Some(slot_of) = &mut self.slot_of {
+            slot_of.insert(entry.session(), self.slots.len());
+        }
         self.slots.push(Some(entry));
         self.occupied.push(1);
+        self.len += 1;
+        self.index_if_large();
         Ok(place)
     }
 
     pub(crate) fn remove(&mut self, session: SessionId) -> Option<T> {
-        let slot = self.slot_of.remove(&session)?;
+        let slot = self.slot(session)?;
         let entry = self.slots.get_mut(slot).and_then(Option::take)?;
+        if let Some(slot_of) = &mut self.slot_of {
+            slot_of.remove(&session);
+        }
         self.occupied.remove_one(slot);
+        self.len -= 1;
         if self.is_empty() {
             *self = SessionList::default();
             return Some(entry);
@@ -134,13 +171,10 @@ impl<T: OfSession> SessionList<T> {
     fn squeeze(&mut self) {
         let slots = std::mem::take(&mut self.slots);
         self.slots = slots.into_iter().flatten().map(Some).collect();
-        for (slot, entry) in self.slots.iter().enumerate() {
-            if let Some(entry) = entry {
-                self.slot_of.insert(entry.session(), slot);
-            }
-        }
         self.head = 0;
         self.occupied = Fenwick::all_ones(self.slots.len());
+        self.slot_of = None;
+        self.index_if_large();
     }
 }
 
@@ -270,6 +304,7 @@ mod tests {
                 assert_eq!(place, plain.len() / 2);
             }
             assert!(list.slots.len() <= 2 * list.len() + SLACK + 1);
+            assert_eq!(list.slot_of.is_some(), list.slots.len() > SMALL);
         }
         assert!(list.iter().map(|e| e.0).eq(plain.iter().copied()));
         assert!(list.push(Entry(plain[0])).is_err());
