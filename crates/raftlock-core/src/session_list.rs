@@ -4,13 +4,14 @@
 //!
 //! Entries sit in slots in arrival order; leaving empties a slot instead
 //! of shifting the rest. A map from session to slot finds an entry in
-//! O(log n) (a list of at most [`SMALL`] slots, like most holder lists,
-//! has no map: scanning that few is cheaper than the map's memory, a
-//! B-tree node of a few hundred bytes), and a Fenwick tree over the occupied slots gives an entry's
-//! rank (its place in the queue) in O(log n). Empty slots are squeezed
-//! out once they outnumber the entries (plus a small slack): that costs
-//! O(n), at most once per n removals, so O(1) amortized per removal; the
-//! list never holds more than twice its entries' slots plus the slack.
+//! O(log n), and a Fenwick tree over the occupied slots gives an entry's
+//! rank (its place in the queue) in O(log n). A list of at most [`SMALL`]
+//! slots (most holder lists, most queues) has neither and scans instead:
+//! scanning that few costs less than the index's memory (a B-tree node
+//! and a tree of counts per lock). Empty slots are squeezed out once they
+//! outnumber the entries (plus a small slack): that costs O(n), at most
+//! once per n removals, so O(1) amortized per removal; the list never
+//! holds more than twice its entries' slots plus the slack.
 //!
 //! Serialized as the plain sequence of entries (the layout of the `Vec` or
 //! `VecDeque` it replaced); the slots and indexes are rebuilt on load.
@@ -41,11 +42,18 @@ pub(crate) struct SessionList<T> {
     slots: Vec<Option<T>>,
     /// Every slot before it is empty.
     head: usize,
+    len: usize,
+    /// Once there are more than [`SMALL`] slots (boxed: most lists never
+    /// have one, and it keeps their inline size small).
+    index: Option<Box<Index>>,
+}
+
+/// What finds and ranks a session's entry without a scan.
+#[derive(Clone)]
+struct Index {
+    slot_of: BTreeMap<SessionId, usize>,
     /// 1 for each occupied slot.
     occupied: Fenwick,
-    len: usize,
-    /// Session -> slot, once there are more than [`SMALL`] slots.
-    slot_of: Option<BTreeMap<SessionId, usize>>,
 }
 
 impl<T> Default for SessionList<T> {
@@ -53,9 +61,8 @@ impl<T> Default for SessionList<T> {
         SessionList {
             slots: Vec::new(),
             head: 0,
-            occupied: Fenwick::default(),
             len: 0,
-            slot_of: None,
+            index: None,
         }
     }
 }
@@ -71,10 +78,9 @@ impl<T: OfSession> SessionList<T> {
         }
         let mut list = SessionList {
             len: entries.len(),
-            occupied: Fenwick::all_ones(entries.len()),
             slots: entries.into_iter().map(Some).collect(),
             head: 0,
-            slot_of: None,
+            index: None,
         };
         list.index_if_large();
         Ok(list)
@@ -89,8 +95,8 @@ impl<T: OfSession> SessionList<T> {
     }
 
     fn slot(&self, session: SessionId) -> Option<usize> {
-        match &self.slot_of {
-            Some(slot_of) => slot_of.get(&session).copied(),
+        match &self.index {
+            Some(index) => index.slot_of.get(&session).copied(),
             None => self
                 .slots
                 .iter()
@@ -98,14 +104,28 @@ impl<T: OfSession> SessionList<T> {
         }
     }
 
-    /// Builds the session -> slot map once the slots outgrow a scan.
+    /// Entries in the slots before `slot`.
+    fn entries_before(&self, slot: usize) -> usize {
+        match &self.index {
+            Some(index) => index.occupied.prefix(slot),
+            None => self.slots.iter().take(slot).flatten().count(),
+        }
+    }
+
+    /// Builds the index once the slots outgrow a scan.
     fn index_if_large(&mut self) {
-        if self.slots.len() <= SMALL || self.slot_of.is_some() {
+        if self.slots.len() <= SMALL || self.index.is_some() {
             return;
         }
-        let slot_of = self.slots.iter().enumerate();
-        let slot_of = slot_of.filter_map(|(slot, e)| e.as_ref().map(|e| (e.session(), slot)));
-        self.slot_of = Some(slot_of.collect());
+        let mut slot_of = BTreeMap::new();
+        let mut occupied = Fenwick::default();
+        for (slot, entry) in self.slots.iter().enumerate() {
+            occupied.push(usize::from(entry.is_some()));
+            if let Some(entry) = entry {
+                slot_of.insert(entry.session(), slot);
+            }
+        }
+        self.index = Some(Box::new(Index { slot_of, occupied }));
     }
 
     /// The earliest entry still in the list.
@@ -122,7 +142,7 @@ impl<T: OfSession> SessionList<T> {
     pub(crate) fn position(&self, session: SessionId) -> Option<(usize, &T)> {
         let slot = self.slot(session)?;
         let entry = self.slots.get(slot).and_then(Option::as_ref)?;
-        Some((self.occupied.prefix(slot), entry))
+        Some((self.entries_before(slot), entry))
     }
 
     /// Adds `entry` at the back and returns its place (0 = first); gives
@@ -132,11 +152,11 @@ impl<T: OfSession> SessionList<T> {
             return Err(entry);
         }
         let place = self.len;
-        if let Some(slot_of) = &mut self.slot_of {
-            slot_of.insert(entry.session(), self.slots.len());
+        if let Some(index) = &mut self.index {
+            index.slot_of.insert(entry.session(), self.slots.len());
+            index.occupied.push(1);
         }
         self.slots.push(Some(entry));
-        self.occupied.push(1);
         self.len += 1;
         self.index_if_large();
         Ok(place)
@@ -145,10 +165,10 @@ impl<T: OfSession> SessionList<T> {
     pub(crate) fn remove(&mut self, session: SessionId) -> Option<T> {
         let slot = self.slot(session)?;
         let entry = self.slots.get_mut(slot).and_then(Option::take)?;
-        if let Some(slot_of) = &mut self.slot_of {
-            slot_of.remove(&session);
+        if let Some(index) = &mut self.index {
+            index.slot_of.remove(&session);
+            index.occupied.remove_one(slot);
         }
-        self.occupied.remove_one(slot);
         self.len -= 1;
         if self.is_empty() {
             *self = SessionList::default();
@@ -172,8 +192,7 @@ impl<T: OfSession> SessionList<T> {
         let slots = std::mem::take(&mut self.slots);
         self.slots = slots.into_iter().flatten().map(Some).collect();
         self.head = 0;
-        self.occupied = Fenwick::all_ones(self.slots.len());
-        self.slot_of = None;
+        self.index = None;
         self.index_if_large();
     }
 }
@@ -223,17 +242,6 @@ fn lowbit(k: usize) -> usize {
 }
 
 impl Fenwick {
-    fn all_ones(len: usize) -> Self {
-        let mut nodes = vec![1; len];
-        for k in 1..=len {
-            let parent = k + lowbit(k);
-            if parent <= len {
-                nodes[parent - 1] += nodes[k - 1];
-            }
-        }
-        Fenwick { nodes }
-    }
-
     /// Sum of the first `len` slots.
     fn prefix(&self, len: usize) -> usize {
         let mut k = len.min(self.nodes.len());
@@ -304,7 +312,7 @@ mod tests {
                 assert_eq!(place, plain.len() / 2);
             }
             assert!(list.slots.len() <= 2 * list.len() + SLACK + 1);
-            assert_eq!(list.slot_of.is_some(), list.slots.len() > SMALL);
+            assert_eq!(list.index.is_some(), list.slots.len() > SMALL);
         }
         assert!(list.iter().map(|e| e.0).eq(plain.iter().copied()));
         assert!(list.push(Entry(plain[0])).is_err());
