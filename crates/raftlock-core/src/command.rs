@@ -88,6 +88,7 @@ pub enum Command {
     AsSession {
         principal: String,
         secret_hash: SecretHash,
+        #[serde(deserialize_with = "wrapped::deserialize")]
         command: Box<Command>,
     },
     /// Proposed by the leader: the quotas every replica enforces from this
@@ -195,6 +196,35 @@ impl Command {
             Command::Tick => "tick".into(),
             Command::SetLimits(_) => "set the quotas".into(),
         }
+    }
+}
+
+/// Decoding the command inside [`Command::AsSession`]: a wrapped command
+/// may not wrap another. [`LockTable::apply`](crate::LockTable::apply)
+/// refuses nesting anyway, but a log entry or a peer's message nesting
+/// millions deep would overflow the stack while it is decoded, before
+/// apply ever sees it.
+mod wrapped {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer};
+
+    use super::Command;
+
+    thread_local! {
+        static INSIDE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Command>, D::Error> {
+        if INSIDE.with(Cell::get) {
+            return Err(serde::de::Error::custom(
+                "a session command may not wrap another",
+            ));
+        }
+        INSIDE.with(|inside| inside.set(true));
+        let decoded = Command::deserialize(d);
+        INSIDE.with(|inside| inside.set(false));
+        decoded.map(Box::new)
     }
 }
 
@@ -358,4 +388,47 @@ pub enum Event {
 pub struct Applied {
     pub responses: Vec<Response>,
     pub events: Vec<Event>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SessionId;
+
+    fn wrap(command: Command) -> Command {
+        Command::AsSession {
+            principal: "p".into(),
+            secret_hash: SecretHash([7; 32]),
+            command: Box::new(command),
+        }
+    }
+
+    #[test]
+    fn a_wrapped_command_decodes_but_a_doubly_wrapped_one_does_not() {
+        let inner = Command::Release {
+            session: SessionId(1),
+            seq: 2,
+            name: "n".into(),
+        };
+        let once = wrap(inner.clone());
+        let bytes = bincode::serialize(&once).unwrap();
+        assert_eq!(bincode::deserialize::<Command>(&bytes).unwrap(), once);
+
+        let twice = bincode::serialize(&wrap(wrap(inner))).unwrap();
+        let err = bincode::deserialize::<Command>(&twice).unwrap_err();
+        assert!(err.to_string().contains("may not wrap another"), "{err}");
+        // The guard is reset after a refusal: the next decode works.
+        assert_eq!(bincode::deserialize::<Command>(&bytes).unwrap(), once);
+    }
+
+    #[test]
+    fn nesting_a_million_deep_is_refused_without_recursing() {
+        // Variant 9 (AsSession), empty principal, a hash, repeated.
+        let mut level = Vec::new();
+        level.extend_from_slice(&9u32.to_le_bytes());
+        level.extend_from_slice(&0u64.to_le_bytes());
+        level.extend_from_slice(&[0; 32]);
+        let bytes = level.repeat(1_000_000);
+        assert!(bincode::deserialize::<Command>(&bytes).is_err());
+    }
 }
