@@ -64,6 +64,19 @@ async fn status_through_one_follower_names_the_leader() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     // Every member was asked, not only the one endpoint given.
     assert_eq!(stdout.matches(" yes\n").count(), 3, "{stdout}");
+    // The quotas as the leader's table has them, one line each.
+    assert!(
+        stdout.contains(&format!("quotas (node {leader}'s table): used / limit\n")),
+        "{stdout}"
+    );
+    let sessions = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sessions "))
+        .unwrap_or_else(|| panic!("no sessions quota: {stdout}"));
+    let columns: Vec<&str> = sessions.split_whitespace().collect();
+    // No session is open; the limit is the default.
+    assert_eq!(columns, ["sessions", "0", "/", "100000", "--max-sessions"]);
+    assert_eq!(stdout.matches(" --max-").count(), 7, "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
