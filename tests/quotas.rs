@@ -30,7 +30,7 @@ struct Principal {
 }
 
 /// An open session and its secret.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Opened {
     id: String,
     secret: String,
