@@ -133,6 +133,13 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
     assert!(member["term"].is_null(), "{member}");
     assert_eq!(report["leader"], leader);
     assert_eq!(report["quorum"], true);
+    // The quotas come from the leader's table.
+    assert_eq!(report["quotas_from"], leader);
+    let quotas = report["quotas"].as_array().unwrap();
+    assert_eq!(quotas.len(), 7, "{quotas:?}");
+    let locks = quotas.iter().find(|q| q["quota"] == "locks").unwrap();
+    assert_eq!(locks["flag"], "--max-locks");
+    assert_eq!(locks["used"], 0);
 }
 
 #[test]
