@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use raftlock_client::parse_endpoint;
-use raftlock_node::config::parse_peers;
+use raftlock_core::Limits;
+use raftlock_node::config::{parse_peers, MAX_LIMIT};
 use raftlock_node::{MemberAddr, Node, NodeConfig, RaftTimings};
 
 use crate::exit;
@@ -73,6 +74,8 @@ pub struct ServerArgs {
     no_early_ack: bool,
     #[command(flatten)]
     timings: TimingArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
     // Boxed: the paths would make `server` the one large command.
     #[command(flatten)]
     security: Box<security::SecurityArgs>,
@@ -106,6 +109,53 @@ impl TimingArgs {
             heartbeat_ms: self.heartbeat_ms,
             election_min_ms: self.election_min_ms,
             election_max_ms: self.election_max_ms,
+        }
+    }
+}
+
+/// The quotas (docs/operations.md, "Limits"). The leader's flags win:
+/// give every node the same values.
+#[derive(Args)]
+struct LimitArgs {
+    /// Open sessions in the cluster.
+    #[arg(long, default_value_t = Limits::default().sessions, value_parser = limit())]
+    max_sessions: u64,
+    /// Open sessions one principal may have.
+    #[arg(long, default_value_t = Limits::default().sessions_per_principal, value_parser = limit())]
+    max_sessions_per_principal: u64,
+    /// Names one session may hold at once.
+    #[arg(long, default_value_t = Limits::default().holds_per_session, value_parser = limit())]
+    max_holds_per_session: u64,
+    /// Names one session may wait for at once.
+    #[arg(long, default_value_t = Limits::default().waits_per_session, value_parser = limit())]
+    max_waits_per_session: u64,
+    /// Waiters queued on one name.
+    #[arg(long, default_value_t = Limits::default().waiters_per_lock, value_parser = limit())]
+    max_waiters_per_lock: u64,
+    /// Names in the table (held, waited for, or in lock-delay).
+    #[arg(long, default_value_t = Limits::default().locks, value_parser = limit())]
+    max_locks: u64,
+    /// Retry answers remembered over all sessions.
+    #[arg(long, default_value_t = Limits::default().retained_answers, value_parser = limit())]
+    max_retained_answers: u64,
+}
+
+/// A quota flag's parser: 1 ..= [`MAX_LIMIT`], so a 0 (which would refuse
+/// everything) or a typo'd huge value stops the node at startup.
+fn limit() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=MAX_LIMIT)
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            sessions: self.max_sessions,
+            sessions_per_principal: self.max_sessions_per_principal,
+            holds_per_session: self.max_holds_per_session,
+            waits_per_session: self.max_waits_per_session,
+            waiters_per_lock: self.max_waiters_per_lock,
+            locks: self.max_locks,
+            retained_answers: self.max_retained_answers,
         }
     }
 }
@@ -145,7 +195,12 @@ pub async fn server(args: ServerArgs) -> i32 {
         early_ack: !args.no_early_ack,
         security,
         joins: !args.join.is_empty(),
+        limits: args.limits.limits(),
     };
+    if let Err(message) = raftlock_node::config::check_limits(&config.limits) {
+        eprintln!("raftlock server: {message}");
+        return exit::USAGE;
+    }
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
         return exit::FAILURE;

@@ -1,5 +1,6 @@
 //! `raftlock status` and `raftlock locks`: what the cluster looks like.
 
+mod quotas;
 mod status;
 
 use raftlock_client::{mode_from_wire, Client, LockInfo};

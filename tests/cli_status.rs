@@ -64,6 +64,19 @@ async fn status_through_one_follower_names_the_leader() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     // Every member was asked, not only the one endpoint given.
     assert_eq!(stdout.matches(" yes\n").count(), 3, "{stdout}");
+    // The quotas as the leader's table has them, one line each.
+    assert!(
+        stdout.contains(&format!("quotas (node {leader}'s table): used / limit\n")),
+        "{stdout}"
+    );
+    let sessions = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sessions "))
+        .unwrap_or_else(|| panic!("no sessions quota: {stdout}"));
+    let columns: Vec<&str> = sessions.split_whitespace().collect();
+    // No session is open; the limit is the default.
+    assert_eq!(columns, ["sessions", "0", "/", "100000", "--max-sessions"]);
+    assert_eq!(stdout.matches(" --max-").count(), 7, "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +133,13 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
     assert!(member["term"].is_null(), "{member}");
     assert_eq!(report["leader"], leader);
     assert_eq!(report["quorum"], true);
+    // The quotas come from the leader's table.
+    assert_eq!(report["quotas_from"], leader);
+    let quotas = report["quotas"].as_array().unwrap();
+    assert_eq!(quotas.len(), 7, "{quotas:?}");
+    let locks = quotas.iter().find(|q| q["quota"] == "locks").unwrap();
+    assert_eq!(locks["flag"], "--max-locks");
+    assert_eq!(locks["used"], 0);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use raftlock_client::{client_addr, Client, Error, Role, StatusResponse};
 use serde::Serialize;
 
+use super::quotas::{self, QuotaReport};
 use crate::exit;
 
 #[derive(Serialize)]
@@ -50,6 +51,10 @@ struct ClusterStatus {
     members: Vec<MemberStatus>,
     /// Given endpoints that did not answer and are no known member's address.
     unanswered: Vec<Unanswered>,
+    /// The node whose table the quotas come from.
+    quotas_from: Option<u64>,
+    /// Each quota's use against its limit.
+    quotas: Vec<QuotaReport>,
 }
 
 /// A node's answer and the address it came from.
@@ -229,7 +234,13 @@ fn assemble(
     let answering = voters.iter().filter(|v| seen.contains_key(v)).count();
     let ids: BTreeSet<u64> = members.keys().chain(seen.keys()).copied().collect();
     let member_addrs: BTreeSet<&str> = members.values().map(|m| m.client.as_str()).collect();
+    // The leader's table is the newest; without it, the most applied one.
+    let quota_source = (leader.filter(|_| leader_confirmed))
+        .and_then(|(_, id)| seen.get(&id))
+        .or_else(|| seen.values().max_by_key(|s| s.status.last_applied));
     ClusterStatus {
+        quotas_from: quota_source.map(|s| s.status.id),
+        quotas: quota_source.map_or_else(Vec::new, |s| quotas::quotas_of(&s.status)),
         leader: leader.map(|(_, id)| id),
         leader_confirmed,
         quorum: !voters.is_empty() && answering * 2 > voters.len(),
@@ -342,6 +353,9 @@ fn print_table(report: &ClusterStatus, seen: &Answers) {
         println!("no answer at {}: {}", u.endpoint, u.error);
     }
     print_verdict(report, seen);
+    if let Some(node) = report.quotas_from {
+        quotas::print(&report.quotas, node);
+    }
 }
 
 /// The leader and quorum lines under the table.

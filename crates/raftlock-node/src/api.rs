@@ -478,6 +478,7 @@ impl Lock for LockService {
             locks,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            quotas: crate::metrics::quota_status(&self.table),
         }))
     }
 }

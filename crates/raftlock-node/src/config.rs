@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use raftlock_core::{Limits, Quota, DEDUP_WINDOW};
+
 use crate::auth::AuthStore;
 use crate::member_addr::MemberAddr;
 use crate::types::NodeId;
@@ -42,6 +44,9 @@ pub struct NodeConfig {
     /// that adds it is not known in advance), as to a node with no
     /// `peers` at all.
     pub joins: bool,
+    /// The quotas this node proposes while it leads (its `--max-*` flags):
+    /// the leader's win, so nodes should be configured alike.
+    pub limits: Limits,
 }
 
 /// A secure node's credentials (see docs/security.md).
@@ -105,6 +110,36 @@ impl Default for RaftTimings {
     }
 }
 
+/// The largest value a quota flag takes. Past it a quota bounds nothing a
+/// node could hold in memory (a billion sessions or names is hundreds of
+/// gigabytes), so such a value is a typo, not a setting.
+pub const MAX_LIMIT: u64 = 1_000_000_000;
+
+/// Why `limits` cannot be used, if they cannot: every quota must be at
+/// least 1 (0 would refuse everything) and at most [`MAX_LIMIT`], and the
+/// retry answers must cover one session's window (each open session
+/// reserves [`DEDUP_WINDOW`] of them, so less would refuse every session).
+pub fn check_limits(limits: &Limits) -> Result<(), String> {
+    for quota in Quota::ALL {
+        let value = limits.get(quota);
+        if !(1..=MAX_LIMIT).contains(&value) {
+            return Err(format!(
+                "{} {value} is out of range (1 ..= {MAX_LIMIT})",
+                quota.flag()
+            ));
+        }
+    }
+    let window = DEDUP_WINDOW as u64;
+    if limits.retained_answers < window {
+        return Err(format!(
+            "{} {} is below one session's {window} remembered answers",
+            Quota::RetainedAnswers.flag(),
+            limits.retained_answers
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `1=PEER_ADDR/CLIENT_ADDR,2=...`; a plain `ID=HOST:PORT` is a
 /// single-port member. The addresses are kept as given.
 pub fn parse_peers(spec: &str) -> Result<BTreeMap<NodeId, String>, String> {
@@ -134,6 +169,31 @@ mod tests {
         let peers = parse_peers("1=a:7999/a:7899, 2=b:7899").unwrap();
         assert_eq!(peers[&1], "a:7999/a:7899");
         assert_eq!(peers[&2], "b:7899");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused_naming_the_flag() {
+        assert_eq!(check_limits(&Limits::default()), Ok(()));
+        let zero = Limits {
+            waiters_per_lock: 0,
+            ..Limits::default()
+        };
+        let e = check_limits(&zero).unwrap_err();
+        assert!(
+            e.starts_with("--max-waiters-per-lock 0 is out of range"),
+            "{e}"
+        );
+        let huge = Limits {
+            locks: MAX_LIMIT + 1,
+            ..Limits::default()
+        };
+        assert!(check_limits(&huge).unwrap_err().starts_with("--max-locks "));
+        let no_window = Limits {
+            retained_answers: DEDUP_WINDOW as u64 - 1,
+            ..Limits::default()
+        };
+        let e = check_limits(&no_window).unwrap_err();
+        assert!(e.starts_with("--max-retained-answers 63 is below"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //!   elections; `NotServed` says where the leader is.
 //! - `read_barrier`: one quorum round shared by concurrent reads and keepalives.
 //! - `leader_duties`: session deadlines, expiries and lock-delay ticks, run
-//!   while this node leads.
+//!   while this node leads; `session_deadlines`, the deadlines it sleeps
+//!   on, earliest first; `limits_duty`, the leader's quota flags proposed
+//!   when the table's differ.
 //! - `applied_table`: the applied lock table and its event stream, shared by
 //!   the state machine and the services.
 //!
@@ -57,6 +59,7 @@ pub mod config;
 pub(crate) mod election;
 pub(crate) mod fail_stop;
 pub(crate) mod leader_duties;
+pub(crate) mod limits_duty;
 pub mod member_addr;
 pub(crate) mod metrics;
 pub(crate) mod network;
@@ -66,6 +69,7 @@ pub(crate) mod peer;
 pub(crate) mod raft_admission;
 pub(crate) mod raft_calls;
 pub(crate) mod read_barrier;
+pub(crate) mod session_deadlines;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod types;

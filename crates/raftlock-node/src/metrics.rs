@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use openraft::{BasicNode, RaftMetrics, ServerState};
-use raftlock_proto::v1::Role;
+use raftlock_core::Quota;
+use raftlock_proto::v1::{QuotaUse, Role};
 use tokio::sync::watch;
 
 use crate::applied_table::AppliedTable;
@@ -131,5 +132,38 @@ pub async fn sample(raft: Raft, table: AppliedTable, mut stop: watch::Receiver<b
         gauge!("raftlock_sessions").set(stats.sessions as f64);
         gauge!("raftlock_locks_held").set(stats.held as f64);
         gauge!("raftlock_waiters").set(stats.waiters as f64);
+        quotas(&table);
     }
+}
+
+/// `raftlock_quota_used{quota}` and `raftlock_quota_limit{quota}`: for the
+/// per-session, per-lock and per-principal quotas, the largest use by any
+/// one of them, so used / limit near 1 means someone is about to be refused.
+fn quotas(table: &AppliedTable) {
+    for (quota, used, limit) in quota_uses(table) {
+        gauge!("raftlock_quota_used", "quota" => quota.key()).set(used as f64);
+        gauge!("raftlock_quota_limit", "quota" => quota.key()).set(limit as f64);
+    }
+}
+
+/// Each quota's use and limit, for the Status RPC.
+pub fn quota_status(table: &AppliedTable) -> Vec<QuotaUse> {
+    quota_uses(table)
+        .into_iter()
+        .map(|(quota, used, limit)| QuotaUse {
+            quota: quota.key().into(),
+            used,
+            limit,
+            flag: quota.flag().into(),
+        })
+        .collect()
+}
+
+/// Each quota with its use and its limit, as the applied table has them.
+fn quota_uses(table: &AppliedTable) -> Vec<(Quota, u64, u64)> {
+    let (usage, limits) = table.read(|t| (t.quota_usage(), t.limits()));
+    Quota::ALL
+        .iter()
+        .map(|q| (*q, usage.get(*q), limits.get(*q)))
+        .collect()
 }
