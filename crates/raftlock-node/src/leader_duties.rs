@@ -80,23 +80,10 @@ impl SessionClock {
     }
 }
 
-/// Runs until `stop` changes: while this node leads, expires sessions and
-/// ends lock-delays; otherwise keeps no deadlines. Proposes no limits:
-/// [`run_with_limits`] does.
+/// Runs until `stop` changes: while this node leads, expires sessions,
+/// ends lock-delays and proposes `limits` (its own `--max-*` flags)
+/// whenever the table's differ; otherwise keeps no deadlines.
 pub async fn run(
-    raft: Raft,
-    batcher: Batcher,
-    table: AppliedTable,
-    clock: std::sync::Arc<SessionClock>,
-    id: NodeId,
-    stop: watch::Receiver<bool>,
-) {
-    run_with_limits(raft, batcher, table, clock, id, None, stop).await;
-}
-
-/// [`run`], and while this node leads, proposes `limits` (its own
-/// `--max-*` flags) whenever the table's differ.
-pub async fn run_with_limits(
     raft: Raft,
     batcher: Batcher,
     table: AppliedTable,

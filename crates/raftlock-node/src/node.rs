@@ -427,6 +427,7 @@ fn spawn_tasks(config: &NodeConfig, parts: Parts) -> anyhow::Result<JoinHandle<(
         parts.table,
         parts.clock,
         parts.id,
+        Some(config.limits),
         parts.stop,
     )))
 }
