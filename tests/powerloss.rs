@@ -3,22 +3,83 @@
 //! durable, as a reboot after a power cut would; it must then start
 //! cleanly and still hold every lock it acknowledged, with the same tokens.
 //! A kill -9 alone cannot test this: the page cache keeps unsynced writes.
+//!
+//! The node runs secure, as in production (TLS on both ports, a token per
+//! client): the shim then sits under rustls and the auth file as well,
+//! and must still pass socket writes and credential reads straight
+//! through.
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use raftlock_client::{Client, ClientOptions, SessionOptions, Wait};
+use raftlock_client::{Client, ClientOptions, Credentials, SessionOptions, Token, Transport, Wait};
 use raftlock_powerloss::{build_shim, Image, IMAGE_ENV, ROOT_ENV};
+
+/// Runs `raftlock ARGS` to completion; its stdout, trimmed.
+fn raftlock(args: &[&str]) -> String {
+    let out = Command::new(support::BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "raftlock {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Node 1's credentials, made as an operator would (`raftlock certs`,
+/// `raftlock auth`), outside the data dir: a power cut does not touch
+/// them, as they were written long before.
+struct NodeCredentials {
+    dir: PathBuf,
+    /// The workload's bearer token (principal `locker`, role lock).
+    token: String,
+}
+
+impl NodeCredentials {
+    fn create(dir: PathBuf) -> NodeCredentials {
+        let root = dir.to_string_lossy().to_string();
+        raftlock(&["certs", "init", "--dir", &root]);
+        raftlock(&["certs", "node", "1", "--dir", &root]);
+        let auth = dir.join("auth.toml").to_string_lossy().to_string();
+        let token = raftlock(&["auth", "add", "locker", "--role", "lock", "--file", &auth]);
+        NodeCredentials { dir, token }
+    }
+
+    fn server_args(&self) -> Vec<OsString> {
+        let file = |name: &str| self.dir.join(name).into_os_string();
+        vec![
+            "--tls-cert".into(),
+            file("node-1.pem"),
+            "--tls-key".into(),
+            file("node-1-key.pem"),
+            "--tls-ca".into(),
+            file("ca.pem"),
+            "--auth-file".into(),
+            file("auth.toml"),
+        ]
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Tls(Credentials {
+            ca: self.dir.join("ca.pem"),
+            token: Some(Token::new(self.token.clone())),
+            identity: None,
+        })
+    }
+}
 
 /// One single-node cluster whose data dir lives under the shim.
 struct PoweredNode {
     dir: tempfile::TempDir,
     shim: PathBuf,
+    credentials: NodeCredentials,
     addr: String,
     peer_addr: String,
     extra: Vec<String>,
@@ -34,9 +95,11 @@ impl PoweredNode {
         let [port, peer_port] = listeners.map(|l| l.local_addr().unwrap().port());
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
+        let credentials = NodeCredentials::create(dir.path().join("credentials"));
         let mut node = PoweredNode {
             dir,
             shim,
+            credentials,
             addr: format!("127.0.0.1:{port}"),
             peer_addr: format!("127.0.0.1:{peer_port}"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -64,7 +127,7 @@ impl PoweredNode {
             .args(["server", "--id", "1", "--listen", &self.addr])
             .args(["--peer-listen", &self.peer_addr])
             .args(["--peers", &format!("1={}/{}", self.peer_addr, self.addr)])
-            .arg("--insecure")
+            .args(self.credentials.server_args())
             .arg("--data-dir")
             .arg(self.data())
             .args(&self.extra)
@@ -94,11 +157,23 @@ impl PoweredNode {
     }
 
     fn client(&self) -> Client {
+        self.client_over(self.credentials.transport(), Duration::from_secs(20))
+    }
+
+    fn client_over(&self, transport: Transport, retry_for: Duration) -> Client {
         let options = ClientOptions {
-            retry_for: Duration::from_secs(20),
+            retry_for,
+            transport,
             ..ClientOptions::default()
         };
         Client::with_options([self.addr.clone()], options).unwrap()
+    }
+
+    /// The node came back secure: plain text gets nothing from it.
+    async fn assert_plain_text_refused(&self) {
+        let plain = self.client_over(Transport::Plain, Duration::from_secs(1));
+        let answer = plain.list_locks("", 1).await;
+        assert!(answer.is_err(), "a plain-text client read the lock table");
     }
 
     async fn locks(&self) -> BTreeMap<String, u64> {
@@ -156,6 +231,7 @@ async fn acknowledged_locks_survive_a_power_cut() {
     let held = hold_locks(&node, "results.h5", 30).await;
     node.cut_power_and_reboot();
     assert_eq!(node.locks().await, held, "\n{}", node.log());
+    node.assert_plain_text_refused().await;
 
     // And a second time, on top of what the first reboot recovered.
     let more = hold_locks(&node, "second", 10).await;
