@@ -67,3 +67,15 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.load(Ordering::Relaxed);
     (out, peak.saturating_sub(base))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_reservation_is_counted_even_untouched() {
+        let (v, peak) = peak_during(|| Vec::<u8>::with_capacity(200 << 20));
+        assert!(peak >= 200 << 20, "peak {peak}");
+        drop(v);
+    }
+}

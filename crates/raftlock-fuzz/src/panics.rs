@@ -31,3 +31,18 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_else(|| "a panic (no message recorded)".into())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_comes_back_with_its_message() {
+        capture();
+        let caught = catch(|| -> u8 { panic!("boom {}", 7) });
+        restore();
+        let message = caught.expect_err("the panic");
+        assert!(message.contains("boom 7"), "{message}");
+        assert_eq!(catch(|| 5), Ok(5));
+    }
+}

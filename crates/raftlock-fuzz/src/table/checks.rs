@@ -104,3 +104,56 @@ pub fn survives_a_snapshot(table: &LockTable) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftlock_core::{Command, SessionId};
+
+    fn open(session: u128) -> Command {
+        Command::OpenSession {
+            session: SessionId(session),
+            label: "t".into(),
+            ttl_ms: 10_000,
+            lock_delay_ms: 0,
+        }
+    }
+
+    fn acquire(session: u128) -> Command {
+        Command::Acquire {
+            session: SessionId(session),
+            seq: 0,
+            name: "a".into(),
+            wait: false,
+        }
+    }
+
+    #[test]
+    fn a_grant_with_another_entrys_token_is_caught() {
+        let mut table = LockTable::new();
+        let proposal = Proposal {
+            time_ms: 1,
+            commands: vec![open(1), acquire(1)],
+        };
+        let mut applied = table.apply(5, &proposal);
+        assert_eq!(after_entry(&table, 5, &proposal, &applied), Ok(()));
+        applied.responses[1] = Ok(Outcome::Granted {
+            token: 4,
+            reentrant: false,
+        });
+        assert!(after_entry(&table, 5, &proposal, &applied).is_err());
+        applied.responses.pop();
+        assert!(after_entry(&table, 5, &proposal, &applied).is_err());
+    }
+
+    #[test]
+    fn a_different_replay_is_caught() {
+        let start = LockTable::new();
+        let mut end = start.clone();
+        let entries = vec![(1, Proposal::single(1, open(1)))];
+        let applied = vec![end.apply(1, &entries[0].1)];
+        assert_eq!(replays_the_same(&start, &end, &entries, &applied), Ok(()));
+        assert!(replays_the_same(&start, &start, &entries, &applied).is_err());
+        assert_eq!(survives_a_snapshot(&end), Ok(()));
+    }
+}

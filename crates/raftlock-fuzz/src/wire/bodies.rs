@@ -241,3 +241,33 @@ pub fn stale(kind: Decoded, data: Vec<u8>) -> Vec<u8> {
         None => data,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::raft::VoteRequest;
+    use openraft::Vote;
+
+    #[test]
+    fn a_decodable_raft_request_is_sent_from_term_zero() {
+        let request = VoteRequest::<u64> {
+            vote: Vote::new(7, 2),
+            last_log_id: None,
+        };
+        let bytes = codec::encode(&request).expect("encode");
+        let sent: VoteRequest<u64> =
+            codec::decode(&stale(Decoded::VoteRequest, bytes)).expect("decode");
+        assert_eq!(sent.vote, Vote::new(0, 2));
+        let garbage = vec![0xff; 5];
+        assert_eq!(stale(Decoded::VoteRequest, garbage.clone()), garbage);
+    }
+
+    #[test]
+    fn cluster_calls_never_carry_protobuf() {
+        let mut rng = crate::seed::rng(9);
+        for _ in 0..100 {
+            let (_, body) = call(&mut rng, Service::Cluster, "s");
+            assert!(RemoveMemberRequest::decode(body.as_slice()).is_err());
+        }
+    }
+}

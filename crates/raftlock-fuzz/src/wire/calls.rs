@@ -22,6 +22,28 @@ pub struct CallContext<'a> {
     pub dialer: &'a Dialer,
     pub admin_token: Option<&'a str>,
     pub session_id: &'a str,
+    /// How the node answered the calls: gRPC status code -> count
+    /// (proof that the garbage reached the services, not only the socket).
+    pub answers: &'a Answers,
+}
+
+pub type Answers = std::sync::Mutex<std::collections::BTreeMap<String, u64>>;
+
+fn count_answer(answers: &Answers, what: String) {
+    let mut map = answers.lock().unwrap_or_else(|e| e.into_inner());
+    *map.entry(what).or_default() += 1;
+}
+
+/// The gRPC status of an answer: from the trailers, else the headers
+/// (a "trailers-only" answer), else what HTTP/2 said.
+fn status_of(headers: &http::HeaderMap, trailers: Option<&http::HeaderMap>) -> String {
+    let code = trailers
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| headers.get("grpc-status"));
+    match code.and_then(|c| c.to_str().ok()) {
+        Some(code) => format!("grpc-status {code}"),
+        None => "no grpc-status".into(),
+    }
 }
 
 async fn connect(dialer: &Dialer) -> anyhow::Result<SendRequest<Bytes>> {
@@ -116,6 +138,7 @@ async fn send(
     client: &SendRequest<Bytes>,
     request: Request<()>,
     frames: Vec<Bytes>,
+    answers: &Answers,
 ) -> anyhow::Result<u64> {
     let mut client = tokio::time::timeout(ANSWER_WITHIN, client.clone().ready()).await??;
     let (response, mut stream) = client.send_request(request, false)?;
@@ -126,14 +149,23 @@ async fn send(
     }
     stream.send_data(Bytes::new(), true)?;
     let read = async {
-        let mut body = response.await?.into_body();
+        let (head, mut body) = response.await?.into_parts();
         while let Some(chunk) = body.data().await {
             let chunk = chunk?;
             let _ = body.flow_control().release_capacity(chunk.len());
         }
-        body.trailers().await.map(drop)
+        let trailers = body.trailers().await?;
+        Ok::<_, h2::Error>(status_of(&head.headers, trailers.as_ref()))
     };
-    let _ = tokio::time::timeout(ANSWER_WITHIN, read).await;
+    let answer = match tokio::time::timeout(ANSWER_WITHIN, read).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => match e.reason() {
+            Some(reason) => format!("stream reset ({reason:?})"),
+            None => "connection error".into(),
+        },
+        Err(_) => "no answer within 2s".into(),
+    };
+    count_answer(answers, answer);
     Ok(sent)
 }
 
@@ -150,7 +182,9 @@ pub async fn garbage_calls(
         let (path, body) = bodies::call(rng, service, cx.session_id);
         let request = request(rng, &path, cx);
         let frames = framed(rng, &body);
-        sent += send(&client, request, frames).await.unwrap_or(0);
+        sent += send(&client, request, frames, cx.answers)
+            .await
+            .unwrap_or(0);
     }
     Ok(sent)
 }
@@ -184,7 +218,7 @@ pub async fn oversized(
             vec![grpc_frame(0, claimed, &body)]
         }
     };
-    send(&client, request, frames).await
+    send(&client, request, frames, cx.answers).await
 }
 
 /// Opens streams and resets each at once (the "rapid reset" pattern), or

@@ -64,7 +64,12 @@ fn peer_dialer<'a>(rng: &mut StdRng, target: &'a Target) -> &'a conn::Dialer {
 }
 
 /// Sends burst `kind` at `target`; returns the bytes (or streams) sent.
-async fn send_burst(rng: &mut StdRng, kind: Burst, target: &Target) -> anyhow::Result<u64> {
+async fn send_burst(
+    rng: &mut StdRng,
+    kind: Burst,
+    target: &Target,
+    answers: &calls::Answers,
+) -> anyhow::Result<u64> {
     let session_id = target.session_id();
     let on_peer = rng.gen_ratio(1, 3);
     let port = if on_peer {
@@ -76,6 +81,7 @@ async fn send_burst(rng: &mut StdRng, kind: Burst, target: &Target) -> anyhow::R
         dialer,
         admin_token: target.admin_token.as_deref(),
         session_id: &session_id,
+        answers,
     };
     match kind {
         Burst::RandomTcp => raw::random_tcp(rng, port).await,
@@ -148,6 +154,7 @@ struct Tally {
     sent: u64,
     refused: u64,
     slow: u64,
+    answers: calls::Answers,
 }
 
 /// Runs until `deadline`.
@@ -201,7 +208,12 @@ async fn run_bursts(
         let (kind, which, mut rng) = plan(burst_seed);
         let target = &mut targets[which];
         *tally.bursts.entry((kind, target.name())).or_default() += 1;
-        match tokio::time::timeout(BURST_WITHIN, send_burst(&mut rng, kind, target)).await {
+        match tokio::time::timeout(
+            BURST_WITHIN,
+            send_burst(&mut rng, kind, target, &tally.answers),
+        )
+        .await
+        {
             Ok(Ok(sent)) => tally.sent += sent,
             Ok(Err(_)) => tally.refused += 1,
             Err(_) => tally.slow += 1,
@@ -238,6 +250,9 @@ impl Tally {
              {} took over {BURST_WITHIN:?} on the fuzzer's side",
             self.sent, self.refused, self.slow
         ));
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let answers: Vec<String> = answers.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+        notes.push(format!("answers to calls: {}", answers.join(", ")));
         notes
     }
 }
@@ -254,8 +269,13 @@ pub fn replay(burst_seed: u64, binary: &Path) -> Result<(), String> {
         let (kind, which, mut rng) = plan(burst_seed);
         let target = &mut targets[which];
         println!("burst {burst_seed}: {kind:?} at the {}", target.name());
-        let sent = tokio::time::timeout(BURST_WITHIN, send_burst(&mut rng, kind, target)).await;
-        println!("sent: {sent:?}");
+        let answers = calls::Answers::default();
+        let burst = send_burst(&mut rng, kind, target, &answers);
+        let sent = tokio::time::timeout(BURST_WITHIN, burst).await;
+        println!(
+            "sent: {sent:?}; answers: {:?}",
+            answers.lock().map(|a| a.clone())
+        );
         target
             .check()
             .await
