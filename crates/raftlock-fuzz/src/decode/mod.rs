@@ -26,14 +26,19 @@ const CORPUS_PER_KIND: usize = 24;
 /// Distinct findings saved; repeats of one are only counted.
 const MAX_SAVED: usize = 20;
 
-/// What one decode did wrong, if anything.
-fn judge(kind: Decoded, input: &[u8]) -> Option<(String, String)> {
+/// What one decode did wrong, if anything. `accepted` counts the inputs
+/// the node would have taken: mutations that still decode reach deepest.
+fn judge(kind: Decoded, input: &[u8], accepted: &mut u64) -> Option<(String, String)> {
     let started = Instant::now();
     let (outcome, peak) = alloc::peak_during(|| panics::catch(|| decode_as(kind, input)));
     let took = started.elapsed();
-    if let Err(panic) = outcome {
-        let place = panic.lines().next().unwrap_or("").to_string();
-        return Some((format!("decode of {kind:?} panicked: {place}"), panic));
+    match outcome {
+        Err(panic) => {
+            let place = panic.lines().next().unwrap_or("").to_string();
+            return Some((format!("decode of {kind:?} panicked: {place}"), panic));
+        }
+        Ok(Ok(())) => *accepted += 1,
+        Ok(Err(_)) => {}
     }
     if peak > ALLOC_CAP {
         let title = format!("decode of {kind:?} allocated {} MiB", peak >> 20);
@@ -77,13 +82,14 @@ pub fn run(run_seed: u64, deadline: Instant, findings_dir: &Path) -> PartReport 
     report.notes.extend(notes);
     let mut seen = BTreeSet::new();
     let mut repeats = 0u64;
+    let mut accepted = 0u64;
     panics::capture();
     while Instant::now() < deadline {
         let exec_seed = seed::derive(run_seed, "decode", report.executions);
         let mut rng = seed::rng(exec_seed);
         report.executions += 1;
         let (kind, input) = input_for(&mut rng, &mut corpus);
-        let Some((title, detail)) = judge(kind, &input) else {
+        let Some((title, detail)) = judge(kind, &input, &mut accepted) else {
             continue;
         };
         if !seen.insert(title.clone()) || seen.len() > MAX_SAVED {
@@ -101,6 +107,9 @@ pub fn run(run_seed: u64, deadline: Instant, findings_dir: &Path) -> PartReport 
         );
     }
     panics::restore();
+    report.notes.push(format!(
+        "{accepted} inputs decoded without error (mutations the node would accept)"
+    ));
     if repeats > 0 {
         report
             .notes
@@ -148,7 +157,7 @@ pub fn replay(file: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("unknown kind {kind_name:?}"))?;
     let input = unhex(field("hex:")?).ok_or("the hex line is not hex")?;
     panics::capture();
-    let verdict = judge(kind, &input);
+    let verdict = judge(kind, &input, &mut 0);
     panics::restore();
     match verdict {
         Some((title, detail)) => Err(format!("{title}\n{detail}")),

@@ -111,7 +111,7 @@ async fn send_burst(
             if rng.gen_ratio(1, 4) {
                 let dialer = peer_dialer(rng, target);
                 let path = "/raftlock.raft.v1.Raft/AppendEntries";
-                calls::oversized(rng, &cx(dialer), path, raft_limit()).await
+                calls::oversized(rng, &cx(dialer), path, RAFT_LIMIT).await
             } else {
                 let path = "/raftlock.v1.Lock/Acquire";
                 calls::oversized(rng, &cx(&target.client_port), path, CLIENT_LIMIT).await
@@ -131,13 +131,11 @@ async fn send_burst(
 /// The node's largest client message (`api::MAX_CLIENT_MESSAGE`).
 const CLIENT_LIMIT: usize = 64 * 1024;
 
-/// The node's largest Raft message (`network::MAX_RAFT_MESSAGE`).
-fn raft_limit() -> usize {
-    // Not exported by the node; kept equal to it by hand. The decode
-    // limit is far above it, so this is the binding one.
-    debug_assert!(codec::MAX_DECODE_BYTES > 64 << 20);
-    64 << 20
-}
+/// The node's largest Raft message (`network::MAX_RAFT_MESSAGE`, not
+/// exported by the node, so kept equal to it by hand).
+const RAFT_LIMIT: usize = 64 << 20;
+// The decoder's own limit is above it: the message limit is the binding one.
+const _: () = assert!(codec::MAX_DECODE_BYTES > RAFT_LIMIT as u64);
 
 /// What burst `burst_seed` is, which target it goes to, and the rng that
 /// makes the rest of it.
