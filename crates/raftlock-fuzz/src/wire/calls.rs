@@ -140,6 +140,12 @@ async fn send(
     frames: Vec<Bytes>,
     answers: &Answers,
 ) -> anyhow::Result<u64> {
+    let label = request.uri().path().rsplit('/').take(2).collect::<Vec<_>>();
+    let label = format!(
+        "{}/{}",
+        label.get(1).unwrap_or(&""),
+        label.first().unwrap_or(&"")
+    );
     let mut client = tokio::time::timeout(ANSWER_WITHIN, client.clone().ready()).await??;
     let (response, mut stream) = client.send_request(request, false)?;
     let mut sent = 0;
@@ -165,7 +171,7 @@ async fn send(
         },
         Err(_) => "no answer within 2s".into(),
     };
-    count_answer(answers, answer);
+    count_answer(answers, format!("{label} {answer}"));
     Ok(sent)
 }
 

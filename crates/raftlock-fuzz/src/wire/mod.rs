@@ -249,8 +249,8 @@ impl Tally {
             self.sent, self.refused, self.slow
         ));
         let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        let answers: Vec<String> = answers.iter().map(|(a, n)| format!("{a}: {n}")).collect();
-        notes.push(format!("answers to calls: {}", answers.join(", ")));
+        notes.push("answers to calls (method, answer: count):".into());
+        notes.extend(answers.iter().map(|(a, n)| format!("  {a}: {n}")));
         notes
     }
 }
