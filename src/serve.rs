@@ -3,6 +3,7 @@
 mod datadir;
 mod dev;
 mod dev_credentials;
+mod limits;
 mod security;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,8 @@ pub struct ServerArgs {
     no_early_ack: bool,
     #[command(flatten)]
     timings: TimingArgs,
+    #[command(flatten)]
+    limits: limits::ServerLimitArgs,
     // Boxed: the paths would make `server` the one large command.
     #[command(flatten)]
     security: Box<security::SecurityArgs>,
@@ -145,6 +148,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         early_ack: !args.no_early_ack,
         security,
         joins: !args.join.is_empty(),
+        limits: args.limits.limits(),
     };
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");

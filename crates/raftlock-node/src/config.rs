@@ -42,6 +42,9 @@ pub struct NodeConfig {
     /// that adds it is not known in advance), as to a node with no
     /// `peers` at all.
     pub joins: bool,
+    /// Bounds on connections, streams, queues, watchers and reply sizes
+    /// (see [`crate::server_limits`]); each is a `raftlock server` flag.
+    pub limits: crate::server_limits::ServerLimits,
 }
 
 /// A secure node's credentials (see docs/security.md).
