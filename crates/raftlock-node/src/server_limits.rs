@@ -25,7 +25,10 @@ pub struct ServerLimits {
     pub max_peer_connections: usize,
     /// HTTP/2 streams (calls in progress) per connection
     /// (`--max-streams-per-connection`). A client past it waits for a
-    /// stream to end: HTTP/2 makes the caller queue, not fail.
+    /// stream to end: HTTP/2 makes the caller queue, not fail. Generous,
+    /// because one client process shares a connection among all its
+    /// sessions, and a waiting Acquire holds a stream for up to 15 s: its
+    /// keepalives must not queue behind its long-polls.
     pub max_streams_per_connection: u32,
     /// Ping an idle connection this often (`--http2-keepalive-interval-ms`).
     pub http2_keepalive_interval: Duration,
@@ -70,7 +73,7 @@ impl Default for ServerLimits {
         ServerLimits {
             max_client_connections: 10_000,
             max_peer_connections: 1_000,
-            max_streams_per_connection: 256,
+            max_streams_per_connection: 1024,
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(20),
             tcp_keepalive: Duration::from_secs(60),

@@ -272,9 +272,13 @@ pub async fn serve(
     tokio::spawn(async move {
         // Held until this task ends: when the watcher goes or the node stops.
         let _slot = slot;
+        // The watcher going away is noticed at once, not at the next event
+        // sent (a quiet prefix may have none for hours): its slot frees.
+        let gone = out.clone();
         let watcher = Watcher { out, prefix };
         tokio::select! {
             _ = watcher.run(table, first) => {}
+            _ = gone.closed() => {}
             _ = stop.wait_for(|stopped| *stopped) => {}
         }
     });
