@@ -32,6 +32,11 @@ pub struct ServerLimitArgs {
     #[arg(long, default_value_t = default().max_streams_per_connection,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_streams_per_connection: u32,
+    /// Lock calls in progress at once on this node, all connections
+    /// together; past it RESOURCE_EXHAUSTED (kind overloaded, retryable).
+    #[arg(long, default_value_t = default().max_calls_in_flight as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_calls_in_flight: u32,
     /// Ping idle connections this often, ms.
     #[arg(long, default_value_t = ms(default().http2_keepalive_interval),
           value_parser = clap::value_parser!(u64).range(100..))]
@@ -89,6 +94,7 @@ impl ServerLimitArgs {
             max_client_connections: self.max_client_connections as usize,
             max_peer_connections: self.max_peer_connections as usize,
             max_streams_per_connection: self.max_streams_per_connection,
+            max_calls_in_flight: self.max_calls_in_flight as usize,
             http2_keepalive_interval: Duration::from_millis(self.http2_keepalive_interval_ms),
             http2_keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms),
             tcp_keepalive: Duration::from_millis(self.tcp_keepalive_ms),

@@ -47,6 +47,7 @@ use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
 use crate::node_tls;
 use crate::peer::Peers;
 use crate::raft_admission::{BeforeMembership, RaftAdmission};
+use crate::server_limits::call_limit::CallLimitLayer;
 use crate::server_limits::connection_limit::LimitedIncoming;
 use crate::server_limits::request_timeout::RequestTimeoutLayer;
 use crate::server_limits::{ServerLimits, TLS_HANDSHAKE_TIMEOUT};
@@ -332,6 +333,7 @@ fn serve_clients(
     );
     let serves_raft = config.peer_listen.is_none();
     let layers = tower::ServiceBuilder::new()
+        .layer(CallLimitLayer::new(config.limits.max_calls_in_flight))
         .layer(RequestTimeoutLayer::new(config.limits.request_timeout))
         .option_layer(auth_layer(config, serves_raft));
     let router = builder(tls, &config.limits)?

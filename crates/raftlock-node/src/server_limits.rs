@@ -6,11 +6,13 @@
 //!
 //! - [`connection_limit`]: connections per listener (past it, closed at once).
 //! - [`request_timeout`]: the deadline of a unary call on the Lock service.
+//! - [`call_limit`]: Lock calls in progress on the node, all connections together.
 //! - The HTTP/2 and TCP settings go on each listener's server builder here.
 //! - The queues (`batcher`, `read_barrier`) and the watchers (`watch`) take
 //!   their bounds from [`ServerLimits`] and refuse with RESOURCE_EXHAUSTED,
 //!   kind `overloaded` (see `raft_calls::NotServed::Overloaded`).
 
+pub mod call_limit;
 pub mod connection_limit;
 pub mod request_timeout;
 
@@ -30,6 +32,9 @@ pub struct ServerLimits {
     /// sessions, and a waiting Acquire holds a stream for up to 15 s: its
     /// keepalives must not queue behind its long-polls.
     pub max_streams_per_connection: u32,
+    /// Lock-service calls in progress at once, all connections together
+    /// (`--max-calls-in-flight`): the bound on connections times streams.
+    pub max_calls_in_flight: usize,
     /// Ping an idle connection this often (`--http2-keepalive-interval-ms`).
     pub http2_keepalive_interval: Duration,
     /// Close a connection whose ping is not answered within this
@@ -74,6 +79,7 @@ impl Default for ServerLimits {
             max_client_connections: 10_000,
             max_peer_connections: 1_000,
             max_streams_per_connection: 1024,
+            max_calls_in_flight: 50_000,
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(20),
             tcp_keepalive: Duration::from_secs(60),
