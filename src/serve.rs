@@ -3,6 +3,7 @@
 mod datadir;
 mod dev;
 mod dev_credentials;
+mod limits;
 mod security;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,8 @@ pub struct ServerArgs {
     timings: TimingArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    server_limits: limits::ServerLimitArgs,
     // Boxed: the paths would make `server` the one large command.
     #[command(flatten)]
     security: Box<security::SecurityArgs>,
@@ -196,6 +199,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         security,
         joins: !args.join.is_empty(),
         limits: args.limits.limits(),
+        server_limits: args.server_limits.limits(),
     };
     if let Err(message) = raftlock_node::config::check_limits(&config.limits) {
         eprintln!("raftlock server: {message}");

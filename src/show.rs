@@ -117,30 +117,97 @@ impl LockRow {
     }
 }
 
+/// Lists the locks under `prefix`, at most `limit` (0: all), page by
+/// page: the table is printed as pages arrive, so a listing of any size
+/// needs one page's memory (JSON, one array, is printed at the end).
 pub async fn locks(client: Client, prefix: String, limit: u32, json: bool) -> i32 {
-    let (locks, truncated) = match client.list_locks(&prefix, limit).await {
-        Ok(r) => r,
-        Err(e) => return exit::unavailable(&e),
+    let mut listing = Listing {
+        client,
+        prefix,
+        left: (limit > 0).then_some(limit),
+        token: None,
+        done: false,
     };
-    let rows: Vec<LockRow> = locks.into_iter().map(LockRow::new).collect();
+    let mut rows = Vec::new();
+    let mut header = !json;
+    while let Some(page) = listing.next_page().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return exit::unavailable(&e),
+        };
+        let page = page.into_iter().map(LockRow::new);
+        if json {
+            rows.extend(page);
+            continue;
+        }
+        if std::mem::take(&mut header) {
+            print_header();
+        }
+        page.for_each(|r| print_rows(&r));
+    }
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("serializable")
         );
-    } else {
-        println!(
-            "{:<30} {:<16} {:<28} {:<32} {:>8}  WAITERS",
-            "NAME", "MODE", "HOLDER", "SESSION", "TOKEN"
-        );
-        for r in &rows {
-            print_rows(r);
-        }
-        if truncated {
-            println!("(cut at {limit}; use --limit or a prefix)");
-        }
+        return exit::OK;
+    }
+    if header {
+        print_header();
+    }
+    if listing.cut() {
+        println!("(cut at {limit}; use --limit or a prefix)");
     }
     exit::OK
+}
+
+/// Where a paged listing is.
+struct Listing {
+    client: Client,
+    prefix: String,
+    /// Locks still wanted; `None`: all.
+    left: Option<u32>,
+    /// The page to read next; `None` before the first.
+    token: Option<String>,
+    done: bool,
+}
+
+impl Listing {
+    /// The next page, or `None` once every page (or `limit` locks) is read.
+    async fn next_page(&mut self) -> Option<Result<Vec<LockInfo>, raftlock_client::Error>> {
+        if self.done || self.left == Some(0) {
+            return None;
+        }
+        // 0: the server's largest page.
+        let size = self.left.unwrap_or(0);
+        let page = self
+            .client
+            .list_locks_page(&self.prefix, size, self.token.as_deref())
+            .await;
+        let (locks, next) = match page {
+            Ok(page) => page,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(left) = &mut self.left {
+            *left = left.saturating_sub(locks.len() as u32);
+        }
+        // A page that brings nothing cannot move the listing on.
+        self.done = next.is_none() || locks.is_empty();
+        self.token = next;
+        Some(Ok(locks))
+    }
+
+    /// Whether `limit` stopped the listing with locks left.
+    fn cut(&self) -> bool {
+        self.left == Some(0) && self.token.is_some()
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:<30} {:<16} {:<28} {:<32} {:>8}  WAITERS",
+        "NAME", "MODE", "HOLDER", "SESSION", "TOKEN"
+    );
 }
 
 /// One table line per holder (one for a lock nobody holds), each with

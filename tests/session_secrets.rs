@@ -160,6 +160,7 @@ async fn only_the_opener_acts_as_its_session_and_its_secret_is_shown_nowhere() {
         .list_locks(ListLocksRequest {
             prefix: "secrets/".into(),
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

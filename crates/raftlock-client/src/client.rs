@@ -22,6 +22,10 @@ use crate::Error;
 /// labels and queues is a legitimate reply well past tonic's 4 MiB default.
 const MAX_REPLY_BYTES: usize = 64 << 20;
 
+/// What `list_locks` with limit 0 returns at most (the servers' default
+/// before replies came in pages).
+const DEFAULT_LIST_LIMIT: u32 = 10_000;
+
 /// How long a call keeps retrying by default: long enough to ride out an
 /// election and a node's restart, short enough that a script stops.
 const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
@@ -266,6 +270,8 @@ impl Client {
                     self.move_on(&mut route);
                     false
                 }
+                // Same node, after the pause: it is busy, not failed.
+                Retry::Overloaded => false,
             };
             if at_once && !policy.expired() {
                 continue;
@@ -499,23 +505,73 @@ impl Client {
         Ok(reply.lock)
     }
 
-    /// Locks whose names start with `prefix` (linearizable), and whether the list was cut at `limit`.
+    /// Locks whose names start with `prefix`, in name order: at most
+    /// `limit` (0: 10 000), and whether more were left out.
+    /// Read page by page (see [`Client::list_locks_page`]): each page is
+    /// linearizable, the whole is not one snapshot.
     pub async fn list_locks(
         &self,
         prefix: &str,
         limit: u32,
     ) -> Result<(Vec<LockInfo>, bool), Error> {
+        let limit = match limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n,
+        };
+        let mut locks = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let wanted = limit - locks.len() as u32;
+            let reply = self.list_page(prefix, wanted, token.as_deref()).await?;
+            let got_some = !reply.locks.is_empty();
+            locks.extend(reply.locks);
+            let next = Some(reply.next_page_token).filter(|t| !t.is_empty());
+            match next {
+                // A server without pages says only whether it cut the list.
+                None => return Ok((locks, reply.truncated)),
+                Some(_) if locks.len() as u32 >= limit => return Ok((locks, true)),
+                // A page that brings nothing, or points back where it
+                // started, would loop forever: stop with what we have.
+                Some(ref next) if !got_some || token.as_ref() == Some(next) => {
+                    return Ok((locks, true))
+                }
+                next => token = next,
+            }
+        }
+    }
+
+    /// One page of the locks under `prefix` (linearizable): at most
+    /// `page_size` (0, or more than the server's largest page: the
+    /// server's largest page, 1000 by default), after the page that
+    /// returned `page_token` (`None`: the first page). Returns the locks
+    /// and the token of the next page (`None` after the last).
+    pub async fn list_locks_page(
+        &self,
+        prefix: &str,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<LockInfo>, Option<String>), Error> {
+        let reply = self.list_page(prefix, page_size, page_token).await?;
+        let next = Some(reply.next_page_token).filter(|t| !t.is_empty());
+        Ok((reply.locks, next))
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<ListLocksResponse, Error> {
         let req = ListLocksRequest {
             prefix: prefix.into(),
             limit,
+            page_token: page_token.unwrap_or_default().into(),
         };
-        let reply = self
-            .unary(
-                req,
-                |c, r| async move { lock_service(c).list_locks(r).await },
-            )
-            .await?;
-        Ok((reply.locks, reply.truncated))
+        self.unary(
+            req,
+            |c, r| async move { lock_service(c).list_locks(r).await },
+        )
+        .await
     }
 
     /// One node's own status, asked of that node directly (no redirects).

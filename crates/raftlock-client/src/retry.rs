@@ -113,6 +113,11 @@ pub(crate) enum Retry {
     /// little for the election): try another after a pause, without
     /// holding it against this one.
     NoLeaderYet,
+    /// The node is momentarily too busy (RESOURCE_EXHAUSTED, kind
+    /// `overloaded`): try it again after the pause. Not a quota: a
+    /// `quota-exceeded` refusal stays the same on retry and goes to the
+    /// caller.
+    Overloaded,
 }
 
 impl<T> Next<T> {
@@ -132,6 +137,9 @@ impl<T> Next<T> {
         let how = match status.code() {
             Code::Unavailable if ErrorKind::of(status) == Some(ErrorKind::NoLeader) => {
                 Retry::NoLeaderYet
+            }
+            Code::ResourceExhausted if ErrorKind::of(status) == Some(ErrorKind::Overloaded) => {
+                Retry::Overloaded
             }
             Code::Unavailable => match leader_named(status) {
                 Some((id, addr)) => Retry::Redirect(id, addr),
@@ -265,6 +273,21 @@ mod tests {
             how(Next::after(&Status::unavailable("down"))),
             Some(Retry::Elsewhere)
         ));
+    }
+
+    #[test]
+    fn an_overloaded_node_is_retried_but_a_quota_refusal_is_returned() {
+        let busy = ErrorKind::Overloaded.status(Code::ResourceExhausted, "node overloaded");
+        assert!(matches!(how(Next::after(&busy)), Some(Retry::Overloaded)));
+        let quota = ErrorKind::QuotaExceeded.status(Code::ResourceExhausted, "quota reached");
+        assert!(matches!(
+            Next::<()>::after(&quota),
+            Next::Fail(Error::InvalidArgument(_))
+        ));
+        // A RESOURCE_EXHAUSTED without a kind (a message over a size
+        // limit) is not retried either: it would fail the same way.
+        let plain = Status::resource_exhausted("message too large");
+        assert!(matches!(Next::<()>::after(&plain), Next::Fail(_)));
     }
 
     #[test]

@@ -113,6 +113,24 @@ impl LockTable {
             .collect()
     }
 
+    /// Locks whose name starts with `prefix` and sorts after `after`, in
+    /// name order, at most `limit`: the page of a listing that follows the
+    /// name `after`.
+    pub fn locks_after(&self, prefix: &str, after: &str, limit: usize) -> Vec<LockView> {
+        use std::ops::Bound;
+        let start = if after < prefix {
+            Bound::Included(prefix)
+        } else {
+            Bound::Excluded(after)
+        };
+        self.locks
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .take(limit)
+            .map(|(name, l)| self.view(name, l))
+            .collect()
+    }
+
     /// The present holders and queues of the names under `prefix`, as the
     /// events that rebuild them from nothing: for each name in order, a
     /// grant per holder (in grant order, with its token), then a queued

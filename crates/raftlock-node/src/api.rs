@@ -9,6 +9,7 @@
 //! [`secret`]), and every call acting as the session must send it from the
 //! same principal, or the lock table refuses it.
 
+mod listing;
 mod secret;
 
 use std::sync::Arc;
@@ -34,14 +35,15 @@ use crate::leader_duties::SessionClock;
 use crate::metrics::RpcTimer;
 use crate::raft_calls::{leader_other_than, NotServed};
 use crate::read_barrier::ReadBarrier;
+use crate::server_limits::ServerLimits;
 use crate::status::{lock_refused, name_not_allowed, shutting_down, unexpected};
 use crate::types::{NodeId, Raft};
+use crate::watch::WatchSlots;
+use listing::{check_prefix, PageRequest};
 use secret::{new_secret, Claim};
 
 /// Largest client request accepted, in bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
-const DEFAULT_LIST_LIMIT: usize = 10_000;
-const MAX_LIST_LIMIT: usize = 100_000;
 
 pub struct LockService {
     raft: Raft,
@@ -51,6 +53,10 @@ pub struct LockService {
     clock: Arc<SessionClock>,
     id: NodeId,
     started: Instant,
+    /// Watch streams this node may serve at once (`--max-watchers`).
+    watch_slots: WatchSlots,
+    /// Most locks in one ListLocks reply (`--max-list-page`).
+    max_list_page: usize,
     /// Changes when the node shuts down: waiting calls end at once, so a
     /// graceful stop is not held up by long-polls.
     stop: tokio::sync::watch::Receiver<bool>,
@@ -64,9 +70,12 @@ impl LockService {
         clock: Arc<SessionClock>,
         id: NodeId,
         stop: tokio::sync::watch::Receiver<bool>,
+        limits: &ServerLimits,
     ) -> Self {
         LockService {
-            read_barrier: ReadBarrier::new(raft.clone()),
+            read_barrier: ReadBarrier::new(raft.clone(), limits.max_queued_reads),
+            watch_slots: WatchSlots::new(limits.max_watchers),
+            max_list_page: limits.max_list_page,
             raft,
             batcher,
             table,
@@ -84,7 +93,7 @@ impl LockService {
         command: Command,
         unreachable: Option<NodeId>,
     ) -> Result<Outcome, Status> {
-        let proposed = self.batcher.propose(command).await;
+        let proposed = self.batcher.try_propose(command).await;
         self.route(proposed, unreachable)
             .await?
             .map_err(lock_refused)
@@ -412,17 +421,13 @@ impl Lock for LockService {
         let _timer = RpcTimer::start("list_locks");
         let unreachable = unreachable_leader(&request);
         let req = request.into_inner();
-        let limit = match req.limit as usize {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        };
+        let page = PageRequest::new(req.prefix, req.limit, req.page_token, self.max_list_page)?;
         self.confirm_leading(unreachable).await?;
-        let mut views = self.table.read(|t| t.locks(&req.prefix, limit + 1));
-        let truncated = views.len() > limit;
-        views.truncate(limit);
+        let page = self.table.read(|t| page.read(t));
         Ok(Response::new(ListLocksResponse {
-            locks: views.into_iter().map(lock_info).collect(),
-            truncated,
+            locks: page.views.into_iter().map(lock_info).collect(),
+            truncated: !page.next_page_token.is_empty(),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -434,7 +439,10 @@ impl Lock for LockService {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = request.into_inner();
+        check_prefix(&req.prefix)?;
+        let slot = self.watch_slots.take()?;
         let stream = crate::watch::serve(
+            slot,
             self.table.clone(),
             req.prefix,
             req.from_index,

@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// The quotas this node proposes while it leads (its `--max-*` flags):
     /// the leader's win, so nodes should be configured alike.
     pub limits: Limits,
+    /// Bounds on connections, streams, queues, watchers and reply sizes
+    /// (see [`crate::server_limits`]); each is a `raftlock server` flag.
+    pub server_limits: crate::server_limits::ServerLimits,
 }
 
 /// A secure node's credentials (see docs/security.md).

@@ -46,6 +46,7 @@
 //!
 //! Around it all:
 //! - [`config`]: what a node is started with.
+//! - [`server_limits`]: bounds on connections, streams, queues and replies.
 //! - [`node`]: starts the pieces, bootstraps a new cluster, shuts down.
 
 pub(crate) mod admin;
@@ -69,6 +70,7 @@ pub(crate) mod peer;
 pub(crate) mod raft_admission;
 pub(crate) mod raft_calls;
 pub(crate) mod read_barrier;
+pub mod server_limits;
 pub(crate) mod session_deadlines;
 pub(crate) mod status;
 pub(crate) mod store;
@@ -78,6 +80,7 @@ pub(crate) mod watch;
 pub use config::{NodeConfig, NodeTls, RaftTimings, Security};
 pub use member_addr::MemberAddr;
 pub use node::Node;
+pub use server_limits::ServerLimits;
 pub use types::TypeConfig;
 
 /// The servers' default log filter (`RUST_LOG` replaces it). openraft logs

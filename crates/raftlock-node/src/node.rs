@@ -13,6 +13,10 @@
 //! the client port, `for_peers` where Raft is served. Node certificates
 //! count as principal `node-<id>`; Raft RPCs are checked apart, in
 //! `raft_admission`.
+//!
+//! Both listeners are bounded (see [`crate::server_limits`]): connections
+//! per listener, HTTP/2 streams per connection, keepalives, reset floods,
+//! header size, the TLS handshake, and the deadline of unary Lock calls.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,6 +47,10 @@ use crate::network::{Network, RaftService, MAX_RAFT_MESSAGE};
 use crate::node_tls;
 use crate::peer::Peers;
 use crate::raft_admission::{BeforeMembership, RaftAdmission};
+use crate::server_limits::call_limit::CallLimitLayer;
+use crate::server_limits::connection_limit::LimitedIncoming;
+use crate::server_limits::request_timeout::RequestTimeoutLayer;
+use crate::server_limits::{ServerLimits, TLS_HANDSHAKE_TIMEOUT};
 use crate::store;
 use crate::types::{NodeId, Raft};
 
@@ -107,7 +115,7 @@ impl Node {
         let (stop, stop_rx) = watch::channel(false);
         let parts = Parts {
             id: config.id,
-            batcher: Batcher::start(raft.clone()),
+            batcher: Batcher::start(raft.clone(), config.server_limits.max_queued_writes),
             raft: raft.clone(),
             table,
             clock: Arc::default(),
@@ -292,11 +300,16 @@ fn auth_layer(config: &NodeConfig, serves_raft: bool) -> Option<AuthLayer> {
     )
 }
 
-/// A server builder with `tls` (if any) and the listener's auth layer.
-fn builder(tls: Option<ServerTlsConfig>) -> anyhow::Result<tonic::transport::Server> {
-    let builder = tonic::transport::Server::builder();
+/// A server builder with `tls` (if any) and the HTTP/2 bounds.
+fn builder(
+    tls: Option<ServerTlsConfig>,
+    limits: &ServerLimits,
+) -> anyhow::Result<tonic::transport::Server> {
+    let builder = limits.apply(tonic::transport::Server::builder());
     Ok(match tls {
-        Some(tls) => builder.tls_config(tls).context("TLS configuration")?,
+        Some(tls) => builder
+            .tls_config(tls.timeout(TLS_HANDSHAKE_TIMEOUT))
+            .context("TLS configuration")?,
         None => builder,
     })
 }
@@ -316,11 +329,19 @@ fn serve_clients(
         parts.clock.clone(),
         parts.id,
         parts.stop.clone(),
+        &config.server_limits,
     );
     let serves_raft = config.peer_listen.is_none();
-    let auth = tower::ServiceBuilder::new().option_layer(auth_layer(config, serves_raft));
-    let router = builder(tls)?
-        .layer(auth)
+    let layers = tower::ServiceBuilder::new()
+        .layer(CallLimitLayer::new(
+            config.server_limits.max_calls_in_flight,
+        ))
+        .layer(RequestTimeoutLayer::new(
+            config.server_limits.request_timeout,
+        ))
+        .option_layer(auth_layer(config, serves_raft));
+    let router = builder(tls, &config.server_limits)?
+        .layer(layers)
         .add_service(LockServer::new(api).max_decoding_message_size(MAX_CLIENT_MESSAGE));
     let router = match serves_raft {
         false => router,
@@ -328,7 +349,14 @@ fn serve_clients(
             .add_service(cluster_server(config, parts))
             .add_service(raft_server(config, parts)),
     };
-    Ok(spawn_server(router, listener, parts.stop.clone()))
+    let incoming = limited(
+        listener,
+        &config.server_limits,
+        config.server_limits.max_client_connections,
+        "client",
+        "--max-client-connections",
+    );
+    Ok(spawn_server(router, incoming, parts.stop.clone()))
 }
 
 /// Serves the other nodes on `listener` until `parts.stop` changes: the
@@ -340,11 +368,18 @@ fn serve_peers(
     tls: Option<ServerTlsConfig>,
 ) -> anyhow::Result<Server> {
     let auth = tower::ServiceBuilder::new().option_layer(auth_layer(config, true));
-    let router = builder(tls)?
+    let router = builder(tls, &config.server_limits)?
         .layer(auth)
         .add_service(cluster_server(config, parts))
         .add_service(raft_server(config, parts));
-    Ok(spawn_server(router, listener, parts.stop.clone()))
+    let incoming = limited(
+        listener,
+        &config.server_limits,
+        config.server_limits.max_peer_connections,
+        "peer",
+        "--max-peer-connections",
+    );
+    Ok(spawn_server(router, incoming, parts.stop.clone()))
 }
 
 fn cluster_server(config: &NodeConfig, parts: &Parts) -> ClusterServer<ClusterService> {
@@ -375,9 +410,26 @@ fn raft_server(config: &NodeConfig, parts: &Parts) -> RaftServer<RaftService> {
         .max_encoding_message_size(MAX_RAFT_MESSAGE)
 }
 
+/// `listener`'s connections, at most `max` at once, with TCP options set.
+fn limited(
+    listener: tokio::net::TcpListener,
+    limits: &ServerLimits,
+    max: usize,
+    name: &'static str,
+    flag: &'static str,
+) -> LimitedIncoming {
+    // The builder's tcp_nodelay and tcp_keepalive only cover listeners
+    // tonic binds itself. Without nodelay, Nagle holds a reply's trailers
+    // until the client's delayed ACK: +40 ms on a share of calls.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(limits.tcp_keepalive));
+    LimitedIncoming::new(incoming, max, name, flag)
+}
+
 fn spawn_server<L>(
     router: tonic::transport::server::Router<L>,
-    listener: tokio::net::TcpListener,
+    incoming: LimitedIncoming,
     mut stop: watch::Receiver<bool>,
 ) -> Server
 where
@@ -392,10 +444,6 @@ where
     <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Error:
         Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
-    // The builder's tcp_nodelay only covers listeners tonic binds itself.
-    // Without it, Nagle holds a reply's trailers until the client's
-    // delayed ACK: +40 ms on a share of calls.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop.changed().await;
     }))

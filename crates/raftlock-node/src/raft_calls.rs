@@ -22,6 +22,27 @@ pub enum NotServed {
     NotLeader(Option<(NodeId, String)>),
     /// No quorum, shutting down, or another Raft failure.
     Unavailable(String),
+    /// A bounded queue in front of Raft is full: which one, and the flag
+    /// that raises it. Retryable after a backoff.
+    Overloaded(Overload),
+}
+
+/// A full queue: what it holds, its bound, and the flag that sets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overload {
+    pub queue: &'static str,
+    pub limit: usize,
+    pub flag: &'static str,
+}
+
+impl std::fmt::Display for Overload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node overloaded: {} {} already queued (the limit, {}); retry after a backoff",
+            self.limit, self.queue, self.flag
+        )
+    }
 }
 
 /// How long a node without a leader holds a call, waiting for an election

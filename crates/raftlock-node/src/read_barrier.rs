@@ -10,10 +10,13 @@
 //! every call that arrived before a round started is answered by it (a call
 //! arriving during a round waits for the next), which keeps each answer
 //! linearizable: the confirmation always happens after the call arrived.
+//!
+//! The queue is bounded (`--max-queued-reads`): a call that finds it full
+//! is refused at once with [`NotServed::Overloaded`].
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::raft_calls::{ensure_linearizable, NotServed};
+use crate::raft_calls::{ensure_linearizable, NotServed, Overload};
 use crate::types::Raft;
 
 type Waiter = oneshot::Sender<Result<(), NotServed>>;
@@ -22,15 +25,18 @@ type Waiter = oneshot::Sender<Result<(), NotServed>>;
 /// clone. The same shape as [`crate::batcher::Batcher`].
 #[derive(Clone)]
 pub struct ReadBarrier {
-    queue: mpsc::UnboundedSender<Waiter>,
+    queue: mpsc::Sender<Waiter>,
+    limit: usize,
 }
 
 impl ReadBarrier {
-    /// Starts the task; it ends when every `ReadBarrier` is dropped.
-    pub fn new(raft: Raft) -> Self {
-        let (queue, waiting) = mpsc::unbounded_channel();
+    /// Starts the task, with room for `limit` waiting calls (at least
+    /// one); it ends when every `ReadBarrier` is dropped.
+    pub fn new(raft: Raft, limit: usize) -> Self {
+        let limit = limit.max(1);
+        let (queue, waiting) = mpsc::channel(limit);
         tokio::spawn(run_rounds(raft, waiting));
-        ReadBarrier { queue }
+        ReadBarrier { queue, limit }
     }
 
     /// Confirms with a quorum that this node leads and waits until what was
@@ -38,14 +44,24 @@ impl ReadBarrier {
     pub async fn wait(&self) -> Result<(), NotServed> {
         let (reply, answer) = oneshot::channel();
         let stopped = || NotServed::Unavailable("the node is shutting down".into());
-        self.queue.send(reply).map_err(|_| stopped())?;
+        self.queue.try_send(reply).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                metrics::counter!("raftlock_overloaded_total", "queue" => "reads").increment(1);
+                NotServed::Overloaded(Overload {
+                    queue: "reads",
+                    limit: self.limit,
+                    flag: "--max-queued-reads",
+                })
+            }
+            mpsc::error::TrySendError::Closed(_) => stopped(),
+        })?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
 /// One round for everything queued when it starts; what arrives during a
 /// round waits for the next.
-async fn run_rounds(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Waiter>) {
+async fn run_rounds(raft: Raft, mut waiting: mpsc::Receiver<Waiter>) {
     while let Some(first) = waiting.recv().await {
         let mut round = vec![first];
         while let Ok(next) = waiting.try_recv() {

@@ -57,6 +57,7 @@ pub(crate) fn shutting_down() -> Status {
 
 impl From<NotServed> for Status {
     /// UNAVAILABLE either way, so clients retry; a redirect names the leader.
+    /// A full queue is RESOURCE_EXHAUSTED, kind `overloaded`: retry later.
     fn from(e: NotServed) -> Status {
         match e {
             NotServed::NotLeader(Some((id, addr))) => {
@@ -77,6 +78,9 @@ impl From<NotServed> for Status {
                 "not the leader, and no leader is known yet (election in progress?)",
             ),
             NotServed::Unavailable(why) => Status::unavailable(format!("cannot serve: {why}")),
+            NotServed::Overloaded(full) => {
+                ErrorKind::Overloaded.status(Code::ResourceExhausted, full.to_string())
+            }
         }
     }
 }

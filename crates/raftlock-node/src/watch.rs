@@ -9,6 +9,12 @@
 //! table's write lock; a watch starts while holding its read lock. So the
 //! state (or the replayed history) a watch starts from and the live events
 //! it then receives meet exactly: nothing missed, nothing twice.
+//!
+//! Memory stays bounded whatever watchers do: the history is capped in
+//! events, each watcher's backlog in entries and its stream in messages,
+//! and the number of watchers a node serves at once in [`WatchSlots`]
+//! (`--max-watchers`; past it, RESOURCE_EXHAUSTED, kind `overloaded`). Per
+//! connection, watchers are also bounded by the HTTP/2 stream limit.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -17,9 +23,10 @@ use raftlock_core::{LeaveReason, LockEvent, LockMode, LockTable};
 use raftlock_proto::v1::{
     ChangeKind, LeaveReason as WireReason, LockChange, WatchKind, WatchResponse,
 };
+use raftlock_proto::ErrorKind;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::mpsc;
-use tonic::Status;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Status};
 
 use crate::applied_table::AppliedTable;
 use crate::fail_stop;
@@ -213,9 +220,47 @@ enum Start {
 
 pub type WatchStream = mpsc::Receiver<Result<WatchResponse, Status>>;
 
+/// The watch streams a node serves at once: each holds a slot until it ends.
+#[derive(Clone)]
+pub struct WatchSlots {
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+/// A watch's place among the node's watchers, freed when its stream ends.
+pub struct WatchSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl WatchSlots {
+    pub fn new(limit: usize) -> Self {
+        WatchSlots {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A slot, or RESOURCE_EXHAUSTED (kind `overloaded`) if all are taken.
+    pub fn take(&self) -> Result<WatchSlot, Status> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(WatchSlot(permit)),
+            Err(_) => {
+                metrics::counter!("raftlock_overloaded_total", "queue" => "watchers").increment(1);
+                Err(ErrorKind::Overloaded.status(
+                    Code::ResourceExhausted,
+                    format!(
+                        "node overloaded: {} watchers already served (the limit, \
+                         --max-watchers); retry after a backoff or watch on another node",
+                        self.limit
+                    ),
+                ))
+            }
+        }
+    }
+}
+
 /// Starts serving one watch; its messages arrive on the returned channel
 /// until the watcher goes away or the node stops.
 pub async fn serve(
+    slot: WatchSlot,
     table: AppliedTable,
     prefix: String,
     from_index: u64,
@@ -225,9 +270,15 @@ pub async fn serve(
     let first = wait_until_applied(&table, &prefix, seen, &mut stop).await?;
     let (out, stream) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
+        // Held until this task ends: when the watcher goes or the node stops.
+        let _slot = slot;
+        // The watcher going away is noticed at once, not at the next event
+        // sent (a quiet prefix may have none for hours): its slot frees.
+        let gone = out.clone();
         let watcher = Watcher { out, prefix };
         tokio::select! {
             _ = watcher.run(table, first) => {}
+            _ = gone.closed() => {}
             _ = stop.wait_for(|stopped| *stopped) => {}
         }
     });
@@ -531,7 +582,10 @@ mod tests {
         for (history, resyncs) in [(HISTORY_EVENTS, false), (100, true)] {
             let table = AppliedTable::with_watch_history(history);
             let (_stopper, stop) = tokio::sync::watch::channel(false);
-            let mut stream = serve(table.clone(), String::new(), 0, stop).await.unwrap();
+            let slot = WatchSlots::new(1).take().unwrap();
+            let mut stream = serve(slot, table.clone(), String::new(), 0, stop)
+                .await
+                .unwrap();
             for index in 1..=entries {
                 let hub = table.watch_hub();
                 table.update(|_| hub.record(index, vec![granted("a", index)]));

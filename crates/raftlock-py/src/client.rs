@@ -182,7 +182,8 @@ impl PyClient {
         info.map(|i| lock_info(py, i)).transpose()
     }
 
-    /// Locks whose names start with `prefix`, and whether `limit` cut the list.
+    /// Locks whose names start with `prefix`, at most `limit` (0: 10 000),
+    /// read page by page, and whether `limit` cut the list.
     #[pyo3(signature = (prefix=String::new(), limit=0))]
     fn list_locks<'py>(
         &self,
@@ -198,6 +199,32 @@ impl PyClient {
             .map(|i| lock_info(py, i))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((locks, truncated))
+    }
+
+    /// One page of the locks under `prefix`: at most `page_size` (0: the
+    /// server's largest page), after the page that returned `page_token`
+    /// (None: the first). Returns the locks and the next page's token
+    /// (None after the last page).
+    #[pyo3(signature = (prefix=String::new(), page_size=0, page_token=None))]
+    fn list_locks_page<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: String,
+        page_size: u32,
+        page_token: Option<String>,
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, Option<String>)> {
+        let client = self.client()?;
+        let (locks, next) = block_on(py, async move {
+            client
+                .list_locks_page(&prefix, page_size, page_token.as_deref())
+                .await
+        })?
+        .map_err(to_py)?;
+        let locks = locks
+            .into_iter()
+            .map(|i| lock_info(py, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((locks, next))
     }
 
     /// One node's own view (role, term, leader), asked of that node only.

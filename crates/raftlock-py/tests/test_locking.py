@@ -237,3 +237,29 @@ def test_locks_lists_the_table(client, name):
     with client.lock(name + "/a"), client.lock(name + "/b"):
         names = [i.name for i in client.locks(prefix=name)]
         assert names == [name + "/a", name + "/b"]
+
+
+def test_list_locks_reads_the_table_in_pages(client, name):
+    names = [f"{name}/{i}" for i in range(5)]
+    held = [client.lock(n) for n in names]
+    for lock in held:
+        lock.acquire()
+    try:
+        native = client._native
+        seen, token, sizes = [], None, []
+        while True:
+            page, token = native.list_locks_page(name + "/", 2, token)
+            sizes.append(len(page))
+            seen += [info["name"] for info in page]
+            if token is None:
+                break
+        assert sizes == [2, 2, 1]
+        assert seen == sorted(names)
+        # list_locks pages under the hood and says when the limit cut it.
+        infos, truncated = native.list_locks(name + "/", 3)
+        assert [i["name"] for i in infos] == sorted(names)[:3] and truncated
+        infos, truncated = native.list_locks(name + "/", 0)
+        assert len(infos) == 5 and not truncated
+    finally:
+        for lock in held:
+            lock.release()
