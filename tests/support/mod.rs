@@ -51,6 +51,26 @@ impl Cluster {
         Cluster::ready(nodes).await
     }
 
+    /// Like [`Cluster::start`], each node serving its metrics page on a
+    /// port of its own ([`Cluster::metrics_addr`]).
+    pub async fn start_with_metrics(n: u64, extra_args: &[&str]) -> Cluster {
+        let nodes = LocalCluster::start_secure_with_metrics(Path::new(BIN), n, extra_args)
+            .expect("start the cluster");
+        Cluster::ready(nodes).await
+    }
+
+    /// Where node `id` serves metrics (see [`Cluster::start_with_metrics`]).
+    pub fn metrics_addr(&self, id: u64) -> String {
+        let addr = self.nodes.metrics_addr(id);
+        addr.expect("a node started with a metrics port")
+            .to_string()
+    }
+
+    /// Node ids, founders and added nodes alike.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.ids()
+    }
+
     /// `nodes` with admin's token file written for the CLI, once they
     /// have a leader.
     async fn ready(nodes: LocalCluster) -> Cluster {

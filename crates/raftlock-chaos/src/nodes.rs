@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context};
 use raftlock_client::{Credentials, Token, Transport};
 
+mod credentials;
+pub use credentials::ClusterCredentials;
+
 pub trait Nodes: Send {
     fn ids(&self) -> Vec<u64>;
     /// Where a client reaches node `id`.
@@ -81,99 +84,9 @@ pub struct LocalCluster {
     /// TLS and authentication ([`LocalCluster::start_secure`]); `None`:
     /// the nodes run `--insecure`.
     credentials: Option<ClusterCredentials>,
-}
-
-/// A secure cluster's credentials, made with the binary under test in
-/// `<dir>/credentials`: the CA, a certificate per node, an auth file with
-/// the principal `admin` (role admin), and admin's client certificate
-/// (membership changes on the peer ports need it: a token is not enough).
-#[derive(Clone, Debug)]
-pub struct ClusterCredentials {
-    pub dir: PathBuf,
-    /// `admin`'s bearer token.
-    pub admin_token: String,
-}
-
-impl ClusterCredentials {
-    pub fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    pub fn auth_file(&self) -> PathBuf {
-        self.dir.join("auth.toml")
-    }
-
-    /// `admin`'s client certificate and its key.
-    pub fn admin_cert(&self) -> PathBuf {
-        self.dir.join("client-admin.pem")
-    }
-
-    pub fn admin_key(&self) -> PathBuf {
-        self.dir.join("client-admin-key.pem")
-    }
-
-    /// The CA, node 1..=n's certificates, the auth file, admin's token and
-    /// admin's client certificate.
-    fn create(binary: &Path, dir: PathBuf, n: u64) -> anyhow::Result<ClusterCredentials> {
-        let run = |args: &[&str]| -> anyhow::Result<String> {
-            let out = Command::new(binary).args(args).output()?;
-            anyhow::ensure!(
-                out.status.success(),
-                "raftlock {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        let root = dir.to_string_lossy().to_string();
-        run(&["certs", "init", "--dir", &root])?;
-        let credentials = ClusterCredentials {
-            admin_token: String::new(),
-            dir,
-        };
-        for id in 1..=n {
-            credentials.issue_node(binary, id)?;
-        }
-        let auth = credentials.auth_file().to_string_lossy().to_string();
-        let admin_token = run(&["auth", "add", "admin", "--role", "admin", "--file", &auth])?;
-        run(&["certs", "client", "admin", "--dir", &root])?;
-        Ok(ClusterCredentials {
-            admin_token,
-            ..credentials
-        })
-    }
-
-    /// Node `id`'s certificate, issued if it has none yet.
-    fn issue_node(&self, binary: &Path, id: u64) -> anyhow::Result<()> {
-        if self.dir.join(format!("node-{id}.pem")).exists() {
-            return Ok(());
-        }
-        let out = Command::new(binary)
-            .args(["certs", "node", &id.to_string(), "--dir"])
-            .arg(&self.dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "raftlock certs node {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-
-    /// The flags node `id` serves with.
-    fn server_args(&self, id: u64) -> Vec<String> {
-        let path = |name: String| self.dir.join(name).to_string_lossy().to_string();
-        vec![
-            "--tls-cert".into(),
-            path(format!("node-{id}.pem")),
-            "--tls-key".into(),
-            path(format!("node-{id}-key.pem")),
-            "--tls-ca".into(),
-            path("ca.pem".into()),
-            "--auth-file".into(),
-            path("auth.toml".into()),
-        ]
-    }
+    /// Node id -> its `--metrics-listen` address, for the nodes that serve
+    /// metrics ([`LocalCluster::start_secure_with_metrics`]).
+    metrics_addrs: BTreeMap<u64, String>,
 }
 
 /// openraft's warnings help when a test fails; its per-call replication
@@ -211,6 +124,32 @@ impl LocalCluster {
         Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?
             .with_credentials(n)?
             .start_all(n)
+    }
+
+    /// Like [`LocalCluster::start_secure`], each node also serving its
+    /// metrics page on a loopback port of its own
+    /// ([`LocalCluster::metrics_addr`]).
+    pub fn start_secure_with_metrics(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalCluster> {
+        let mut cluster = Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?;
+        let taken: Vec<String> = cluster
+            .addrs
+            .values()
+            .chain(cluster.peer_addrs.values())
+            .cloned()
+            .collect();
+        let ports = free_ports(n as usize, &taken)?;
+        let addrs = ports.iter().map(|port| format!("127.0.0.1:{port}"));
+        cluster.metrics_addrs = (1..=n).zip(addrs).collect();
+        cluster.with_credentials(n)?.start_all(n)
+    }
+
+    /// Where node `id` serves its metrics page, if it does.
+    pub fn metrics_addr(&self, id: u64) -> Option<&str> {
+        self.metrics_addrs.get(&id).map(String::as_str)
     }
 
     /// Like [`LocalCluster::start_secure`], each node on one port for
@@ -326,6 +265,7 @@ impl LocalCluster {
             log_filter: log_filter.map(str::to_string),
             shim: shim.map(Path::to_path_buf),
             credentials: None,
+            metrics_addrs: BTreeMap::new(),
         })
     }
 
@@ -529,6 +469,13 @@ impl Nodes for LocalCluster {
             )
             .args(&membership)
             .args(&security)
+            .args(
+                self.metrics_addrs
+                    .get(&id)
+                    .map(|a| ["--metrics-listen", a])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.extra_args)
