@@ -493,7 +493,10 @@ fn dev_leaves_a_profile_it_did_not_write_alone() {
     });
     assert!(line.contains("RAFTLOCK_CA="), "{line}");
     assert!(line.contains("RAFTLOCK_AUTH_TOKEN_FILE="), "{line}");
-    assert!(line.contains("RAFTLOCK_CERT=") && line.contains("RAFTLOCK_KEY="), "{line}");
+    assert!(
+        line.contains("RAFTLOCK_CERT=") && line.contains("RAFTLOCK_KEY="),
+        "{line}"
+    );
     let ca = std::fs::read_to_string(profile.join("ca.pem")).unwrap();
     assert_eq!(ca, "someone else's CA");
     assert!(!profile.join("token").exists());
