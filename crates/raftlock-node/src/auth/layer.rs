@@ -11,6 +11,10 @@
 //!     .add_service(LockServer::new(api))
 //! ```
 //!
+//! Membership (Cluster) calls go by certificate only: the node a node
+//! certificate names, or the principal a client certificate names (role
+//! admin needed); a token beside it is not looked at.
+//!
 //! Refusals are gRPC trailers-only responses made here; the services
 //! behind never see the request. UNAUTHENTICATED never says whether a
 //! token was missing or wrong; PERMISSION_DENIED says who, with what

@@ -3,7 +3,9 @@
 //! admin ⊇ lock ⊇ read. Raft's own RPCs are not for tokens at all: nodes
 //! authorise each other with their certificates, so the table marks them
 //! apart and the layer decides (by how it was built) whether to let them
-//! through. A path the table does not know is refused, never passed on.
+//! through. Membership calls need their role proven by a certificate (a
+//! node's, or an admin's client certificate), never by a token alone. A
+//! path the table does not know is refused, never passed on.
 
 use std::fmt;
 use std::str::FromStr;
