@@ -493,6 +493,10 @@ fn dev_leaves_a_profile_it_did_not_write_alone() {
     });
     assert!(line.contains("RAFTLOCK_CA="), "{line}");
     assert!(line.contains("RAFTLOCK_AUTH_TOKEN_FILE="), "{line}");
+    assert!(
+        line.contains("RAFTLOCK_CERT=") && line.contains("RAFTLOCK_KEY="),
+        "{line}"
+    );
     let ca = std::fs::read_to_string(profile.join("ca.pem")).unwrap();
     assert_eq!(ca, "someone else's CA");
     assert!(!profile.join("token").exists());
@@ -513,6 +517,9 @@ async fn cli_commands_work_against_dev_with_only_the_profile() {
             .env("RAFTLOCK_CONFIG_DIR", data.path().join("profile"))
             .env("RAFTLOCK_ENDPOINTS", endpoints.join(","))
             .env_remove("RAFTLOCK_CA")
+            .env_remove("RAFTLOCK_AUTH_TOKEN_FILE")
+            .env_remove("RAFTLOCK_CERT")
+            .env_remove("RAFTLOCK_KEY")
             .env_remove("RAFTLOCK_INSECURE")
             .output()
             .unwrap()
@@ -530,4 +537,25 @@ async fn cli_commands_work_against_dev_with_only_the_profile() {
     let out = cli(&["lock", "dev-test", "--", "true"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+
+    // Membership changes need admin's client certificate, which the
+    // profile holds (its key private): the peer port lets the CLI in, and
+    // the node itself answers that 99 is no member.
+    let profile = data.path().join("profile");
+    let mode = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(profile.join(name)).unwrap();
+        meta.permissions().mode() & 0o777
+    };
+    assert_eq!(mode("client-key.pem"), 0o600);
+    assert!(profile.join("client.pem").exists());
+    let out = cli(&["cluster", "remove", "99"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node 99 is not a member"), "{stderr}");
+    // Without the certificate the CLI says what is missing.
+    std::fs::remove_file(profile.join("client.pem")).unwrap();
+    let out = cli(&["cluster", "remove", "99"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("admin's client certificate"), "{stderr}");
 }

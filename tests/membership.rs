@@ -322,7 +322,8 @@ async fn redirects_name_the_leader_on_the_port_they_came_in_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_port_nodes_still_form_a_cluster_and_take_new_members() {
     let _serial = serial().await;
-    // Insecure: single-port nodes are the layout from before TLS.
+    // Secure like every cluster here: one port, TLS with optional client
+    // certificates, membership changes by admin's certificate.
     let mut cluster = Cluster::start_single_port(3).await;
     let client = cluster.client();
     let session = client

@@ -252,7 +252,7 @@ async fn the_command_connects_with_flags_or_with_only_a_profile() {
     // Only a profile directory, as `raftlock dev` writes one.
     let profile = node.dir.path().join("profile");
     let admin = raftlock_client::read_token_file(&node.token_file("admin")).unwrap();
-    write_profile(&profile, &ca, &admin).unwrap();
+    write_profile(&profile, &ca, &admin, None).unwrap();
     let env = [("RAFTLOCK_CONFIG_DIR", profile.as_path())];
     let status = node.raftlock(&[&["status"][..], &at].concat(), &env);
     assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));

@@ -3,6 +3,9 @@
 //! refusals leave it unharmed.
 //!
 //! - transport: plain text, a client that trusts another CA;
+//! - the peer port: no handshake without a certificate from the CA, and
+//!   membership changes only by a node's or an admin's certificate (a
+//!   token alone is refused, in the CLI before anything is sent);
 //! - Raft RPCs: only from member nodes' certificates, refused before the
 //!   payload is decoded (a stranger's garbage does not move the term);
 //! - tokens: missing or wrong, roles, lock-name prefixes, another
@@ -25,6 +28,9 @@ use raftlock_proto::v1::*;
 use support::{serial, tls_channel, with_token, BIN};
 use tonic::transport::Channel;
 use tonic::Code;
+
+/// admin's client certificate (file stem in the credentials directory).
+const ADMIN_CERT: &str = "client-admin";
 
 /// A secure 3-node cluster with a leader, and its credentials.
 struct Secure {
@@ -208,14 +214,15 @@ async fn strangers_are_refused_and_leave_the_cluster_unharmed() {
     assert!(connected.is_err(), "handshake with the wrong CA succeeded");
 
     // Raft RPCs: a node certificate for a non-member, a client
-    // certificate, no certificate. Garbage payloads: the check comes first.
+    // certificate (with no certificate the handshake fails: see
+    // the_peer_port_requires_a_certificate). Garbage payloads: the check
+    // comes first.
     let creds = secure.creds.to_string_lossy().into_owned();
     secure.raftlock(&["certs", "node", "9", "--dir", &creds]);
     secure.raftlock(&["certs", "client", "mallory", "--dir", &creds]);
     let cases = [
         (Some("node-9"), "node certificate for 9: not a member"),
         (Some("client-mallory"), "Raft RPCs need a node certificate"),
-        (None, "Raft RPCs need a node certificate"),
     ];
     for id in secure.cluster.ids() {
         for (cert, why) in cases {
@@ -284,16 +291,6 @@ async fn tokens_roles_prefixes_and_sessions() {
     );
     let wrong = with_token(StatusRequest {}, "rlt_not-a-real-token");
     assert_eq!(code(client.status(wrong).await), Code::Unauthenticated);
-
-    // A lock principal may not change the membership.
-    let mut cluster = ClusterClient::new(secure.peer_port(leader, None).await);
-    let learner = AddLearnerRequest {
-        id: 7,
-        addr: "127.0.0.1:1".into(),
-        client_addr: "127.0.0.1:2".into(),
-    };
-    let refused = cluster.add_learner(with_token(learner, &bob)).await;
-    assert_eq!(code(refused), Code::PermissionDenied);
 
     // Alice: her prefix only.
     let open = || OpenSessionRequest {
@@ -412,14 +409,12 @@ async fn node_certificates_act_as_admins_between_members() {
         .into_iter()
         .find(|id| *id != leader)
         .unwrap();
-    let mut cluster = ClusterClient::new(secure.peer_port(leader, None).await);
+    let mut cluster = ClusterClient::new(secure.peer_port(leader, Some(ADMIN_CERT)).await);
     let remove = RemoveMemberRequest {
         id: victim,
         force: false,
     };
-    let removed = cluster
-        .remove_member(with_token(remove, &secure.admin))
-        .await;
+    let removed = cluster.remove_member(remove).await;
     let members = removed.expect("removal allowed").into_inner().members;
     assert!(members.iter().all(|m| m.id != victim), "{members:?}");
 }
@@ -432,15 +427,13 @@ async fn a_new_node_is_added_and_replicated_to_over_tls() {
     // No --peers, no --join: it waits for an admin to add it.
     let client_addr = secure.cluster.add_node(4, false).expect("node 4");
     secure.cluster.start(4).expect("start node 4");
-    let mut cluster = ClusterClient::new(secure.peer_port(leader, None).await);
+    let mut cluster = ClusterClient::new(secure.peer_port(leader, Some(ADMIN_CERT)).await);
     let learner = AddLearnerRequest {
         id: 4,
         addr: secure.cluster.peer_addr(4),
         client_addr,
     };
-    let added = cluster
-        .add_learner(with_token(learner, &secure.admin))
-        .await;
+    let added = cluster.add_learner(learner).await;
     let members = added.expect("add node 4").into_inner().members;
     assert!(members.iter().any(|m| m.id == 4), "{members:?}");
     // The leader's appends reach it through its own TLS client and the
@@ -481,4 +474,147 @@ async fn a_node_joins_with_its_certificate() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Connects to `addr` over TLS trusting `ca`, presenting `identity` (a
+/// certificate and its key) if given, and calls AddLearner (for id 0)
+/// bearing `token`: the gRPC status a server sent, or the error that kept
+/// the call from being answered (with its whole source chain).
+async fn add_learner_as(
+    addr: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    token: &str,
+) -> Result<Code, String> {
+    let channel = tls_channel(addr, ca, identity).await?;
+    let learner = AddLearnerRequest {
+        id: 0,
+        ..Default::default()
+    };
+    let mut cluster = ClusterClient::new(channel);
+    let call = cluster.add_learner(with_token(learner, token));
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Err(_) => Err("no answer".into()),
+        Ok(Ok(_)) => Ok(Code::Ok),
+        // A status the server sent has no source; a failed handshake
+        // surfaces as a status whose source is the transport's error.
+        Ok(Err(status)) if std::error::Error::source(&status).is_none() => Ok(status.code()),
+        Ok(Err(status)) => Err(format!("{status:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_port_requires_a_certificate_and_membership_an_admins() {
+    let _serial = serial().await;
+    let secure = Secure::start().await;
+    let leader = secure.wait_for_leader().await;
+    let creds = secure.creds.to_string_lossy().into_owned();
+    let bob = secure.add_principal("bob", "lock", &[]);
+    secure.sighup_all();
+    secure.wait_for_token(&bob, Code::Ok).await;
+    secure.raftlock(&["certs", "client", "bob", "--dir", &creds]);
+    secure.raftlock(&["certs", "client", "mallory", "--dir", &creds]);
+
+    // No certificate: the peer port's handshake fails, admin's token or
+    // not (the client sees the connection refused or closed: no gRPC
+    // answer). The same call with admin's certificate is answered, and so
+    // is the one without a certificate on the client port (where a token
+    // is enough to be heard), so the helper does tell them apart.
+    let (cert, key) = (
+        secure.creds.join(format!("{ADMIN_CERT}.pem")),
+        secure.creds.join(format!("{ADMIN_CERT}-key.pem")),
+    );
+    for id in secure.cluster.ids() {
+        let peer = secure.cluster.peer_addr(id);
+        let ca = secure.ca();
+        let refused = add_learner_as(&peer, &ca, None, &secure.admin).await;
+        assert!(
+            refused.is_err(),
+            "node {id}'s peer port answered a caller without a certificate: {refused:?}"
+        );
+        let with_cert = add_learner_as(&peer, &ca, Some((&cert, &key)), &secure.admin).await;
+        assert_eq!(with_cert, Ok(Code::InvalidArgument), "node {id}");
+        let client_port = secure.cluster.endpoint(id);
+        let answered = add_learner_as(&client_port, &ca, None, &secure.admin).await;
+        assert!(answered.is_ok(), "{answered:?}");
+    }
+
+    // The CLI with only admin's token: refused before anything is sent,
+    // saying what to give (exit 2), and not showing the token.
+    let home = tempfile::TempDir::new().unwrap();
+    let token_file = home.path().join("admin.token");
+    write_private(&token_file, &secure.admin);
+    let out = Command::new(BIN)
+        .args(["--endpoints", &secure.cluster.endpoints().join(",")])
+        .args(["cluster", "add", "9", "127.0.0.1:1"])
+        .env("RAFTLOCK_CA", secure.ca())
+        .env("RAFTLOCK_AUTH_TOKEN_FILE", &token_file)
+        .env("RAFTLOCK_CONFIG_DIR", home.path().join("no-profile"))
+        .env_remove("RAFTLOCK_CERT")
+        .env_remove("RAFTLOCK_KEY")
+        .env_remove("RAFTLOCK_INSECURE")
+        .output()
+        .expect("run raftlock cluster add");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("membership changes need an admin's client certificate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&secure.admin));
+
+    // admin's client certificate, no token: past the check, to the
+    // request's own merits (id 0 is no node id).
+    let mut as_admin = ClusterClient::new(secure.peer_port(leader, Some(ADMIN_CERT)).await);
+    let learner = || AddLearnerRequest {
+        id: 0,
+        addr: "127.0.0.1:1".into(),
+        client_addr: String::new(),
+    };
+    assert_eq!(
+        code(as_admin.add_learner(learner()).await),
+        Code::InvalidArgument
+    );
+    // A lock principal's certificate, even beside admin's token: refused,
+    // naming who and what was lacking.
+    let mut as_bob = ClusterClient::new(secure.peer_port(leader, Some("client-bob")).await);
+    let refused = as_bob
+        .add_learner(with_token(learner(), &secure.admin))
+        .await
+        .expect_err("bob may not change the membership");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "principal \"bob\" (role lock) may not call AddLearner: it needs role admin"
+    );
+    // A certificate from the CA for no principal in the auth file.
+    let mut as_mallory = ClusterClient::new(secure.peer_port(leader, Some("client-mallory")).await);
+    let refused = as_mallory
+        .add_learner(learner())
+        .await
+        .expect_err("mallory is nobody");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        refused.message().contains("names no principal"),
+        "{refused:?}"
+    );
+
+    // Nothing changed.
+    let leader = secure.wait_for_leader().await;
+    let status = secure.status(leader).await;
+    let members = status.expect("the leader's status").members;
+    assert_eq!(members.len(), 3, "{members:?}");
+}
+
+/// Writes `text` to a new file at `path` readable by its owner only.
+fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create a private file");
+    file.write_all(text.as_bytes()).expect("write it");
 }

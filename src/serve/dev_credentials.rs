@@ -1,7 +1,9 @@
-//! `raftlock dev`'s credentials: a CA, a certificate per node and an auth
-//! file with one admin principal, made on the first start in
-//! `<data-dir>/credentials/` and reused after; and the client profile that
-//! lets `raftlock status` on this machine use them without flags.
+//! `raftlock dev`'s credentials: a CA, a certificate per node, an auth
+//! file with one admin principal and that admin's client certificate, made
+//! on the first start in `<data-dir>/credentials/` and reused after; and
+//! the client profile that lets `raftlock status` (token) and `raftlock
+//! cluster add` (certificate: the peer port requires one) on this machine
+//! use them without flags.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -38,6 +40,11 @@ impl DevCredentials {
                 ca.issue_node(id, &[], DEFAULT_LEAF_DAYS, &dir)
                     .map_err(|e| format!("issuing node {id}'s certificate: {e}"))?;
             }
+        }
+        // Made by a raftlock from before the peer port required one.
+        if !dir.client_cert(ADMIN).exists() || !dir.client_key(ADMIN).exists() {
+            ca.issue_client(ADMIN, DEFAULT_LEAF_DAYS, &dir.clone().force(true))
+                .map_err(|e| format!("issuing {ADMIN}'s client certificate: {e}"))?;
         }
         let credentials = DevCredentials { dir };
         credentials.ensure_admin()?;
@@ -94,13 +101,18 @@ impl DevCredentials {
     pub fn publish_profile(&self) -> Result<(), String> {
         let ca = self.dir.ca_cert();
         let token_file = self.admin_token_file();
+        let settings = format!(
+            "RAFTLOCK_CA={} RAFTLOCK_AUTH_TOKEN_FILE={} RAFTLOCK_CERT={} RAFTLOCK_KEY={}",
+            ca.display(),
+            token_file.display(),
+            self.dir.client_cert(ADMIN).display(),
+            self.dir.client_key(ADMIN).display()
+        );
         let Some(profile) = raftlock_client::profile_dir() else {
             println!(
                 "credentials in {}; no profile directory (set RAFTLOCK_CONFIG_DIR or HOME), so use \
-                 RAFTLOCK_CA={} RAFTLOCK_AUTH_TOKEN_FILE={}",
+                 {settings}",
                 self.root().display(),
-                ca.display(),
-                token_file.display()
             );
             return Ok(());
         };
@@ -109,21 +121,21 @@ impl DevCredentials {
         if someone_elses {
             println!(
                 "credentials in {}; the profile in {} is not raftlock dev's, so it is left alone: \
-                 use RAFTLOCK_CA={} RAFTLOCK_AUTH_TOKEN_FILE={}",
+                 use {settings}",
                 self.root().display(),
                 profile.display(),
-                ca.display(),
-                token_file.display()
             );
             return Ok(());
         }
         let admin_token = raftlock_client::read_token_file(&token_file)
             .map_err(|e| format!("reading the admin token: {e}"))?;
-        raftlock_client::write_profile(&profile, &ca, &admin_token)
+        let identity = (self.dir.client_cert(ADMIN), self.dir.client_key(ADMIN));
+        let identity = Some((identity.0.as_path(), identity.1.as_path()));
+        raftlock_client::write_profile(&profile, &ca, &admin_token, identity)
             .and_then(|()| std::fs::write(profile.join(PROFILE_MARKER), b""))
             .map_err(|e| format!("writing the profile in {}: {e}", profile.display()))?;
         println!(
-            "credentials in {}; client profile (CA and admin token) in {}",
+            "credentials in {}; client profile (CA, admin token and certificate) in {}",
             self.root().display(),
             profile.display()
         );

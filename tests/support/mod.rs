@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use raftlock_chaos::nodes::ClusterCredentials;
 use raftlock_chaos::{LocalCluster, Nodes};
-use raftlock_client::{Client, ClientOptions, Credentials, StatusResponse, Token, Transport};
+use raftlock_client::{Client, ClientOptions, StatusResponse, Transport};
 use tonic::service::interceptor::InterceptedService;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftlock");
@@ -37,21 +37,43 @@ impl Cluster {
     }
 
     /// Like [`Cluster::start`], each node on one port for clients and
-    /// peers alike, as nodes ran before they had a peer port. These nodes
-    /// run `--insecure` (plain text, no tokens): single-port nodes predate
-    /// TLS, and the tests using them are about that layout.
+    /// peers alike, as nodes ran before they had a peer port; secure too.
     pub async fn start_single_port(n: u64) -> Cluster {
         let nodes =
             LocalCluster::start_single_port(Path::new(BIN), n, &[]).expect("start the cluster");
-        let cluster = Cluster { nodes };
-        cluster.wait_for_leader(Duration::from_secs(20)).await;
-        cluster
+        Cluster::ready(nodes).await
     }
 
     /// Like [`Cluster::start`], passing `extra_args` to every `raftlock server`.
     pub async fn start_with(n: u64, extra_args: &[&str]) -> Cluster {
         let nodes =
             LocalCluster::start_secure(Path::new(BIN), n, extra_args).expect("start the cluster");
+        Cluster::ready(nodes).await
+    }
+
+    /// Like [`Cluster::start`], each node serving its metrics page on a
+    /// port of its own ([`Cluster::metrics_addr`]).
+    pub async fn start_with_metrics(n: u64, extra_args: &[&str]) -> Cluster {
+        let nodes = LocalCluster::start_secure_with_metrics(Path::new(BIN), n, extra_args)
+            .expect("start the cluster");
+        Cluster::ready(nodes).await
+    }
+
+    /// Where node `id` serves metrics (see [`Cluster::start_with_metrics`]).
+    pub fn metrics_addr(&self, id: u64) -> String {
+        let addr = self.nodes.metrics_addr(id);
+        addr.expect("a node started with a metrics port")
+            .to_string()
+    }
+
+    /// Node ids, founders and added nodes alike.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.ids()
+    }
+
+    /// `nodes` with admin's token file written for the CLI, once they
+    /// have a leader.
+    async fn ready(nodes: LocalCluster) -> Cluster {
         let cluster = Cluster { nodes };
         if let Some(credentials) = cluster.credentials() {
             write_token_file(&token_file(credentials), &credentials.admin_token);
@@ -143,17 +165,10 @@ impl Cluster {
         .unwrap()
     }
 
-    /// How clients reach this cluster: TLS with `admin`'s token, or plain
-    /// text for an insecure (single-port) cluster.
+    /// How clients reach this cluster: TLS with `admin`'s token and client
+    /// certificate (the peer ports need the certificate).
     pub fn transport(&self) -> Transport {
-        match self.credentials() {
-            Some(credentials) => Transport::Tls(Credentials {
-                ca: credentials.ca(),
-                token: Some(Token::new(credentials.admin_token.clone())),
-                identity: None,
-            }),
-            None => Transport::Plain,
-        }
+        self.nodes.admin_transport()
     }
 
     /// The CA, node certificates and auth file; `None` if insecure.
@@ -162,26 +177,30 @@ impl Cluster {
     }
 
     /// The environment a `raftlock` CLI child needs to reach this cluster
-    /// as `admin`: `RAFTLOCK_CA` and `RAFTLOCK_AUTH_TOKEN_FILE` (a 0600
-    /// file), or `RAFTLOCK_INSECURE=1` for an insecure cluster.
+    /// as `admin`: `RAFTLOCK_CA`, `RAFTLOCK_AUTH_TOKEN_FILE` (a 0600 file)
+    /// and admin's client certificate in `RAFTLOCK_CERT`/`RAFTLOCK_KEY`, or
+    /// `RAFTLOCK_INSECURE=1` for an insecure cluster.
     pub fn cli_env(&self) -> Vec<(&'static str, PathBuf)> {
         match self.credentials() {
             Some(credentials) => vec![
                 ("RAFTLOCK_CA", credentials.ca()),
                 ("RAFTLOCK_AUTH_TOKEN_FILE", token_file(credentials)),
+                ("RAFTLOCK_CERT", credentials.admin_cert()),
+                ("RAFTLOCK_KEY", credentials.admin_key()),
             ],
             None => vec![("RAFTLOCK_INSECURE", PathBuf::from("1"))],
         }
     }
 
     /// A raw channel to node `id`'s client port (Lock service) whose
-    /// calls bear `admin`'s token, for the generated stubs.
+    /// calls bear `admin`'s token (and present admin's certificate), for
+    /// the generated stubs.
     pub async fn client_port(&self, id: u64) -> AuthedChannel {
         self.authed_channel(&self.endpoint(id)).await
     }
 
     /// Like [`Cluster::client_port`], to node `id`'s peer port (Cluster
-    /// service).
+    /// service), presenting admin's client certificate as well.
     pub async fn peer_port(&self, id: u64) -> AuthedChannel {
         self.authed_channel(&self.peer_addr(id)).await
     }
@@ -189,7 +208,8 @@ impl Cluster {
     async fn authed_channel(&self, addr: &str) -> AuthedChannel {
         let (channel, token) = match self.credentials() {
             Some(credentials) => {
-                let channel = tls_channel(addr, &credentials.ca(), None)
+                let (cert, key) = (credentials.admin_cert(), credentials.admin_key());
+                let channel = tls_channel(addr, &credentials.ca(), Some((&cert, &key)))
                     .await
                     .unwrap_or_else(|e| panic!("a TLS channel to {addr}: {e}"));
                 let bearer = format!("Bearer {}", credentials.admin_token);

@@ -102,21 +102,30 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
             .map(|f| Fault::parse(f).ok_or_else(|| anyhow::anyhow!("unknown fault {f:?}")))
             .collect::<anyhow::Result<_>>()?
     };
-    let mut nodes: Box<dyn Nodes> = match args.backend {
+    let (mut nodes, transport): (Box<dyn Nodes>, Transport) = match args.backend {
         Backend::Local => {
             let every = args.snapshot_every.map(|n| n.to_string());
             let extra: Vec<&str> = match &every {
                 Some(n) => vec!["--snapshot-every", n],
                 None => Vec::new(),
             };
-            Box::new(match &args.power_loss {
+            let cluster = match &args.power_loss {
                 Some(shim) => {
                     LocalCluster::start_under_power_loss(&args.binary, args.nodes, &extra, shim)?
                 }
-                None => LocalCluster::start(&args.binary, args.nodes, &extra)?,
-            })
+                None => LocalCluster::start_secure(&args.binary, args.nodes, &extra)?,
+            };
+            // The cluster's own credentials, made for it: not whatever
+            // profile the machine's user has.
+            let transport = cluster.admin_transport();
+            (Box::new(cluster), transport)
         }
-        Backend::Docker => Box::new(DockerCluster::attach(args.nodes)?),
+        // The environment or the profile (which `scripts/cluster up`
+        // writes) says how to reach the nodes, as for any client.
+        Backend::Docker => (
+            Box::new(DockerCluster::attach(args.nodes)?),
+            Transport::Discover,
+        ),
     };
     let config = RunConfig {
         rounds: args.rounds,
@@ -127,9 +136,7 @@ async fn main_async(args: Args) -> anyhow::Result<bool> {
         ttl: Duration::from_secs(args.ttl),
         faults,
         recovery_bound: Duration::from_secs(60),
-        // The environment or the profile says how to reach the nodes, as
-        // for any client.
-        transport: Transport::Discover,
+        transport,
     };
     let report = run(nodes.as_mut(), config).await?;
     report.print();

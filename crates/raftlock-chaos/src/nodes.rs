@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
+use raftlock_client::{Credentials, Token, Transport};
+
+mod credentials;
+pub use credentials::ClusterCredentials;
 
 pub trait Nodes: Send {
     fn ids(&self) -> Vec<u64>;
@@ -52,9 +56,10 @@ pub trait Nodes: Send {
 
 /// `raftlock server` processes on loopback ports, each with a data
 /// directory under one temporary directory, with the production default
-/// timings unless `extra_args` say otherwise. Each node serves clients on
-/// one port and the other nodes on another (unless started with
-/// [`LocalCluster::start_single_port`]).
+/// timings unless `extra_args` say otherwise, over TLS with an auth file
+/// (only [`LocalCluster::start_with_log_filter`] starts them plain text).
+/// Each node serves clients on one port and the other nodes on another
+/// (unless started with [`LocalCluster::start_single_port`]).
 ///
 /// Nodes log with [`TEST_LOG_FILTER`] unless started with
 /// [`LocalCluster::start_with_log_filter`].
@@ -79,87 +84,9 @@ pub struct LocalCluster {
     /// TLS and authentication ([`LocalCluster::start_secure`]); `None`:
     /// the nodes run `--insecure`.
     credentials: Option<ClusterCredentials>,
-}
-
-/// A secure cluster's credentials, made with the binary under test in
-/// `<dir>/credentials`: the CA, a certificate per node, and an auth file
-/// with the principal `admin` (role admin).
-#[derive(Clone, Debug)]
-pub struct ClusterCredentials {
-    pub dir: PathBuf,
-    /// `admin`'s bearer token.
-    pub admin_token: String,
-}
-
-impl ClusterCredentials {
-    pub fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    pub fn auth_file(&self) -> PathBuf {
-        self.dir.join("auth.toml")
-    }
-
-    /// The CA, node 1..=n's certificates, the auth file and admin's token.
-    fn create(binary: &Path, dir: PathBuf, n: u64) -> anyhow::Result<ClusterCredentials> {
-        let run = |args: &[&str]| -> anyhow::Result<String> {
-            let out = Command::new(binary).args(args).output()?;
-            anyhow::ensure!(
-                out.status.success(),
-                "raftlock {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        let root = dir.to_string_lossy().to_string();
-        run(&["certs", "init", "--dir", &root])?;
-        let credentials = ClusterCredentials {
-            admin_token: String::new(),
-            dir,
-        };
-        for id in 1..=n {
-            credentials.issue_node(binary, id)?;
-        }
-        let auth = credentials.auth_file().to_string_lossy().to_string();
-        let admin_token = run(&["auth", "add", "admin", "--role", "admin", "--file", &auth])?;
-        Ok(ClusterCredentials {
-            admin_token,
-            ..credentials
-        })
-    }
-
-    /// Node `id`'s certificate, issued if it has none yet.
-    fn issue_node(&self, binary: &Path, id: u64) -> anyhow::Result<()> {
-        if self.dir.join(format!("node-{id}.pem")).exists() {
-            return Ok(());
-        }
-        let out = Command::new(binary)
-            .args(["certs", "node", &id.to_string(), "--dir"])
-            .arg(&self.dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "raftlock certs node {id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-
-    /// The flags node `id` serves with.
-    fn server_args(&self, id: u64) -> Vec<String> {
-        let path = |name: String| self.dir.join(name).to_string_lossy().to_string();
-        vec![
-            "--tls-cert".into(),
-            path(format!("node-{id}.pem")),
-            "--tls-key".into(),
-            path(format!("node-{id}-key.pem")),
-            "--tls-ca".into(),
-            path("ca.pem".into()),
-            "--auth-file".into(),
-            path("auth.toml".into()),
-        ]
-    }
+    /// Node id -> its `--metrics-listen` address, for the nodes that serve
+    /// metrics ([`LocalCluster::start_secure_with_metrics`]).
+    metrics_addrs: BTreeMap<u64, String>,
 }
 
 /// openraft's warnings help when a test fails; its per-call replication
@@ -186,13 +113,48 @@ fn free_ports(count: usize, taken: &[String]) -> anyhow::Result<Vec<u16>> {
 }
 
 impl LocalCluster {
-    /// Starts `n` nodes of `binary` (no waiting for a leader).
-    pub fn start(binary: &Path, n: u64, extra_args: &[&str]) -> anyhow::Result<LocalCluster> {
-        Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), None)
+    /// Starts `n` nodes of `binary` over TLS with authentication (no
+    /// waiting for a leader): credentials are made first in
+    /// `<dir>/credentials` ([`LocalCluster::credentials`]).
+    pub fn start_secure(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalCluster> {
+        Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?
+            .with_credentials(n)?
+            .start_all(n)
     }
 
-    /// Like [`LocalCluster::start`], each node on one port for clients and
-    /// peers alike (no `--peer-listen`), as nodes ran before the split.
+    /// Like [`LocalCluster::start_secure`], each node also serving its
+    /// metrics page on a loopback port of its own
+    /// ([`LocalCluster::metrics_addr`]).
+    pub fn start_secure_with_metrics(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalCluster> {
+        let mut cluster = Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?;
+        let taken: Vec<String> = cluster
+            .addrs
+            .values()
+            .chain(cluster.peer_addrs.values())
+            .cloned()
+            .collect();
+        let ports = free_ports(n as usize, &taken)?;
+        let addrs = ports.iter().map(|port| format!("127.0.0.1:{port}"));
+        cluster.metrics_addrs = (1..=n).zip(addrs).collect();
+        cluster.with_credentials(n)?.start_all(n)
+    }
+
+    /// Where node `id` serves its metrics page, if it does.
+    pub fn metrics_addr(&self, id: u64) -> Option<&str> {
+        self.metrics_addrs.get(&id).map(String::as_str)
+    }
+
+    /// Like [`LocalCluster::start_secure`], each node on one port for
+    /// clients and peers alike (no `--peer-listen`), as nodes ran before
+    /// the split.
     pub fn start_single_port(
         binary: &Path,
         n: u64,
@@ -200,11 +162,27 @@ impl LocalCluster {
     ) -> anyhow::Result<LocalCluster> {
         let mut cluster = Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?;
         cluster.peer_addrs.clear();
-        cluster.start_all(n)
+        cluster.with_credentials(n)?.start_all(n)
     }
 
-    /// Like [`LocalCluster::start`], the nodes logging with `RUST_LOG` set
-    /// to `log_filter`, or with the server's default filter if `None`.
+    /// Like [`LocalCluster::start_secure`], the nodes logging with
+    /// `RUST_LOG` set to `log_filter`, or with the server's default filter
+    /// if `None`.
+    pub fn start_secure_with_log_filter(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+        log_filter: Option<&str>,
+    ) -> anyhow::Result<LocalCluster> {
+        Self::prepare(binary, n, extra_args, log_filter, None)?
+            .with_credentials(n)?
+            .start_all(n)
+    }
+
+    /// Like [`LocalCluster::start_secure_with_log_filter`], but the nodes
+    /// run `--insecure` (plain text, no authentication). Kept for suites
+    /// whose clients still speak plain text; new tests use the secure
+    /// starters.
     pub fn start_with_log_filter(
         binary: &Path,
         n: u64,
@@ -214,34 +192,44 @@ impl LocalCluster {
         Self::launch(binary, n, extra_args, log_filter, None)
     }
 
-    /// Like [`LocalCluster::start`], every node under the power-loss shim
-    /// at `shim` (the shared object), so [`Nodes::cut_power`] works.
+    /// Like [`LocalCluster::start_secure`], every node under the
+    /// power-loss shim at `shim` (the shared object), so
+    /// [`Nodes::cut_power`] works.
     pub fn start_under_power_loss(
         binary: &Path,
         n: u64,
         extra_args: &[&str],
         shim: &Path,
     ) -> anyhow::Result<LocalCluster> {
-        Self::launch(binary, n, extra_args, Some(TEST_LOG_FILTER), Some(shim))
-    }
-
-    /// Like [`LocalCluster::start`], the nodes over TLS with
-    /// authentication: credentials are made first in `<dir>/credentials`
-    /// ([`LocalCluster::credentials`]).
-    pub fn start_secure(
-        binary: &Path,
-        n: u64,
-        extra_args: &[&str],
-    ) -> anyhow::Result<LocalCluster> {
-        let mut cluster = Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?;
-        let dir = cluster.dir().join("credentials");
-        cluster.credentials = Some(ClusterCredentials::create(binary, dir, n)?);
-        cluster.start_all(n)
+        Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), Some(shim))?
+            .with_credentials(n)?
+            .start_all(n)
     }
 
     /// A secure cluster's credentials; `None` for an `--insecure` one.
     pub fn credentials(&self) -> Option<&ClusterCredentials> {
         self.credentials.as_ref()
+    }
+
+    /// How a client reaches this cluster as `admin`: TLS with admin's token
+    /// and client certificate, or plain text for an `--insecure` cluster.
+    pub fn admin_transport(&self) -> Transport {
+        match &self.credentials {
+            Some(credentials) => Transport::Tls(Credentials {
+                ca: credentials.ca(),
+                token: Some(Token::new(credentials.admin_token.clone())),
+                identity: Some((credentials.admin_cert(), credentials.admin_key())),
+            }),
+            None => Transport::Plain,
+        }
+    }
+
+    /// This (not yet started) cluster with credentials for nodes `1..=n`,
+    /// made in `<dir>/credentials`.
+    fn with_credentials(mut self, n: u64) -> anyhow::Result<LocalCluster> {
+        let dir = self.dir().join("credentials");
+        self.credentials = Some(ClusterCredentials::create(&self.binary, dir, n)?);
+        Ok(self)
     }
 
     fn launch(
@@ -277,6 +265,7 @@ impl LocalCluster {
             log_filter: log_filter.map(str::to_string),
             shim: shim.map(Path::to_path_buf),
             credentials: None,
+            metrics_addrs: BTreeMap::new(),
         })
     }
 
@@ -480,6 +469,13 @@ impl Nodes for LocalCluster {
             )
             .args(&membership)
             .args(&security)
+            .args(
+                self.metrics_addrs
+                    .get(&id)
+                    .map(|a| ["--metrics-listen", a])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(self.data_dir(id))
             .args(&self.extra_args)

@@ -13,7 +13,7 @@ use raftlock_proto::v1::{
     AddLearnerRequest, Member, PromoteRequest, RemoveMemberRequest, StatusResponse,
 };
 
-use crate::{Client, Error};
+use crate::{Client, Credentials, Error, Transport};
 
 impl Client {
     /// Adds node `id` as a learner, the other nodes reaching it at
@@ -62,7 +62,13 @@ impl Client {
     /// A client for the membership calls: the members' peer addresses,
     /// the leader's first, as the first of this client's endpoints that
     /// answers Status reports them.
+    ///
+    /// Over TLS the peer ports require a client certificate (an admin's, or
+    /// a node's): without one this fails at once with
+    /// [`Error::Credentials`] saying so, rather than with a handshake
+    /// error from each peer port.
     pub async fn membership_client(&self, timeout: Duration) -> Result<Client, Error> {
+        check_can_reach_peer_ports(&self.options().transport)?;
         let mut last = Error::Unavailable("no endpoint answered".into());
         for endpoint in self.endpoints().to_vec() {
             match self.node_status(&endpoint, timeout).await {
@@ -98,6 +104,23 @@ impl Client {
     }
 }
 
+/// What membership changes need, told before anything is sent: over TLS,
+/// a client certificate (the peer port refuses a handshake without one,
+/// and a token alone is not accepted for the Cluster service).
+fn check_can_reach_peer_ports(transport: &Transport) -> Result<(), Error> {
+    match transport {
+        Transport::Tls(Credentials { identity: None, .. }) => Err(Error::Credentials(
+            "membership changes need an admin's client certificate, not only a token: the \
+             nodes' peer ports accept no connection without a certificate from the cluster CA. \
+             Give --cert and --key (RAFTLOCK_CERT, RAFTLOCK_KEY) or put client.pem and \
+             client-key.pem in the profile directory; make one with `raftlock certs client NAME` \
+             for a principal NAME with role admin in the auth file"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Every member's peer address in `status`, the leader's first.
 fn peer_addrs(status: &StatusResponse) -> Vec<String> {
     let mut members: Vec<&Member> = status.members.iter().collect();
@@ -126,6 +149,23 @@ mod tests {
             voter: true,
             client_addr: client_addr.into(),
         }
+    }
+
+    #[test]
+    fn membership_over_tls_needs_a_client_certificate() {
+        let creds = |identity| {
+            Transport::Tls(Credentials {
+                ca: "ca.pem".into(),
+                token: Some(crate::Token::new("rlt_x")),
+                identity,
+            })
+        };
+        let refused = check_can_reach_peer_ports(&creds(None)).unwrap_err();
+        assert!(matches!(&refused, Error::Credentials(m) if m.contains("client certificate")));
+        assert!(!refused.to_string().contains("rlt_x"));
+        let with_cert = creds(Some(("c.pem".into(), "k.pem".into())));
+        assert!(check_can_reach_peer_ports(&with_cert).is_ok());
+        assert!(check_can_reach_peer_ports(&Transport::Plain).is_ok());
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! 2. the environment: `RAFTLOCK_INSECURE=1` for plain text, else
 //!    `RAFTLOCK_CA`, `RAFTLOCK_AUTH_TOKEN_FILE`, `RAFTLOCK_CERT` +
 //!    `RAFTLOCK_KEY`;
-//! 3. the profile directory ([`profile_dir`]), which `raftlock dev` fills:
-//!    `ca.pem`, `token`, and optionally `client.pem` + `client-key.pem`;
+//! 3. the profile directory ([`profile_dir`]), which `raftlock dev` and
+//!    `scripts/cluster up` fill: `ca.pem`, `token`, and `client.pem` +
+//!    `client-key.pem` (an admin's client certificate, which membership
+//!    changes need: the peer port takes no token alone);
 //! 4. plain text.
 //!
 //! Resolution is a pure function of what was given and an environment
@@ -276,13 +278,39 @@ impl Transport {
 }
 
 /// Writes a profile into `dir` (created 0700): a copy of the CA at
-/// `ca_pem` and `token` (0600), so clients on this machine find both
-/// without flags. Replaces a profile already there.
-pub fn write_profile(dir: &Path, ca_pem: &Path, token: &str) -> io::Result<()> {
+/// `ca_pem`, `token` (0600), and a copy of the client certificate and key
+/// in `identity` if given (the key 0600; without one, a certificate left
+/// from an earlier profile is removed, so the profile never mixes two),
+/// so clients on this machine find them without flags. Replaces a profile
+/// already there.
+pub fn write_profile(
+    dir: &Path,
+    ca_pem: &Path,
+    token: &str,
+    identity: Option<(&Path, &Path)>,
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     std::fs::copy(ca_pem, dir.join(PROFILE_CA))?;
-    write_private(&dir.join(PROFILE_TOKEN), token.as_bytes())
+    write_private(&dir.join(PROFILE_TOKEN), token.as_bytes())?;
+    let (cert, key) = (dir.join(PROFILE_CERT), dir.join(PROFILE_KEY));
+    match identity {
+        Some((cert_pem, key_pem)) => {
+            write_private(&key, &std::fs::read(key_pem)?)?;
+            std::fs::copy(cert_pem, &cert).map(drop)
+        }
+        None => {
+            remove_if_there(&cert)?;
+            remove_if_there(&key)
+        }
+    }
+}
+
+fn remove_if_there(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Writes `bytes` to `path` readable by its owner only, from the first
@@ -314,11 +342,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("some-ca.pem");
         std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "a certificate").unwrap();
+        std::fs::write(&key, "a private key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let profile = dir.path().join("profile");
-        write_profile(&profile, &ca, "rlt_secret").unwrap();
+        write_profile(&profile, &ca, "rlt_secret", Some((&cert, &key))).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&profile), 0o700);
         assert_eq!(mode(&profile.join(PROFILE_TOKEN)), 0o600);
+        // The key is private in the profile even if its source was not.
+        assert_eq!(mode(&profile.join(PROFILE_KEY)), 0o600);
+        let read = |name: &str| std::fs::read_to_string(profile.join(name)).unwrap();
+        assert_eq!(read(PROFILE_KEY), "a private key");
+        assert_eq!(read(PROFILE_CERT), "a certificate");
+        match Transport::resolve(&Given::default(), &|name: &str| {
+            (name == "RAFTLOCK_CONFIG_DIR").then(|| profile.clone().into_os_string())
+        })
+        .unwrap()
+        {
+            Transport::Tls(found) => assert_eq!(
+                found.identity,
+                Some((profile.join(PROFILE_CERT), profile.join(PROFILE_KEY)))
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A profile written again without a certificate keeps no old one.
+        write_profile(&profile, &ca, "rlt_secret", None).unwrap();
+        assert!(!profile.join(PROFILE_CERT).exists() && !profile.join(PROFILE_KEY).exists());
         assert_eq!(
             crate::read_token_file(&profile.join(PROFILE_TOKEN)).unwrap(),
             "rlt_secret"

@@ -123,9 +123,11 @@ impl Node {
             peers,
             stop: stop_rx,
         };
-        let mut servers = vec![serve_clients(listener, &config, &parts, tls.clone())?];
+        let client_tls = tls.as_ref().map(|t| t.clients.clone());
+        let mut servers = vec![serve_clients(listener, &config, &parts, client_tls)?];
         if let Some(peer_listener) = peer_listener {
-            servers.push(serve_peers(peer_listener, &config, &parts, tls)?);
+            let peer_tls = tls.map(|t| t.peers);
+            servers.push(serve_peers(peer_listener, &config, &parts, peer_tls)?);
         }
         let leader_duties = spawn_tasks(&config, parts)?;
         tracing::info!(id = config.id, addr = %local_addr, %peer_addr, "node started");
@@ -259,19 +261,31 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
-/// The TLS configuration both listeners use, if the node is secure.
-fn server_tls(security: Option<&Security>) -> anyhow::Result<Option<ServerTlsConfig>> {
+/// The TLS configurations of the client listener and of the peer
+/// listener, if the node is secure. Only nodes and operators with an
+/// admin's client certificate talk on the peer port, so its handshake
+/// requires a certificate from the CA: a stranger without one does not
+/// even reach the auth layer. The client listener (and a single port
+/// serving both) only asks for one, since a token is enough for clients.
+fn server_tls(security: Option<&Security>) -> anyhow::Result<Option<ListenerTls>> {
     let Some(security) = security else {
         return Ok(None);
     };
-    let tls = raftlock_tls::server_tls(
-        &security.cert,
-        &security.key,
-        &security.ca,
-        raftlock_tls::ClientCerts::Optional,
-    )
-    .context("loading the node's TLS credentials")?;
-    Ok(Some(tls))
+    let load = |client_certs| {
+        raftlock_tls::server_tls(&security.cert, &security.key, &security.ca, client_certs)
+            .context("loading the node's TLS credentials")
+    };
+    Ok(Some(ListenerTls {
+        clients: load(raftlock_tls::ClientCerts::Optional)?,
+        peers: load(raftlock_tls::ClientCerts::Required)?,
+    }))
+}
+
+/// What [`server_tls`] returns: one configuration per listener.
+#[derive(Clone)]
+struct ListenerTls {
+    clients: ServerTlsConfig,
+    peers: ServerTlsConfig,
 }
 
 /// The authentication layer of a secure node's listener: tokens, client

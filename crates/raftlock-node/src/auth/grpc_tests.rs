@@ -132,26 +132,37 @@ async fn a_tonic_client_sees_the_layers_answers() {
     let addr = serve(AuthLayer::for_clients(store(dir.path()))).await;
     let channel = channel(addr).await;
 
-    let none = add_learner(&channel, None).await;
-    assert_eq!(none.code(), Code::Unauthenticated);
-    assert_eq!(none.message(), "missing or unknown token");
-
-    let low = add_learner(&channel, Some("rlt_viewer")).await;
-    assert_eq!(low.code(), Code::PermissionDenied);
-    assert_eq!(
-        low.message(),
-        "principal \"viewer\" (role read) may not call AddLearner: it needs role admin"
-    );
-
-    let admitted = add_learner(&channel, Some("rlt_ops")).await;
-    assert_eq!(admitted.code(), Code::Unimplemented);
-    assert_eq!(admitted.message(), "caller \"ops\"");
+    // Membership calls need a certificate: none here, so neither no
+    // token nor an admin's token gets through, and the answer says why.
+    for token in [None, Some("rlt_viewer"), Some("rlt_ops")] {
+        let refused = add_learner(&channel, token).await;
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert!(
+            refused
+                .message()
+                .starts_with("AddLearner needs a certificate")
+                && refused.message().contains("a token alone is not enough"),
+            "{refused:?}"
+        );
+    }
 
     let raft = RaftClient::new(channel)
         .append_entries(RaftMessage::default())
         .await
         .expect_err("Raft RPCs are not for clients");
     assert_eq!(raft.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_certified_caller_reaches_the_service_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // As if every connection presented node 7's certificate.
+    let layer =
+        AuthLayer::for_peers(store(dir.path())).with_node_certs(|_: &http::Extensions| Some(7));
+    let channel = channel(serve(layer).await).await;
+    let admitted = add_learner(&channel, None).await;
+    assert_eq!(admitted.code(), Code::Unimplemented);
+    assert_eq!(admitted.message(), "caller \"node-7\"");
 }
 
 #[tokio::test]

@@ -11,6 +11,10 @@
 //!     .add_service(LockServer::new(api))
 //! ```
 //!
+//! Membership (Cluster) calls go by certificate only: the node a node
+//! certificate names, or the principal a client certificate names (role
+//! admin needed); a token beside it is not looked at.
+//!
 //! Refusals are gRPC trailers-only responses made here; the services
 //! behind never see the request. UNAUTHENTICATED never says whether a
 //! token was missing or wrong; PERMISSION_DENIED says who, with what
@@ -132,19 +136,31 @@ impl AuthLayer {
                 "unknown method {path:?}"
             )));
         };
-        let needed = match method.access {
+        let table = self.store.table();
+        let (principal, needed) = match method.access {
             Access::Peer if self.peer_rpcs == PeerRpcs::PassThrough => return Ok(()),
             Access::Peer => {
                 return Err(Status::permission_denied(format!(
                     "{path} is a Raft RPC between nodes, not served to clients"
                 )))
             }
-            Access::Principal(needed) => needed,
-        };
-        let table = self.store.table();
-        let Some(principal) = self.authenticate(&table, request) else {
-            tracing::debug!(path, "refused: missing or unknown token");
-            return Err(Status::unauthenticated("missing or unknown token"));
+            Access::Principal(needed) => {
+                let Some(principal) = self.authenticate(&table, request) else {
+                    tracing::debug!(path, "refused: missing or unknown token");
+                    return Err(Status::unauthenticated("missing or unknown token"));
+                };
+                (principal, needed)
+            }
+            Access::Certificate(needed) => {
+                let principal = self.certified(&table, request).map_err(|message| {
+                    tracing::debug!(path, "refused: {message}");
+                    Status::unauthenticated(format!(
+                        "{} needs a certificate: {message}",
+                        method.name
+                    ))
+                })?;
+                (principal, needed)
+            }
         };
         if !principal.role.allows(needed) {
             let message = format!(
@@ -165,7 +181,7 @@ impl AuthLayer {
 
     /// The principal whose token the request bears, else the node its
     /// node certificate names, else the one its client certificate stands
-    /// for.
+    /// for (if that principal has `client_cert = true`).
     fn authenticate<B>(
         &self,
         table: &AuthTable,
@@ -176,15 +192,49 @@ impl AuthLayer {
         }
         let node = self.node_certs.as_ref();
         if let Some(id) = node.and_then(|n| n.node_id(request.extensions())) {
-            return Some(Arc::new(Principal {
-                name: node_principal(id),
-                role: Role::Admin,
-                prefixes: None,
-                client_cert: false,
-            }));
+            return Some(Arc::new(node_principal_of(id)));
         }
         let identity = self.client_certs.as_ref()?.identity(request.extensions())?;
         table.by_client_cert(&identity).cloned()
+    }
+
+    /// The principal the request's certificate proves, ignoring any token:
+    /// the node its node certificate names, else the principal its client
+    /// certificate names. Here the certificate is the credential itself,
+    /// so a principal need not have `client_cert = true` (which only lets
+    /// a certificate stand in for a token); it must be in the auth file.
+    /// `Err` says, without naming any secret, what was missing.
+    fn certified<B>(
+        &self,
+        table: &AuthTable,
+        request: &http::Request<B>,
+    ) -> Result<Arc<Principal>, String> {
+        let node = self.node_certs.as_ref();
+        if let Some(id) = node.and_then(|n| n.node_id(request.extensions())) {
+            return Ok(Arc::new(node_principal_of(id)));
+        }
+        let identity = self
+            .client_certs
+            .as_ref()
+            .and_then(|c| c.identity(request.extensions()));
+        let Some(identity) = identity else {
+            return Err("a node certificate, or the client certificate of an admin \
+                 principal (raftlock certs client NAME); a token alone is not enough"
+                .into());
+        };
+        table.by_cert_identity(&identity).cloned().ok_or_else(|| {
+            format!("the client certificate {identity} names no principal in the auth file")
+        })
+    }
+}
+
+/// Principal `node-<id>`, role admin: what a node certificate stands for.
+fn node_principal_of(id: u64) -> Principal {
+    Principal {
+        name: node_principal(id),
+        role: Role::Admin,
+        prefixes: None,
+        client_cert: false,
     }
 }
 

@@ -157,7 +157,10 @@ async fn a_role_too_low_is_denied_naming_principal_role_method_and_need() {
         status.message(),
         "principal \"bob\" (role read) may not call Acquire: it needs role lock"
     );
-    let status = refusal(&call_with(&layer, "/raftlock.v1.Cluster/RemoveMember", ALICE).await);
+    let with_certs = layer.with_client_certs(cert_reader());
+    let remove = "/raftlock.v1.Cluster/RemoveMember";
+    let alice = call(&with_certs, remove, None, Some("raftlock://client/alice")).await;
+    let status = refusal(&alice);
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(
         status.message(),
@@ -193,7 +196,6 @@ async fn the_right_role_reaches_the_service_as_its_caller_without_the_token() {
     for path in [
         "/raftlock.v1.Lock/ListLocks",
         "/raftlock.v1.Lock/OpenSession",
-        "/raftlock.v1.Cluster/AddLearner",
     ] {
         let seen = admitted(&call_with(&layer, path, OPS).await);
         assert_eq!(
@@ -315,10 +317,15 @@ async fn a_node_certificate_is_principal_node_id_with_role_admin() {
     let caller = seen.caller.unwrap();
     assert_eq!(caller.principal, "node-3");
     assert_eq!(caller.prefixes, None);
-    // A token still names its own principal, with its own role (bob
-    // reads only).
+    // Membership calls go by the certificate: a token beside it is not
+    // looked at (bob only reads).
     let bob = format!("Bearer {BOB}");
     let bob = call(&layer, remove, Some(&bob), Some("raftlock://node/3")).await;
+    assert_eq!(admitted(&bob).caller.unwrap().principal, "node-3");
+    // Elsewhere a token still names its own principal, with its own role.
+    let bob = format!("Bearer {BOB}");
+    let acquire = "/raftlock.v1.Lock/Acquire";
+    let bob = call(&layer, acquire, Some(&bob), Some("raftlock://node/3")).await;
     let status = refusal(&bob);
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(
@@ -331,6 +338,57 @@ async fn a_node_certificate_is_principal_node_id_with_role_admin() {
     let without = AuthLayer::for_peers(store);
     let status = refusal(&call(&without, remove, None, Some("raftlock://node/3")).await);
     assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn membership_calls_need_a_certificate_and_a_token_is_not_enough() {
+    let (store, _dir) = store();
+    let add = "/raftlock.v1.Cluster/AddLearner";
+    let layer = AuthLayer::for_peers(store)
+        .with_client_certs(cert_reader())
+        .with_node_certs(node_reader());
+    // The admin's token alone: refused, saying what is needed, not the token.
+    let status = refusal(&call_with(&layer, add, OPS).await);
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status
+            .message()
+            .starts_with("AddLearner needs a certificate")
+            && status.message().contains("a token alone is not enough"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains(OPS));
+    assert_eq!(
+        refusal(&call(&layer, add, None, None).await).code(),
+        Code::Unauthenticated
+    );
+    // ops's certificate, though ops has no `client_cert = true`: the
+    // certificate is required here, so it is the credential.
+    let ops = admitted(&call(&layer, add, None, Some("raftlock://client/ops")).await);
+    assert_eq!(ops.caller.unwrap().principal, "ops");
+    // A certificate for a lock principal, beside the admin's token: the
+    // certificate decides.
+    let admin_token = format!("Bearer {OPS}");
+    let alice = call(
+        &layer,
+        add,
+        Some(&admin_token),
+        Some("raftlock://client/alice"),
+    )
+    .await;
+    let status = refusal(&alice);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "principal \"alice\" (role lock) may not call AddLearner: it needs role admin"
+    );
+    // A certificate for nobody in the auth file.
+    let nobody = refusal(&call(&layer, add, None, Some("raftlock://client/mallory")).await);
+    assert_eq!(nobody.code(), Code::Unauthenticated);
+    assert!(
+        nobody.message().contains("names no principal"),
+        "{nobody:?}"
+    );
 }
 
 #[tokio::test]

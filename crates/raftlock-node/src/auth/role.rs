@@ -3,7 +3,9 @@
 //! admin ⊇ lock ⊇ read. Raft's own RPCs are not for tokens at all: nodes
 //! authorise each other with their certificates, so the table marks them
 //! apart and the layer decides (by how it was built) whether to let them
-//! through. A path the table does not know is refused, never passed on.
+//! through. Membership calls need their role proven by a certificate (a
+//! node's, or an admin's client certificate), never by a token alone. A
+//! path the table does not know is refused, never passed on.
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,6 +60,11 @@ impl FromStr for Role {
 pub enum Access {
     /// A principal with at least this role.
     Principal(Role),
+    /// A principal with at least this role, proven by a certificate: a
+    /// node's, or a client certificate naming the principal. A token is
+    /// not enough (membership changes: a stolen token alone must not
+    /// reshape the cluster).
+    Certificate(Role),
     /// Another node (Raft RPCs), never a token.
     Peer,
 }
@@ -80,7 +87,7 @@ const METHODS: &[(&str, &str, Access)] = &[
     (LOCK, "CloseSession", Access::Principal(Role::Lock)),
     (LOCK, "Acquire", Access::Principal(Role::Lock)),
     (LOCK, "Release", Access::Principal(Role::Lock)),
-    (CLUSTER, ANY, Access::Principal(Role::Admin)),
+    (CLUSTER, ANY, Access::Certificate(Role::Admin)),
     (RAFT, ANY, Access::Peer),
 ];
 
@@ -146,8 +153,8 @@ mod tests {
     }
 
     #[test]
-    fn cluster_is_admin_raft_is_peers_and_the_rest_is_unknown() {
-        let admin = Some(Access::Principal(Role::Admin));
+    fn cluster_is_admin_by_certificate_raft_is_peers_and_the_rest_is_unknown() {
+        let admin = Some(Access::Certificate(Role::Admin));
         assert_eq!(access("/raftlock.v1.Cluster/AddLearner"), admin);
         assert_eq!(access("/raftlock.v1.Cluster/RemoveMember"), admin);
         assert_eq!(

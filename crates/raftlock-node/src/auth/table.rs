@@ -39,6 +39,7 @@ pub struct Invalid {
 pub struct AuthTable {
     by_token: HashMap<TokenHash, Arc<Principal>>,
     by_cert_name: HashMap<String, Arc<Principal>>,
+    by_name: HashMap<String, Arc<Principal>>,
     len: usize,
 }
 
@@ -83,8 +84,11 @@ impl AuthTable {
                 )));
             }
             if principal.client_cert {
-                table.by_cert_name.insert(principal.name.clone(), principal);
+                table
+                    .by_cert_name
+                    .insert(principal.name.clone(), principal.clone());
             }
+            table.by_name.insert(principal.name.clone(), principal);
             table.len += 1;
         }
         Ok(table)
@@ -102,6 +106,15 @@ impl AuthTable {
     pub fn by_client_cert(&self, identity: &str) -> Option<&Arc<Principal>> {
         let name = identity.strip_prefix(CLIENT_CERT_PREFIX)?;
         self.by_cert_name.get(name)
+    }
+
+    /// The principal a client certificate with this identity
+    /// (`raftlock://client/<name>`) names, whether or not it accepts
+    /// certificates in place of a token: for calls where a certificate is
+    /// required, so the certificate is the credential itself.
+    pub fn by_cert_identity(&self, identity: &str) -> Option<&Arc<Principal>> {
+        let name = identity.strip_prefix(CLIENT_CERT_PREFIX)?;
+        self.by_name.get(name)
     }
 
     /// How many principals there are.
@@ -190,6 +203,24 @@ mod tests {
         assert!(table.by_client_cert("raftlock://node/alice").is_none());
         assert!(table.by_client_cert("alice").is_none());
         assert!(table.by_client_cert("raftlock://client/").is_none());
+    }
+
+    #[test]
+    fn a_required_certificate_names_any_listed_principal() {
+        let mut alice = entry("alice", "lock", "a");
+        alice.client_cert = true;
+        let table = AuthTable::new(&file(vec![alice, entry("bob", "admin", "b")])).unwrap();
+        let named = |identity: &str| table.by_cert_identity(identity).map(|p| p.name.clone());
+        assert_eq!(named("raftlock://client/alice").as_deref(), Some("alice"));
+        assert_eq!(named("raftlock://client/bob").as_deref(), Some("bob"));
+        for nobody in [
+            "raftlock://client/carol",
+            "raftlock://node/bob",
+            "bob",
+            "raftlock://client/",
+        ] {
+            assert_eq!(named(nobody), None, "{nobody}");
+        }
     }
 
     #[test]
