@@ -91,7 +91,7 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// At most this many locks.
+        /// At most this many locks (0: all of them, page by page).
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },

@@ -26,6 +26,14 @@ def _secured(cluster):
         pytest.skip("the cluster runs insecure (RAFTLOCK_TEST_INSECURE=1)")
 
 
+def _no_handshake(call) -> None:
+    """The peer port requires a client certificate: without one the TLS
+    handshake fails, and the call gets no answer from the server."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+
+
 def _unauthenticated(call) -> None:
     e = expect_error(call, UNAUTHENTICATED, None)
     # Never says whether the token was missing or wrong.
@@ -48,7 +56,7 @@ def test_a_call_without_a_token_is_unauthenticated(cluster):
         _unauthenticated(lambda: stub.OpenSession(pb.OpenSessionRequest(ttl_ms=60_000),
                                                   timeout=10))
         peer = pb_grpc.ClusterStub(node.channel_as(None, peer=True))
-        _unauthenticated(lambda: peer.AddLearner(pb.AddLearnerRequest(id=0), timeout=10))
+        _no_handshake(lambda: peer.AddLearner(pb.AddLearnerRequest(id=0), timeout=10))
         # With a token the same node serves: the token is what was missing.
         assert node.status().id == node.id
 
@@ -61,7 +69,7 @@ def test_a_call_with_a_wrong_token_is_unauthenticated(cluster, wrong):
         _unauthenticated(lambda: stub.Status(pb.StatusRequest(), timeout=10))
         _unauthenticated(lambda: stub.GetLock(pb.GetLockRequest(name="x"), timeout=10))
         peer = pb_grpc.ClusterStub(node.open_channel(node.peer_addr, token=token))
-        _unauthenticated(lambda: peer.AddLearner(pb.AddLearnerRequest(id=0), timeout=10))
+        _no_handshake(lambda: peer.AddLearner(pb.AddLearnerRequest(id=0), timeout=10))
 
 
 def test_a_read_principal_reads_but_may_not_lock(cluster, client, name):
@@ -92,7 +100,9 @@ def test_a_read_principal_reads_but_may_not_lock(cluster, client, name):
 
 def test_a_lock_principal_may_not_change_membership_on_the_peer_port(cluster):
     for node in cluster.nodes.values():
-        as_lock = pb_grpc.ClusterStub(node.channel_as("alice", peer=True))
+        # Membership goes by client certificate; alice's is from the CA,
+        # but alice has role lock.
+        as_lock = pb_grpc.ClusterStub(node.open_channel(node.peer_addr, client_cert="alice"))
         for call, method in [
             (lambda: as_lock.AddLearner(pb.AddLearnerRequest(id=0), timeout=10), "AddLearner"),
             (lambda: as_lock.Promote(pb.PromoteRequest(id=0), timeout=10), "Promote"),
@@ -100,9 +110,12 @@ def test_a_lock_principal_may_not_change_membership_on_the_peer_port(cluster):
             e = expect_error(call, DENIED, None)
             assert e.details() == (f'principal "alice" (role lock) may not call {method}: '
                                    "it needs role admin"), e.details()
-        # An admin with only a token (no certificate) gets past the check
-        # to the request's own merits: id 0 is not a node id.
-        as_admin = pb_grpc.ClusterStub(node.channel_as("admin", peer=True))
+        # An admin with only a token does not even finish the handshake ...
+        token_only = pb_grpc.ClusterStub(node.channel_as("admin", peer=True))
+        _no_handshake(lambda: token_only.AddLearner(pb.AddLearnerRequest(id=0), timeout=10))
+        # ... with admin's client certificate it gets past the check to
+        # the request's own merits: id 0 is not a node id.
+        as_admin = pb_grpc.ClusterStub(node.open_channel(node.peer_addr, client_cert="admin"))
         expect_error(lambda: as_admin.AddLearner(pb.AddLearnerRequest(id=0), timeout=10),
                      grpc.StatusCode.INVALID_ARGUMENT, None)
 
@@ -123,8 +136,10 @@ def test_raft_rpcs_need_a_members_node_certificate(cluster):
     assert outsider not in cluster.nodes
     for node in cluster.nodes.values():
         callers = {
-            "an admin token": (node.channel_as("admin", peer=True),
-                               "Raft RPCs need a node certificate"),
+            "an admin's client certificate": (
+                node.open_channel(node.peer_addr, token=cluster.credentials.tokens["admin"],
+                                  client_cert="admin"),
+                "Raft RPCs need a node certificate"),
             "a client certificate": (node.open_channel(node.peer_addr, client_cert="alice"),
                                      "Raft RPCs need a node certificate"),
             "a non-member's node certificate": (
@@ -210,6 +225,7 @@ def test_no_token_reaches_a_nodes_log(cluster, client, name):
     for node in cluster.nodes.values():
         for principal in ("admin", "alice"):
             membership = pb_grpc.ClusterStub(node.channel_as(principal, peer=True))
+            # No certificate: refused in the handshake, the token unsent.
             with pytest.raises(grpc.RpcError):
                 membership.AddLearner(pb.AddLearnerRequest(id=0), timeout=10)
     text = "\n".join(

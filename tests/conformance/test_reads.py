@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 import time
 
-from support import pb
+import grpc
+
+from support import expect_error, pb
 
 
 def test_get_lock_shows_the_holder_and_the_waiters_in_queue_order(client, name):
@@ -58,7 +60,7 @@ def test_list_locks_limit_truncates_and_zero_means_the_default(client, name):
     assert listed(3) == (everything, False)
     assert listed(2) == (everything[:2], True)
     assert listed(1) == (everything[:1], True)
-    # Over the 100 000 cap: lowered, not refused.
+    # Over the server's largest page: lowered, not refused.
     assert listed(2**32 - 1) == (everything, False)
 
 
@@ -74,9 +76,9 @@ def test_list_locks_with_an_empty_prefix_lists_everything(client, name):
 def test_list_locks_of_an_unused_prefix_is_empty(client, name):
     reply = client.call("ListLocks", pb.ListLocksRequest(prefix=name))
     assert list(reply.locks) == [] and not reply.truncated
-    # A prefix longer than any name is no error either.
-    reply = client.call("ListLocks", pb.ListLocksRequest(prefix="x" * 600))
-    assert list(reply.locks) == [] and not reply.truncated
+    # A prefix longer than any name can be is refused, not scanned for.
+    expect_error(lambda: client.call("ListLocks", pb.ListLocksRequest(prefix="x" * 600)),
+                 grpc.StatusCode.INVALID_ARGUMENT, "invalid-argument")
 
 
 def test_every_node_reports_its_status_and_agrees_on_the_leader(cluster):
