@@ -3,23 +3,18 @@
 //! no new term. And while a peer is down, the leader logs it going down
 //! and coming back, not every failed call.
 //!
-//! The log-filter test starts its own secure nodes ([`OperatorNodes`]):
-//! the shared harness gives every secure node a test log filter, and that
-//! test is about the server's own.
+//! The log-filter test starts its nodes without `RUST_LOG`: it is about
+//! the server's own default filter, not the harness's test filter.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use raftlock_chaos::{runner, Nodes};
-use raftlock_client::{Client, ClientOptions, Credentials, SessionOptions, Token, Transport, Wait};
+use raftlock_chaos::{runner, LocalCluster, Nodes};
+use raftlock_client::{Client, ClientOptions, SessionOptions, Wait};
 use support::{serial, Cluster, BIN};
 use tokio::task::JoinHandle;
 
@@ -149,175 +144,6 @@ async fn a_whole_cluster_restart_elects_a_leader() {
     session.lock("after-restart", Wait::No).await.unwrap();
 }
 
-/// Runs `raftlock ARGS` to completion; its stdout, trimmed.
-fn raftlock(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(BIN).args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "raftlock {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Three secure nodes (TLS, an auth file) on loopback, each on a client
-/// port and a peer port, started without `RUST_LOG`: they log with the
-/// server's own default filter, as an operator runs them.
-struct OperatorNodes {
-    dir: tempfile::TempDir,
-    /// Node id -> (client address, peer address).
-    addrs: BTreeMap<u64, (String, String)>,
-    procs: BTreeMap<u64, Child>,
-    /// `reader`'s bearer token: status is all this test asks for.
-    token: String,
-}
-
-impl OperatorNodes {
-    fn start() -> anyhow::Result<OperatorNodes> {
-        let dir = tempfile::tempdir()?;
-        let credentials = dir.path().join("credentials").to_string_lossy().to_string();
-        raftlock(&["certs", "init", "--dir", &credentials])?;
-        for id in 1..=3u64 {
-            raftlock(&["certs", "node", &id.to_string(), "--dir", &credentials])?;
-        }
-        let auth = format!("{credentials}/auth.toml");
-        let token = raftlock(&["auth", "add", "reader", "--role", "read", "--file", &auth])?;
-        // All six held until all are chosen, so they differ.
-        let listeners = (0..6)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let ports = listeners
-            .iter()
-            .map(|l| Ok(l.local_addr()?.port()))
-            .collect::<std::io::Result<Vec<u16>>>()?;
-        drop(listeners);
-        let addrs = (1..=3u64)
-            .zip(ports.chunks(2))
-            .map(|(id, p)| {
-                (
-                    id,
-                    (format!("127.0.0.1:{}", p[0]), format!("127.0.0.1:{}", p[1])),
-                )
-            })
-            .collect();
-        let mut nodes = OperatorNodes {
-            dir,
-            addrs,
-            procs: BTreeMap::new(),
-            token,
-        };
-        for id in 1..=3 {
-            nodes.start(id)?;
-        }
-        Ok(nodes)
-    }
-
-    fn log_path(&self, id: u64) -> PathBuf {
-        self.dir.path().join(format!("node{id}.log"))
-    }
-
-    fn credential(&self, name: &str) -> OsString {
-        self.dir
-            .path()
-            .join("credentials")
-            .join(name)
-            .into_os_string()
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Tls(Credentials {
-            ca: self.credential("ca.pem").into(),
-            token: Some(Token::new(self.token.clone())),
-            identity: None,
-        })
-    }
-
-    fn signal(&self, id: u64, sig: i32) -> anyhow::Result<()> {
-        let child = self.procs.get(&id).context("not running")?;
-        // SAFETY: kill(2) on our own child process touches no memory.
-        if unsafe { libc::kill(child.id() as i32, sig) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        Ok(())
-    }
-}
-
-impl Nodes for OperatorNodes {
-    fn ids(&self) -> Vec<u64> {
-        self.addrs.keys().copied().collect()
-    }
-
-    fn endpoint(&self, id: u64) -> String {
-        self.addrs[&id].0.clone()
-    }
-
-    fn kill(&mut self, id: u64) -> anyhow::Result<()> {
-        if let Some(mut child) = self.procs.remove(&id) {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    fn start(&mut self, id: u64) -> anyhow::Result<()> {
-        let peers: Vec<String> = self
-            .addrs
-            .iter()
-            .map(|(i, (client, peer))| format!("{i}={peer}/{client}"))
-            .collect();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(id))?;
-        let (client, peer) = &self.addrs[&id];
-        let child = Command::new(BIN)
-            .env_remove("RUST_LOG")
-            .args(["server", "--id", &id.to_string(), "--listen", client])
-            .args(["--peer-listen", peer, "--peers", &peers.join(",")])
-            .arg("--tls-cert")
-            .arg(self.credential(&format!("node-{id}.pem")))
-            .arg("--tls-key")
-            .arg(self.credential(&format!("node-{id}-key.pem")))
-            .arg("--tls-ca")
-            .arg(self.credential("ca.pem"))
-            .arg("--auth-file")
-            .arg(self.credential("auth.toml"))
-            .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node{id}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        self.procs.insert(id, child);
-        Ok(())
-    }
-
-    fn stop(&mut self, id: u64) -> anyhow::Result<()> {
-        self.signal(id, libc::SIGTERM)?;
-        if let Some(mut child) = self.procs.remove(&id) {
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    fn pause(&mut self, id: u64) -> anyhow::Result<()> {
-        self.signal(id, libc::SIGSTOP)
-    }
-
-    fn resume(&mut self, id: u64) -> anyhow::Result<()> {
-        self.signal(id, libc::SIGCONT)
-    }
-}
-
-impl Drop for OperatorNodes {
-    fn drop(&mut self) {
-        for id in self.ids() {
-            let _ = self.kill(id);
-        }
-    }
-}
-
 /// The log at `path` once a line past its first `skip` contains `needle`,
 /// or as it is after `within`.
 async fn wait_for_line(path: &Path, skip: usize, needle: &str, within: Duration) -> String {
@@ -335,9 +161,10 @@ async fn wait_for_line(path: &Path, skip: usize, needle: &str, within: Duration)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_is_logged_when_it_goes_and_comes_back() {
     let _serial = serial().await;
-    let mut nodes = OperatorNodes::start().unwrap();
+    let mut nodes = LocalCluster::start_secure_with_log_filter(Path::new(BIN), 3, &[], None)
+        .expect("start the cluster");
     let secure = ClientOptions {
-        transport: nodes.transport(),
+        transport: nodes.admin_transport(),
         ..ClientOptions::default()
     };
     let probe = Client::with_options(nodes.endpoints(), secure).unwrap();

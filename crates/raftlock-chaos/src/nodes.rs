@@ -179,19 +179,6 @@ impl LocalCluster {
             .start_all(n)
     }
 
-    /// Like [`LocalCluster::start_secure_with_log_filter`], but the nodes
-    /// run `--insecure` (plain text, no authentication). Kept for suites
-    /// whose clients still speak plain text; new tests use the secure
-    /// starters.
-    pub fn start_with_log_filter(
-        binary: &Path,
-        n: u64,
-        extra_args: &[&str],
-        log_filter: Option<&str>,
-    ) -> anyhow::Result<LocalCluster> {
-        Self::launch(binary, n, extra_args, log_filter, None)
-    }
-
     /// Like [`LocalCluster::start_secure`], every node under the
     /// power-loss shim at `shim` (the shared object), so
     /// [`Nodes::cut_power`] works.
@@ -230,16 +217,6 @@ impl LocalCluster {
         let dir = self.dir().join("credentials");
         self.credentials = Some(ClusterCredentials::create(&self.binary, dir, n)?);
         Ok(self)
-    }
-
-    fn launch(
-        binary: &Path,
-        n: u64,
-        extra_args: &[&str],
-        log_filter: Option<&str>,
-        shim: Option<&Path>,
-    ) -> anyhow::Result<LocalCluster> {
-        Self::prepare(binary, n, extra_args, log_filter, shim)?.start_all(n)
     }
 
     /// The cluster, its ports chosen, nothing started.
