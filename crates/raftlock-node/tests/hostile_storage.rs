@@ -170,3 +170,36 @@ async fn decode_as_snapshot_checks_what_install_checks() {
     assert!(decode_as(Decoded::Snapshot, &framed[..framed.len() - 1]).is_err());
     assert!(decode_as(Decoded::Snapshot, &framed[..4]).is_err());
 }
+
+/// The node's own startup path (what `raftlock server` runs, which exits
+/// 1 on the error): damaged bytes stop it with an error, not a panic.
+#[tokio::test]
+async fn a_node_refuses_to_start_on_damaged_storage() {
+    let damages: [(&str, &[u8], &str); 3] = [
+        ("log", &10u64.to_be_bytes(), "Read Logs"),
+        ("meta", b"vote", "opening the data directory"),
+        ("snapshot", b"meta", "opening the data directory"),
+    ];
+    for (tree, key, says) in damages {
+        let dir = TempDir::new().unwrap();
+        healthy_store(&dir).await;
+        damage(&sled_dir(&dir), tree, key, GARBAGE);
+        let config = raftlock_node::NodeConfig {
+            id: 1,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            peer_listen: None,
+            peers: Default::default(),
+            data_dir: dir.path().to_path_buf(),
+            timings: Default::default(),
+            snapshot_every: 1000,
+            max_snapshot_bytes: raftlock_node::codec::DEFAULT_MAX_SNAPSHOT_BYTES,
+            metrics_listen: None,
+            early_ack: true,
+            security: None,
+            joins: false,
+        };
+        let refused = raftlock_node::Node::start(config).await.err();
+        let refused = refused.unwrap_or_else(|| panic!("started on a damaged {tree}"));
+        assert!(format!("{refused:#}").contains(says), "{tree}: {refused:#}");
+    }
+}
