@@ -89,7 +89,7 @@ struct TimingArgs {
     /// Snapshot the lock table every this many log entries (then purge the log behind it).
     #[arg(long, default_value_t = raftlock_node::config::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(10..))]
     snapshot_every: u64,
-    /// Refuse snapshots from a leader larger than this many bytes (up to 1 GiB, the most a node decodes).
+    /// Refuse snapshots from a leader larger than this many bytes (up to 4 GiB, the most a node decodes).
     #[arg(long, default_value_t = raftlock_node::codec::DEFAULT_MAX_SNAPSHOT_BYTES,
           value_parser = clap::value_parser!(u64).range(1 << 20..=raftlock_node::codec::MAX_DECODE_BYTES))]
     max_snapshot_bytes: u64,

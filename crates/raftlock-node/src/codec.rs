@@ -17,8 +17,9 @@ use serde::Serialize;
 pub use crate::store::DEFAULT_MAX_SNAPSHOT_BYTES;
 
 /// The most bytes one decode may consume. A log entry, a Raft message or
-/// a snapshot's table larger than this is refused.
-pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// a snapshot's table larger than this is refused. It is also the most
+/// `--max-snapshot-bytes` may be set to.
+pub const MAX_DECODE_BYTES: u64 = 4 << 30;
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new()
