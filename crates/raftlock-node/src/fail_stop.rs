@@ -28,6 +28,9 @@ pub const EXIT_STORAGE_FAILED: i32 = 74;
 /// Exit status of a node whose Raft stopped without a storage error: its
 /// task died (sysexits' EX_SOFTWARE).
 pub const EXIT_RAFT_FAILED: i32 = 70;
+/// How often [`stop_when_raft_fails`] looks at Raft's state.
+const RAFT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Exit status of a node after a panic in any of its threads or tasks
 /// (sysexits' EX_SOFTWARE: a bug).
 pub const EXIT_PANICKED: i32 = 70;
@@ -58,11 +61,19 @@ fn poisoned() -> ! {
 /// and on a panic anywhere in it. Call once Raft runs, inside its runtime.
 pub(crate) fn stop_when_raft_fails(raft: &Raft) {
     exit_on_panic();
-    let mut metrics = raft.metrics();
+    let metrics = raft.metrics();
     tokio::spawn(async move {
+        // Polled, not woken by every change: openraft updates its metrics
+        // on every append and heartbeat, and this need not run that often.
+        let mut every = tokio::time::interval(RAFT_CHECK_EVERY);
         loop {
-            let running = metrics.borrow_and_update().running_state.clone();
+            every.tick().await;
+            // Closed first: a final state sent before the close is then seen.
+            let closed = metrics.has_changed().is_err();
+            let running = metrics.borrow().running_state.clone();
             match running {
+                // Raft's task ended, still saying it runs: it panicked.
+                Ok(()) if closed => exit(EXIT_RAFT_FAILED, "Raft's task ended unexpectedly"),
                 Ok(()) => {}
                 Err(Fatal::Stopped) => return,
                 Err(Fatal::StorageError(e)) => exit(
@@ -70,10 +81,6 @@ pub(crate) fn stop_when_raft_fails(raft: &Raft) {
                     &format!("storage failed, Raft stopped: {e}"),
                 ),
                 Err(Fatal::Panicked) => exit(EXIT_RAFT_FAILED, "Raft panicked"),
-            }
-            if metrics.changed().await.is_err() {
-                // Raft's task ended without saying why: it panicked.
-                exit(EXIT_RAFT_FAILED, "Raft's task ended unexpectedly");
             }
         }
     });
