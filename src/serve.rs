@@ -95,6 +95,10 @@ struct TimingArgs {
     /// Snapshot the lock table every this many log entries (then purge the log behind it).
     #[arg(long, default_value_t = raftlock_node::config::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(10..))]
     snapshot_every: u64,
+    /// Refuse snapshots from a leader larger than this many bytes (up to 4 GiB, the most a node decodes).
+    #[arg(long, default_value_t = raftlock_node::codec::DEFAULT_MAX_SNAPSHOT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=raftlock_node::codec::MAX_DECODE_BYTES))]
+    max_snapshot_bytes: u64,
     /// Leader heartbeat interval, ms.
     #[arg(long, default_value_t = RaftTimings::default().heartbeat_ms)]
     heartbeat_ms: u64,
@@ -194,6 +198,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         data_dir: args.data_dir,
         timings: args.timings.timings(),
         snapshot_every: args.timings.snapshot_every,
+        max_snapshot_bytes: args.timings.max_snapshot_bytes,
         metrics_listen: args.metrics_listen,
         early_ack: !args.no_early_ack,
         security,

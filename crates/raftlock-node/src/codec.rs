@@ -8,13 +8,18 @@
 //! bincode 1's legacy one (fixed-width integers, trailing bytes allowed),
 //! so what older versions wrote still decodes.
 
+use std::io::{self, Read};
+
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use crate::store::DEFAULT_MAX_SNAPSHOT_BYTES;
+
 /// The most bytes one decode may consume. A log entry, a Raft message or
-/// a snapshot's table larger than this is refused.
-pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// a snapshot's table larger than this is refused. It is also the most
+/// `--max-snapshot-bytes` may be set to.
+pub const MAX_DECODE_BYTES: u64 = 4 << 30;
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new()
@@ -33,6 +38,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::Error> {
     options().deserialize(bytes)
 }
 
+/// Reads all of `reader` (a snapshot file), refusing more than `limit`
+/// bytes: the length on disk is whatever a peer or a damaged disk made it,
+/// so it is checked while reading, never trusted up front.
+pub fn read_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Every type raftlock decodes from the disk or a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoded {
@@ -40,7 +62,11 @@ pub enum Decoded {
     Vote,
     LogId,
     SnapshotMeta,
-    /// A whole snapshot (format tag, table, consistency check).
+    /// A whole snapshot as a node installs it: the index of its last
+    /// entry (8 bytes, little-endian; in the node it comes from the
+    /// snapshot's meta), then the snapshot's data (format tag, table),
+    /// read with the size bound, decoded and checked for consistency at
+    /// that index.
     Snapshot,
     AppendEntriesRequest,
     AppendEntriesReply,
@@ -88,7 +114,13 @@ pub fn decode_as(kind: Decoded, bytes: &[u8]) -> Result<(), String> {
         Decoded::Vote => de::<Vote>(bytes),
         Decoded::LogId => de::<LogId>(bytes),
         Decoded::SnapshotMeta => de::<SnapshotMeta>(bytes),
-        Decoded::Snapshot => crate::store::decode_snapshot(bytes).map_err(|e| e.to_string()),
+        Decoded::Snapshot => {
+            let (index, data) = bytes
+                .split_first_chunk::<8>()
+                .ok_or("a snapshot needs its 8-byte index first")?;
+            crate::store::decode_snapshot(u64::from_le_bytes(*index), data)
+                .map_err(|e| e.to_string())
+        }
         Decoded::AppendEntriesRequest => de::<AppendEntriesRequest<TypeConfig>>(bytes),
         Decoded::AppendEntriesReply => {
             de::<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>>(bytes)

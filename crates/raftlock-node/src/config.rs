@@ -29,6 +29,8 @@ pub struct NodeConfig {
     /// Snapshot the lock table every this many log entries, then purge
     /// the log behind it.
     pub snapshot_every: u64,
+    /// Refuse snapshot chunks from a leader past this many bytes (`--max-snapshot-bytes`).
+    pub max_snapshot_bytes: u64,
     /// Serve Prometheus metrics over HTTP here.
     pub metrics_listen: Option<SocketAddr>,
     /// Acknowledge the leader's own log entries to Raft before their fsync

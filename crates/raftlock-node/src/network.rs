@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::election::{self, LeaderContact, PreVoteRequest, PreVoteResponse};
+use crate::fail_stop;
 use crate::peer::{Peer, Peers};
 use crate::raft_admission::RaftAdmission;
 use crate::store::CommitGate;
@@ -219,6 +220,8 @@ pub struct RaftService {
     lease: Duration,
     /// Who may call, on a secure node; `None`: anyone (`--insecure`).
     admission: Option<RaftAdmission>,
+    /// No snapshot chunk may reach past this offset (`--max-snapshot-bytes`).
+    max_snapshot_bytes: u64,
 }
 
 impl RaftService {
@@ -228,12 +231,26 @@ impl RaftService {
         lease: Duration,
         admission: Option<RaftAdmission>,
     ) -> Self {
+        // Every node builds exactly one RaftService, right after its Raft:
+        // from here on a Raft that stops on its own (a storage error, a
+        // panic) stops the process (see `fail_stop`).
+        fail_stop::stop_when_raft_fails(&raft);
         RaftService {
             raft,
             contact,
             lease,
             admission,
+            max_snapshot_bytes: crate::codec::DEFAULT_MAX_SNAPSHOT_BYTES,
         }
+    }
+
+    /// Refuses snapshot chunks that reach past `bytes` (default
+    /// [`crate::codec::DEFAULT_MAX_SNAPSHOT_BYTES`]). `Node::start` is to
+    /// pass `config.max_snapshot_bytes` here.
+    #[allow(dead_code)]
+    pub fn with_max_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.max_snapshot_bytes = bytes;
+        self
     }
 
     /// The request's payload, once its sender is admitted: a stranger's
@@ -243,6 +260,25 @@ impl RaftService {
             admission.check(request)?;
         }
         decode(request.get_ref())
+    }
+}
+
+/// openraft writes a chunk at its offset into the snapshot file: a chunk
+/// reaching past the largest snapshot this node accepts is refused before
+/// openraft sees it, so a peer cannot make the node fill its disk.
+fn check_snapshot_chunk(
+    req: &InstallSnapshotRequest<TypeConfig>,
+    max_snapshot_bytes: u64,
+) -> Result<(), Status> {
+    let end = req.offset.checked_add(req.data.len() as u64);
+    match end {
+        Some(end) if end <= max_snapshot_bytes => Ok(()),
+        _ => Err(Status::invalid_argument(format!(
+            "snapshot chunk at offset {} ({} bytes) reaches past --max-snapshot-bytes {}",
+            req.offset,
+            req.data.len(),
+            max_snapshot_bytes
+        ))),
     }
 }
 
@@ -289,6 +325,9 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = self.admit(&request)?;
+        check_snapshot_chunk(&req, self.max_snapshot_bytes).inspect_err(|status| {
+            tracing::warn!(vote = %req.vote, "{}", status.message());
+        })?;
         let sender = req.vote;
         let result = self.raft.install_snapshot(req).await;
         if matches!(&result, Ok(r) if r.vote <= sender) {
@@ -308,5 +347,35 @@ impl RaftRpc for RaftService {
             self.lease,
             &req,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, SnapshotMeta, Vote};
+
+    fn chunk(offset: u64, len: usize) -> InstallSnapshotRequest<TypeConfig> {
+        InstallSnapshotRequest {
+            vote: Vote::new_committed(1, 1),
+            meta: SnapshotMeta {
+                last_log_id: Some(openraft::LogId::new(CommittedLeaderId::new(1, 1), 5)),
+                last_membership: Default::default(),
+                snapshot_id: "s".into(),
+            },
+            offset,
+            data: vec![0; len],
+            done: false,
+        }
+    }
+
+    #[test]
+    fn snapshot_chunks_past_the_limit_are_refused() {
+        assert!(check_snapshot_chunk(&chunk(0, 100), 100).is_ok());
+        assert!(check_snapshot_chunk(&chunk(60, 40), 100).is_ok());
+        let past = check_snapshot_chunk(&chunk(61, 40), 100).unwrap_err();
+        assert_eq!(past.code(), tonic::Code::InvalidArgument);
+        assert!(check_snapshot_chunk(&chunk(1 << 40, 0), 100).is_err());
+        assert!(check_snapshot_chunk(&chunk(u64::MAX, 1), u64::MAX).is_err());
     }
 }

@@ -1,8 +1,6 @@
 //! The openraft type configuration: what a log entry carries and what
 //! applying one returns (one response per command in the entry).
 
-use std::io::Cursor;
-
 use raftlock_core::{Proposal, Response};
 
 openraft::declare_raft_types!(
@@ -12,7 +10,8 @@ openraft::declare_raft_types!(
         R = Vec<Response>,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file, not memory: see `store::snapshot_files`.
+        SnapshotData = tokio::fs::File,
 );
 
 pub type NodeId = u64;

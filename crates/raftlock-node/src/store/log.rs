@@ -49,7 +49,11 @@ impl LogStore {
             early_ack,
         };
         if let Some(purged) = store.get_meta::<LogId>(LAST_PURGED)? {
-            store.first_kept.store(purged.index + 1, Ordering::SeqCst);
+            // Any bytes may decode as a log id: this one is from a damaged disk.
+            let first_kept = purged.index.checked_add(1).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "purge point at u64::MAX")
+            })?;
+            store.first_kept.store(first_kept, Ordering::SeqCst);
         }
         if let Some(vote) = store.get_meta(VOTE)? {
             store.early_ack.vote_saved(vote);
@@ -71,10 +75,27 @@ impl LogStore {
 
     fn last_log_id(&self) -> io::Result<Option<LogId>> {
         match self.log.last().map_err(sled_to_io)? {
-            Some((_, bytes)) => Ok(Some(decode::<Entry>(&bytes)?.log_id)),
+            Some((key, bytes)) => Ok(Some(decode_entry(&key, &bytes)?.log_id)),
             None => Ok(None),
         }
     }
+}
+
+/// Decodes the entry stored under `key`. openraft assumes an entry read
+/// back for an index has that index, and may panic if not: an entry
+/// filed under another index (a damaged or altered disk) is an error here.
+fn decode_entry(key: &[u8], bytes: &[u8]) -> io::Result<Entry> {
+    let entry: Entry = decode(bytes)?;
+    if key != super::purge::key(entry.log_id.index) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "log entry {} is stored under key {key:02x?}",
+                entry.log_id.index
+            ),
+        ));
+    }
+    Ok(entry)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -100,9 +121,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
             None => self.log.range(key(start)..),
         };
         let mut entries = Vec::new();
+        let mut expected = None;
         for item in iter {
-            let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&sled_to_io(e)))?;
-            entries.push(decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?);
+            let (key, bytes) = item.map_err(|e| StorageIOError::read_logs(&sled_to_io(e)))?;
+            let entry = decode_entry(&key, &bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+            // openraft expects consecutive entries: a hole is damage too.
+            if let Some(expected) = expected.filter(|i| *i != entry.log_id.index) {
+                let hole = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("log entry {expected} is missing"),
+                );
+                return Err(StorageIOError::read_logs(&hole).into());
+            }
+            expected = Some(entry.log_id.index.saturating_add(1));
+            entries.push(entry);
         }
         Ok(entries)
     }
@@ -207,7 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // the entries themselves go in the background (see `purge`).
         self.put_meta(LAST_PURGED, &log_id).map_err(write)?;
         self.first_kept
-            .fetch_max(log_id.index + 1, Ordering::SeqCst);
+            .fetch_max(log_id.index.saturating_add(1), Ordering::SeqCst);
         self.purger.purge_through(log_id.index);
         Ok(())
     }

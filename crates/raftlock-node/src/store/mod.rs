@@ -23,6 +23,7 @@ mod early_ack;
 mod files;
 mod log;
 mod purge;
+mod snapshot_files;
 mod state_machine;
 
 use std::fs::File;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 pub use early_ack::CommitGate;
 pub use log::LogStore;
+pub use snapshot_files::DEFAULT_MAX_SNAPSHOT_BYTES;
 pub use state_machine::StateMachineStore;
 
 use crate::applied_table::AppliedTable;
@@ -129,8 +131,9 @@ pub fn open(
 ) -> io::Result<(LogStore, StateMachineStore, CommitGate)> {
     let durable = Durable::open(dir)?;
     let early_ack = Arc::new(EarlyAck::new(early_ack, own_id));
+    let files = snapshot_files::SnapshotFiles::open(dir)?;
     let log = LogStore::open(durable.clone(), early_ack.clone())?;
-    let sm = StateMachineStore::open(durable, table, early_ack.clone())?;
+    let sm = StateMachineStore::open(durable, table, early_ack.clone(), files)?;
     Ok((log, sm, CommitGate::new(early_ack)))
 }
 
@@ -149,7 +152,8 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result
     crate::codec::decode(bytes).map_err(io::Error::other)
 }
 
-/// Decodes a snapshot's data as a node restoring or installing it would.
-pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<()> {
-    state_machine::decode_snapshot(bytes)
+/// Decodes a snapshot's data as a node restoring or installing it would,
+/// for a snapshot whose last entry is `last_applied`.
+pub(crate) fn decode_snapshot(last_applied: u64, bytes: &[u8]) -> io::Result<()> {
+    state_machine::decode_snapshot(last_applied, bytes)
 }

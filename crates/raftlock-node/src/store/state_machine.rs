@@ -5,7 +5,7 @@
 //! snapshot plus the log after it. On restart openraft re-applies the
 //! committed entries after the snapshot, rebuilding the same table.
 
-use std::io::{self, Cursor};
+use std::io;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
@@ -16,6 +16,7 @@ use raftlock_core::{
 use serde::{Deserialize, Serialize};
 
 use super::early_ack::EarlyAck;
+use super::snapshot_files::{self, SnapshotFiles};
 use super::{decode, encode, sled_to_io, Durable};
 use crate::applied_table::AppliedTable;
 use crate::fail_stop;
@@ -39,6 +40,8 @@ pub struct StateMachineStore {
     snapshot_seq: u64,
     /// A leader's entries not yet on its disk: applying waits for them.
     early_ack: Arc<EarlyAck>,
+    /// Snapshot data on its way to or from openraft.
+    files: Arc<SnapshotFiles>,
 }
 
 /// The durable current snapshot. Building one runs in its own task and can
@@ -52,7 +55,9 @@ struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    fn read(&self) -> io::Result<Option<Snapshot>> {
+    /// The stored snapshot's meta and data. The data is read up to the
+    /// codec's decode bound: past it, it could not be decoded anyway.
+    fn read(&self) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
         let Some(meta) = self.tree.get(SNAPSHOT_META).map_err(sled_to_io)? else {
             return Ok(None);
         };
@@ -60,12 +65,15 @@ impl SnapshotStore {
         let mut data = Vec::new();
         for chunk in self.tree.scan_prefix(b"data/") {
             let (_, bytes) = chunk.map_err(sled_to_io)?;
+            if (data.len() + bytes.len()) as u64 > crate::codec::MAX_DECODE_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "stored snapshot is larger than any snapshot this node decodes",
+                ));
+            }
             data.extend_from_slice(&bytes);
         }
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        Ok(Some((meta, data)))
     }
 
     /// Stores and syncs a snapshot unless the stored one is as new or
@@ -117,9 +125,33 @@ struct SnapshotDataV2 {
     table: LockTableV2,
 }
 
-/// Decodes (and checks) a snapshot's data, for [`crate::codec::decode_as`].
-pub(crate) fn decode_snapshot(bytes: &[u8]) -> io::Result<()> {
-    SnapshotData::decode(bytes).map(drop)
+/// Decodes (and checks) a snapshot's data as installing it would, for
+/// [`crate::codec::decode_as`].
+pub(crate) fn decode_snapshot(last_applied: u64, bytes: &[u8]) -> io::Result<()> {
+    decode_checked(bytes, last_applied).map(drop)
+}
+
+/// Decodes a snapshot's data and checks its table against the index of
+/// the last entry the snapshot covers (from its meta): a table from a peer
+/// or a damaged disk must not break the lock table's assumptions later,
+/// such as a fencing token above the log index.
+fn decode_checked(bytes: &[u8], last_applied: u64) -> io::Result<SnapshotData> {
+    let decoded = SnapshotData::decode(bytes)?;
+    decoded
+        .table
+        .check_consistent_at(last_applied)
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot table at index {last_applied}: {e}"),
+            )
+        })?;
+    Ok(decoded)
+}
+
+/// The index of the last entry a snapshot covers (0: none).
+fn last_index(meta: &SnapshotMeta) -> u64 {
+    meta.last_log_id.map_or(0, |id| id.index)
 }
 
 /// Every snapshot starts with this tag. bincode has no schema, so a table
@@ -200,10 +232,11 @@ impl SnapshotData {
 }
 
 impl StateMachineStore {
-    pub fn open(
+    pub(crate) fn open(
         durable: Durable,
         table: AppliedTable,
         early_ack: Arc<EarlyAck>,
+        files: SnapshotFiles,
     ) -> io::Result<Self> {
         let snapshots = SnapshotStore {
             tree: durable.tree("snapshot")?,
@@ -217,18 +250,19 @@ impl StateMachineStore {
             snapshots,
             snapshot_seq: 0,
             early_ack,
+            files: Arc::new(files),
         };
-        if let Some(snapshot) = sm.snapshots.read()? {
-            sm.restore(
-                &snapshot.meta,
-                SnapshotData::decode(snapshot.snapshot.get_ref())?,
-            );
+        if let Some((meta, data)) = sm.snapshots.read()? {
+            let decoded = decode_checked(&data, last_index(&meta)).map_err(|e| {
+                io::Error::new(e.kind(), format!("the stored snapshot {meta}: {e}"))
+            })?;
+            sm.restore(&meta, decoded);
         }
         Ok(sm)
     }
 
     fn restore(&mut self, meta: &SnapshotMeta, SnapshotData { table }: SnapshotData) {
-        let index = meta.last_log_id.map_or(0, |id| id.index);
+        let index = last_index(meta);
         let watch = self.table.watch_hub();
         self.table.update(|t| {
             *t = table;
@@ -322,40 +356,56 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             table: self.table.read(LockTable::clone),
             seq: self.snapshot_seq,
             snapshots: self.snapshots.clone(),
+            files: self.files.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = self
+            .files
+            .incoming()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        let file = snapshot.into_std().await;
         let snapshots = self.snapshots.clone();
         let stored_meta = meta.clone();
-        let bytes = data.len();
-        let decoded = off_async_threads(move || {
-            // Decode first: a corrupt snapshot must not replace a good table.
-            let decoded = SnapshotData::decode(&data)?;
+        let last_applied = last_index(meta);
+        let installed = off_async_threads(move || {
+            let data = snapshot_files::read_all(file, crate::codec::MAX_DECODE_BYTES)?;
+            // Decode and check first: a bad snapshot must not replace a good table.
+            let decoded = decode_checked(&data, last_applied)?;
             snapshots.write(&stored_meta, &data)?;
-            Ok(decoded)
+            Ok((decoded, data.len()))
         })
-        .await
-        .map_err(fail)?;
+        .await;
+        let (decoded, bytes) = installed.map_err(|e| {
+            tracing::error!(%meta, %e, "snapshot from the leader refused; the stored table stays");
+            StorageIOError::write_snapshot(Some(meta.signature()), &e)
+        })?;
         self.restore(meta, decoded);
         tracing::info!(%meta, bytes, "snapshot installed from the leader: this node was behind its purged log");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        self.snapshots
-            .read()
-            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+        let snapshots = self.snapshots.clone();
+        let files = self.files.clone();
+        off_async_threads(move || {
+            let Some((meta, data)) = snapshots.read()? else {
+                return Ok(None);
+            };
+            let snapshot = Box::new(files.outgoing(&data)?);
+            Ok(Some(Snapshot { meta, snapshot }))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
 
@@ -367,6 +417,7 @@ pub struct SnapshotBuilder {
     table: LockTable,
     seq: u64,
     snapshots: SnapshotStore,
+    files: Arc<SnapshotFiles>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -382,23 +433,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let table = std::mem::take(&mut self.table);
         let snapshots = self.snapshots.clone();
+        let files = self.files.clone();
         let fail = |e: io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let stored_meta = meta.clone();
-        let (data, kept) = off_async_threads(move || {
+        let (file, bytes, kept) = off_async_threads(move || {
             let data = SnapshotData { table }.encode()?;
             let kept = snapshots.write(&stored_meta, &data)?;
-            Ok((data, kept))
+            Ok((files.outgoing(&data)?, data.len(), kept))
         })
         .await
         .map_err(fail)?;
-        metrics::snapshot_built(data.len());
-        tracing::info!(%meta, bytes = data.len(), "snapshot built: log compaction after --snapshot-every entries");
+        metrics::snapshot_built(bytes);
+        tracing::info!(%meta, bytes, "snapshot built: log compaction after --snapshot-every entries");
         if !kept {
             tracing::info!(%meta, "built snapshot is older than the stored one; not kept");
         }
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }
