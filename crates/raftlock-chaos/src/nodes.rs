@@ -152,6 +152,17 @@ impl LocalCluster {
         self.metrics_addrs.get(&id).map(String::as_str)
     }
 
+    /// Nodes that run `--insecure`: plain text, no authentication. Only for
+    /// the wire fuzzer, whose bytes must reach the HTTP/2 and protobuf
+    /// parsers without a TLS handshake in front of them.
+    pub fn start_insecure(
+        binary: &Path,
+        n: u64,
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalCluster> {
+        Self::prepare(binary, n, extra_args, Some(TEST_LOG_FILTER), None)?.start_all(n)
+    }
+
     /// Like [`LocalCluster::start_secure`], each node on one port for
     /// clients and peers alike (no `--peer-listen`), as nodes ran before
     /// the split.

@@ -96,6 +96,18 @@ impl Decoded {
     ];
 }
 
+/// What [`decode_as`] takes as [`Decoded::Snapshot`]: `last_applied`
+/// (the index of the snapshot's last entry, which its table is checked
+/// against), then `table`'s snapshot data as a node writes it.
+pub fn snapshot_input(
+    last_applied: u64,
+    table: &raftlock_core::LockTable,
+) -> Result<Vec<u8>, String> {
+    let mut bytes = last_applied.to_le_bytes().to_vec();
+    bytes.extend(crate::store::encode_snapshot(table).map_err(|e| e.to_string())?);
+    Ok(bytes)
+}
+
 /// Decodes `bytes` as `kind` the way the node does, and throws the value
 /// away: `Ok` if the node would have accepted the bytes, an error (never
 /// a panic) if not.

@@ -77,8 +77,10 @@ pub(crate) mod store;
 pub(crate) mod types;
 pub(crate) mod watch;
 
+pub use api::MAX_CLIENT_MESSAGE;
 pub use config::{NodeConfig, NodeTls, RaftTimings, Security};
 pub use member_addr::MemberAddr;
+pub use network::MAX_RAFT_MESSAGE;
 pub use node::Node;
 pub use server_limits::ServerLimits;
 pub use types::TypeConfig;

@@ -245,9 +245,7 @@ impl RaftService {
     }
 
     /// Refuses snapshot chunks that reach past `bytes` (default
-    /// [`crate::codec::DEFAULT_MAX_SNAPSHOT_BYTES`]). `Node::start` is to
-    /// pass `config.max_snapshot_bytes` here.
-    #[allow(dead_code)]
+    /// [`crate::codec::DEFAULT_MAX_SNAPSHOT_BYTES`]; `--max-snapshot-bytes`).
     pub fn with_max_snapshot_bytes(mut self, bytes: u64) -> Self {
         self.max_snapshot_bytes = bytes;
         self

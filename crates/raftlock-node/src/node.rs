@@ -418,7 +418,8 @@ fn raft_server(config: &NodeConfig, parts: &Parts) -> RaftServer<RaftService> {
         parts.contact.clone(),
         Duration::from_millis(config.timings.election_max_ms),
         admission,
-    );
+    )
+    .with_max_snapshot_bytes(config.max_snapshot_bytes);
     RaftServer::new(raft_rpc)
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE)

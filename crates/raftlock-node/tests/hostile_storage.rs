@@ -197,6 +197,8 @@ async fn a_node_refuses_to_start_on_damaged_storage() {
             early_ack: true,
             security: None,
             joins: false,
+            limits: Default::default(),
+            server_limits: Default::default(),
         };
         let refused = raftlock_node::Node::start(config).await.err();
         let refused = refused.unwrap_or_else(|| panic!("started on a damaged {tree}"));

@@ -43,6 +43,8 @@ async fn chunks_past_the_snapshot_limit_are_refused() {
         early_ack: true,
         security: None,
         joins: false,
+        limits: Default::default(),
+        server_limits: Default::default(),
     })
     .await
     .unwrap();

@@ -3,8 +3,6 @@
 
 use raftlock_core::{Applied, Event, LockTable, Outcome, Proposal};
 
-const SNAPSHOT_TAG: &[u8; 8] = b"rlsnap\x00\x04";
-
 /// After applying `proposal` at `index`: one answer per command, the
 /// table's consistency check, and fencing tokens that are log indexes
 /// (a new grant's is this entry's, no holder's is from the future).
@@ -91,10 +89,9 @@ pub fn replays_the_same(
 
 /// The table, encoded as a snapshot is, is accepted by the node's own
 /// snapshot decoder and decodes back to itself.
-pub fn survives_a_snapshot(table: &LockTable) -> Result<(), String> {
+pub fn survives_a_snapshot(last_applied: u64, table: &LockTable) -> Result<(), String> {
     let body = raftlock_node::codec::encode(table).map_err(|e| format!("encode: {e}"))?;
-    let mut bytes = SNAPSHOT_TAG.to_vec();
-    bytes.extend_from_slice(&body);
+    let bytes = raftlock_node::codec::snapshot_input(last_applied, table)?;
     raftlock_node::codec::decode_as(raftlock_node::codec::Decoded::Snapshot, &bytes)
         .map_err(|e| format!("the node refuses a snapshot of a table it built: {e}"))?;
     let back: LockTable =
@@ -154,6 +151,6 @@ mod tests {
         let applied = vec![end.apply(1, &entries[0].1)];
         assert_eq!(replays_the_same(&start, &end, &entries, &applied), Ok(()));
         assert!(replays_the_same(&start, &start, &entries, &applied).is_err());
-        assert_eq!(survives_a_snapshot(&end), Ok(()));
+        assert_eq!(survives_a_snapshot(1, &end), Ok(()));
     }
 }

@@ -150,6 +150,7 @@ fn lock_message(rng: &mut StdRng, method: &str, session_id: &str) -> Vec<u8> {
         "ListLocks" => ListLocksRequest {
             prefix: t(rng),
             limit: rng.gen(),
+            page_token: t(rng),
         }
         .encode_to_vec(),
         "Watch" => WatchRequest {

@@ -128,12 +128,11 @@ async fn send_burst(
     }
 }
 
-/// The node's largest client message (`api::MAX_CLIENT_MESSAGE`).
-const CLIENT_LIMIT: usize = 64 * 1024;
+/// The node's largest client message.
+const CLIENT_LIMIT: usize = raftlock_node::MAX_CLIENT_MESSAGE;
 
-/// The node's largest Raft message (`network::MAX_RAFT_MESSAGE`, not
-/// exported by the node, so kept equal to it by hand).
-const RAFT_LIMIT: usize = 64 << 20;
+/// The node's largest Raft message.
+const RAFT_LIMIT: usize = raftlock_node::MAX_RAFT_MESSAGE;
 // The decoder's own limit is above it: the message limit is the binding one.
 const _: () = assert!(codec::MAX_DECODE_BYTES > RAFT_LIMIT as u64);
 

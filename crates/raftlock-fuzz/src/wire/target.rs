@@ -45,7 +45,7 @@ impl Target {
         let cluster = if secure {
             LocalCluster::start_secure(binary, 1, &[])?
         } else {
-            LocalCluster::start(binary, 1, &[])?
+            LocalCluster::start_insecure(binary, 1, &[])?
         };
         let client_addr = cluster.endpoint(1);
         let peer_addr = cluster.peer_addr(1);

@@ -157,3 +157,8 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> io::Result
 pub(crate) fn decode_snapshot(last_applied: u64, bytes: &[u8]) -> io::Result<()> {
     state_machine::decode_snapshot(last_applied, bytes)
 }
+
+/// `table`'s snapshot data as a node writes it.
+pub(crate) fn encode_snapshot(table: &raftlock_core::LockTable) -> io::Result<Vec<u8>> {
+    state_machine::encode_snapshot(table)
+}

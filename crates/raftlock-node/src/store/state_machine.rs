@@ -125,6 +125,15 @@ struct SnapshotDataV2 {
     table: LockTableV2,
 }
 
+/// `table`'s snapshot data as a node writes it, for
+/// [`crate::codec::snapshot_input`].
+pub(crate) fn encode_snapshot(table: &LockTable) -> io::Result<Vec<u8>> {
+    SnapshotData {
+        table: table.clone(),
+    }
+    .encode()
+}
+
 /// Decodes (and checks) a snapshot's data as installing it would, for
 /// [`crate::codec::decode_as`].
 pub(crate) fn decode_snapshot(last_applied: u64, bytes: &[u8]) -> io::Result<()> {
