@@ -49,6 +49,11 @@ pub enum Error {
     SessionExists { session_id: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A quota of the cluster is reached (the message names it and the
+    /// server flag that raises it). Not retried: it holds until something
+    /// is released, closed or expires.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// No node could serve the request within the retry period.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
@@ -112,6 +117,9 @@ impl Error {
             }
             (Code::NotFound, Some(ErrorKind::SessionExpired)) => {
                 return Error::SessionLost(message)
+            }
+            (Code::ResourceExhausted, Some(ErrorKind::QuotaExceeded)) => {
+                return Error::QuotaExceeded(message)
             }
             (Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted, _) => {
                 // The server's text may already say so; our Display adds it.
@@ -336,6 +344,20 @@ mod tests {
                 crate::retry::Next::Fail(Error::Unauthenticated(_) | Error::PermissionDenied(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_quota_refusal_is_its_own_error_and_is_not_retried() {
+        let message = "quota sessions reached (50 of 50); raise it with --max-sessions";
+        let status = ErrorKind::QuotaExceeded.status(Code::ResourceExhausted, message);
+        assert_eq!(
+            Error::from_status(&status),
+            Error::QuotaExceeded(message.into())
+        );
+        assert!(matches!(
+            crate::retry::Next::<()>::after(&status),
+            crate::retry::Next::Fail(Error::QuotaExceeded(_))
+        ));
     }
 
     #[test]

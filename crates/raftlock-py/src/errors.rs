@@ -13,6 +13,7 @@ import_exception!(raftlock._errors, NotHeld);
 import_exception!(raftlock._errors, LockLost);
 import_exception!(raftlock._errors, ClusterUnavailable);
 import_exception!(raftlock._errors, InvalidArgument);
+import_exception!(raftlock._errors, QuotaExceeded);
 import_exception!(raftlock._errors, ModeConflict);
 import_exception!(raftlock._errors, NotAuthenticated);
 import_exception!(raftlock._errors, PermissionDenied);
@@ -31,6 +32,7 @@ pub fn to_py(error: Error) -> PyErr {
         Error::NotHeld { name } => NotHeld::new_err((message, Some(name), none)),
         Error::SessionLost(reason) => LockLost::new_err((message, none, reason)),
         Error::InvalidArgument(_) => InvalidArgument::new_err((message,)),
+        Error::QuotaExceeded(_) => QuotaExceeded::new_err((message,)),
         Error::Unavailable(_) => ClusterUnavailable::new_err((message,)),
         Error::ModeConflict(_) => ModeConflict::new_err((message, none)),
         Error::Unauthenticated(_) => NotAuthenticated::new_err((message,)),

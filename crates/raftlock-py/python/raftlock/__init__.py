@@ -26,6 +26,7 @@ from ._errors import (
     NotHeld,
     NotOwner,
     PermissionDenied,
+    QuotaExceeded,
     RaftlockError,
     TlsError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "NotHeld",
     "NotOwner",
     "PermissionDenied",
+    "QuotaExceeded",
     "RaftlockError",
     "TlsError",
     "Watch",

@@ -93,6 +93,12 @@ class InvalidArgument(RaftlockError, ValueError):
     """A bad argument: empty or too long lock name, TTL out of range, ..."""
 
 
+class QuotaExceeded(RaftlockError):
+    """A quota of the cluster is reached: too many sessions, locks, waiters,
+    ... (the message names the quota and the server flag that raises it).
+    Not retried: it holds until something is released, closed or expires."""
+
+
 class NotAuthenticated(RaftlockError):
     """The cluster did not accept this client: no token, or one its auth
     file does not hold. Check ``token_file`` (or ``RAFTLOCK_AUTH_TOKEN_FILE``,
