@@ -6,7 +6,9 @@ use raftlock_client::Error;
 
 /// Done. For `status`: the leader and a majority of the voters answered.
 pub const OK: i32 = 0;
-/// `server` or `dev` could not start, or stopped uncleanly.
+/// `server` or `dev` could not start, or stopped uncleanly. (A running
+/// node that loses its storage exits from the node itself: 74 for a
+/// storage error, 70 for a panic; docs/safety.md has the table.)
 pub const FAILURE: i32 = 1;
 /// `status`: some node answered, but no leader confirmed itself or no
 /// majority of the voters answered.
