@@ -3,6 +3,7 @@
 mod datadir;
 mod dev;
 mod dev_credentials;
+mod fd_limit;
 mod limits;
 mod security;
 
@@ -145,6 +146,10 @@ struct LimitArgs {
     /// Retry answers remembered over all sessions.
     #[arg(long, default_value_t = Limits::default().retained_answers, value_parser = limit())]
     max_retained_answers: u64,
+    /// Holds and waits over all sessions and names (bounds the table's
+    /// size, and its snapshot's).
+    #[arg(long, default_value_t = Limits::default().claims, value_parser = limit())]
+    max_claims: u64,
 }
 
 /// A quota flag's parser: 1 ..= [`MAX_LIMIT`], so a 0 (which would refuse
@@ -163,6 +168,7 @@ impl LimitArgs {
             waiters_per_lock: self.max_waiters_per_lock,
             locks: self.max_locks,
             retained_answers: self.max_retained_answers,
+            claims: self.max_claims,
         }
     }
 }
@@ -190,7 +196,7 @@ pub async fn server(args: ServerArgs) -> i32 {
         Ok(security) => security,
         Err(code) => return code,
     };
-    let config = NodeConfig {
+    let mut config = NodeConfig {
         id: args.id,
         listen: args.listen,
         peer_listen: args.peer_listen,
@@ -213,6 +219,9 @@ pub async fn server(args: ServerArgs) -> i32 {
     if let Err(message) = datadir::check_free(&config.data_dir) {
         eprintln!("raftlock server: {message}");
         return exit::FAILURE;
+    }
+    if let Some(warning) = fd_limit::fit(&mut config.server_limits) {
+        tracing::warn!("{warning}");
     }
     if args.peer_listen.is_none() {
         tracing::warn!(

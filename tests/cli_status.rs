@@ -76,7 +76,7 @@ async fn status_through_one_follower_names_the_leader() {
     let columns: Vec<&str> = sessions.split_whitespace().collect();
     // No session is open; the limit is the default.
     assert_eq!(columns, ["sessions", "0", "/", "100000", "--max-sessions"]);
-    assert_eq!(stdout.matches(" --max-").count(), 7, "{stdout}");
+    assert_eq!(stdout.matches(" --max-").count(), 8, "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +136,7 @@ async fn status_with_a_node_down_shows_it_unreachable_without_made_up_numbers() 
     // The quotas come from the leader's table.
     assert_eq!(report["quotas_from"], leader);
     let quotas = report["quotas"].as_array().unwrap();
-    assert_eq!(quotas.len(), 7, "{quotas:?}");
+    assert_eq!(quotas.len(), 8, "{quotas:?}");
     let locks = quotas.iter().find(|q| q["quota"] == "locks").unwrap();
     assert_eq!(locks["flag"], "--max-locks");
     assert_eq!(locks["used"], 0);

@@ -239,7 +239,7 @@ async fn requests_past_a_quota_are_refused_naming_its_flag_and_nobody_else_notic
         (5, 5, "--max-waiters-per-lock".into())
     );
     assert_eq!(quota(&status, "locks"), (60, 60, "--max-locks".into()));
-    assert_eq!(status.quotas.len(), 7, "{:?}", status.quotas);
+    assert_eq!(status.quotas.len(), 8, "{:?}", status.quotas);
     let printed = status_cli(&cluster);
     let line = (printed.lines())
         .find(|l| l.trim_start().starts_with("sessions "))

@@ -347,17 +347,13 @@ mod tests {
     }
 
     #[test]
-    fn a_quota_refusal_is_its_own_error_and_is_not_retried() {
+    fn a_quota_refusal_is_its_own_error() {
         let message = "quota sessions reached (50 of 50); raise it with --max-sessions";
         let status = ErrorKind::QuotaExceeded.status(Code::ResourceExhausted, message);
         assert_eq!(
             Error::from_status(&status),
             Error::QuotaExceeded(message.into())
         );
-        assert!(matches!(
-            crate::retry::Next::<()>::after(&status),
-            crate::retry::Next::Fail(Error::QuotaExceeded(_))
-        ));
     }
 
     #[test]

@@ -282,7 +282,7 @@ mod tests {
         let quota = ErrorKind::QuotaExceeded.status(Code::ResourceExhausted, "quota reached");
         assert!(matches!(
             Next::<()>::after(&quota),
-            Next::Fail(Error::InvalidArgument(_))
+            Next::Fail(Error::QuotaExceeded(_))
         ));
         // A RESOURCE_EXHAUSTED without a kind (a message over a size
         // limit) is not retried either: it would fail the same way.

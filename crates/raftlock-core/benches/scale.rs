@@ -40,6 +40,7 @@ impl Bench {
             waiters_per_lock: 1 << 24,
             locks: 1 << 24,
             retained_answers: MAX_LIMIT,
+            claims: MAX_LIMIT,
         };
         b.run(Command::SetLimits(roomy));
         b

@@ -34,10 +34,14 @@ pub enum Quota {
     /// session reserves its whole window ([`crate::DEDUP_WINDOW`]) when it
     /// opens, so a request of an open session is never refused for it.
     RetainedAnswers,
+    /// Holds and waits over all sessions and names: what the other quotas
+    /// multiply up to (sessions x names each) is bounded here, and with it
+    /// the table's size and its snapshot's.
+    Claims,
 }
 
 impl Quota {
-    pub const ALL: [Quota; 7] = [
+    pub const ALL: [Quota; 8] = [
         Quota::Sessions,
         Quota::SessionsPerPrincipal,
         Quota::HoldsPerSession,
@@ -45,6 +49,7 @@ impl Quota {
         Quota::WaitersPerLock,
         Quota::Locks,
         Quota::RetainedAnswers,
+        Quota::Claims,
     ];
 
     /// The `raftlock server` flag that sets it.
@@ -57,6 +62,7 @@ impl Quota {
             Quota::WaitersPerLock => "--max-waiters-per-lock",
             Quota::Locks => "--max-locks",
             Quota::RetainedAnswers => "--max-retained-answers",
+            Quota::Claims => "--max-claims",
         }
     }
 
@@ -70,6 +76,7 @@ impl Quota {
             Quota::WaitersPerLock => "waiters_per_lock",
             Quota::Locks => "locks",
             Quota::RetainedAnswers => "retained_answers",
+            Quota::Claims => "claims",
         }
     }
 }
@@ -90,6 +97,7 @@ pub struct Limits {
     pub waiters_per_lock: u64,
     pub locks: u64,
     pub retained_answers: u64,
+    pub claims: u64,
 }
 
 impl Limits {
@@ -102,6 +110,7 @@ impl Limits {
             Quota::WaitersPerLock => self.waiters_per_lock,
             Quota::Locks => self.locks,
             Quota::RetainedAnswers => self.retained_answers,
+            Quota::Claims => self.claims,
         }
     }
 
@@ -114,6 +123,7 @@ impl Limits {
             Quota::WaitersPerLock => &mut self.waiters_per_lock,
             Quota::Locks => &mut self.locks,
             Quota::RetainedAnswers => &mut self.retained_answers,
+            Quota::Claims => &mut self.claims,
         };
         *slot = value;
     }
@@ -166,6 +176,10 @@ impl Default for Limits {
             // Each open session reserves DEDUP_WINDOW answers (see
             // quotas.rs), so this is what the default session quota needs.
             retained_answers: 6_400_000,
+            // A hold of a 512-byte name (the longest) takes about 1.1 KB
+            // in a snapshot: a million keep one near 1.1 GB, inside the
+            // default --max-snapshot-bytes (2 GiB).
+            claims: 1_000_000,
         }
     }
 }
@@ -174,7 +188,7 @@ impl Default for Limits {
 /// per-principal quotas, the largest use by any one of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QuotaUsage {
-    pub used: [u64; 7],
+    pub used: [u64; 8],
 }
 
 impl QuotaUsage {
@@ -198,6 +212,7 @@ impl Quota {
             Quota::WaitersPerLock => 4,
             Quota::Locks => 5,
             Quota::RetainedAnswers => 6,
+            Quota::Claims => 7,
         }
     }
 }

@@ -40,6 +40,7 @@ impl LockTable {
             Quota::RetainedAnswers,
             Usage::reserved_answers(self.sessions.len()),
         );
+        usage.set(Quota::Claims, u.holds.saturating_add(u.waiters));
         usage
     }
 
@@ -96,6 +97,13 @@ impl LockTable {
             return Err(LockError::UnknownSession(session));
         };
         let whose = || format!(", session {session}");
+        within(
+            Quota::Claims,
+            self.limits.claims,
+            self.usage.holds.saturating_add(self.usage.waiters),
+            1,
+            String::new,
+        )?;
         let claims = count(s.held.len()).saturating_add(count(s.waiting.len()));
         within(
             Quota::HoldsPerSession,

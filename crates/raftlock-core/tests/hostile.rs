@@ -178,6 +178,7 @@ fn build(plan: &Plan) -> Table {
         waiters_per_lock: medium,
         locks: 2 + large,
         retained_answers: 64 * (3 + large),
+        claims: 1 << 20,
     };
     let mut table = Table {
         now_ms: NOW,

@@ -57,10 +57,10 @@ enum Op {
 fn small_limits() -> impl Strategy<Value = Limits> {
     (
         (0u64..7, 1u64..4, 1u64..5, 1u64..4),
-        (1u64..4, 1u64..6, 0u64..7),
+        (1u64..4, 1u64..6, 0u64..7, 1u64..10),
     )
         .prop_map(
-            |((sessions, per_principal, holds, waits), (waiters, locks, slots))| Limits {
+            |((sessions, per_principal, holds, waits), (waiters, locks, slots, claims))| Limits {
                 // 0 now and then: refused as invalid, changing nothing.
                 sessions,
                 sessions_per_principal: per_principal,
@@ -69,6 +69,7 @@ fn small_limits() -> impl Strategy<Value = Limits> {
                 waiters_per_lock: waiters,
                 locks,
                 retained_answers: slots * DEDUP_WINDOW as u64,
+                claims,
             },
         )
 }
@@ -255,7 +256,9 @@ fn recount(table: &LockTable) -> QuotaUsage {
     }
     let locks = table.locks("", usize::MAX);
     let mut waiters_per_lock = 0;
+    let mut all_claims = 0;
     for lock in &locks {
+        all_claims += (lock.holders.len() + lock.waiters.len()) as u64;
         waiters_per_lock = waiters_per_lock.max(lock.waiters.len() as u64);
         for w in &lock.waiters {
             *claims.entry(w.session).or_default() += 1;
@@ -275,6 +278,7 @@ fn recount(table: &LockTable) -> QuotaUsage {
     usage.set(Quota::WaitersPerLock, waiters_per_lock);
     usage.set(Quota::Locks, locks.len() as u64);
     usage.set(Quota::RetainedAnswers, sessions * DEDUP_WINDOW as u64);
+    usage.set(Quota::Claims, all_claims);
     usage
 }
 

@@ -90,6 +90,7 @@ fn limits() -> Limits {
         waiters_per_lock: 1,
         locks: 3,
         retained_answers: 3 * DEDUP_WINDOW as u64,
+        claims: 1_000,
     }
 }
 
@@ -250,4 +251,33 @@ fn absurd_limits_are_refused() {
     assert!(t.run(Command::SetLimits(l)).is_err());
     assert_eq!(t.table.limits(), limits());
     assert!(Limits::default().validate().is_ok());
+}
+
+#[test]
+fn claims_over_all_sessions_are_bounded() {
+    let mut t = T::new(Limits {
+        claims: 3,
+        ..limits()
+    });
+    t.open(1, None).unwrap();
+    t.open(2, None).unwrap();
+    t.acquire(1, 1, "a").unwrap();
+    t.acquire(1, 2, "b").unwrap();
+    // A wait is a claim too: it may turn into a hold without asking.
+    assert_eq!(t.acquire(2, 1, "a"), Ok(Outcome::Queued { position: 0 }));
+    assert_eq!(t.table.quota_usage().get(Quota::Claims), 3);
+    t.refused(acquire(2, 2, "b"), Quota::Claims, 3, "");
+    t.refused(acquire(1, 3, "c"), Quota::Claims, 3, "");
+    // Releasing makes room (the waiter on "a" takes the hold).
+    assert_eq!(t.run(release(1, 4, "a")), Ok(Outcome::Released));
+    assert_eq!(t.table.quota_usage().get(Quota::Claims), 2);
+    assert!(matches!(t.acquire(1, 5, "c"), Ok(Outcome::Granted { .. })));
+}
+
+fn release(s: u128, seq: u64, name: &str) -> Command {
+    Command::Release {
+        session: SessionId(s),
+        seq,
+        name: name.into(),
+    }
 }

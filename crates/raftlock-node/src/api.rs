@@ -263,8 +263,10 @@ impl Lock for LockService {
         let session = parse_session(&request.get_ref().session_id)?;
         let claim = Claim::new(&Caller::of(&request), &request.get_ref().session_secret);
         // Only the leader's clock counts; confirming leadership also makes
-        // sure every session committed so far is visible here.
-        self.confirm_leading(unreachable_leader(&request)).await?;
+        // sure every session committed so far is visible here. Never
+        // refused for a busy node (see `ReadBarrier::wait_for_room`).
+        let checked = self.read_barrier.wait_for_room().await;
+        self.route(checked, unreachable_leader(&request)).await?;
         let (ttl_ms, owned) = self
             .table
             .read(|t| {

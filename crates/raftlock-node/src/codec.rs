@@ -28,9 +28,15 @@ fn options() -> impl Options {
         .with_limit(MAX_DECODE_BYTES)
 }
 
-/// Encodes `value` in the layout [`decode`] reads.
+/// Encodes `value` in the layout [`decode`] reads. Not bounded: what the
+/// node itself encodes is bounded by the quotas, and a snapshot build that
+/// failed for its size would stop every node (openraft takes a failed
+/// build as a storage error).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
-    options().serialize(value)
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .serialize(value)
 }
 
 /// Decodes `bytes`, refusing any length beyond [`MAX_DECODE_BYTES`].

@@ -57,6 +57,17 @@ impl ReadBarrier {
         })?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
+
+    /// [`ReadBarrier::wait`] for a keepalive: never refused for a full
+    /// queue, it waits for room. Refusing keepalives would let a flood of
+    /// reads by one client expire everyone else's sessions and hand their
+    /// locks away; a keepalive costs the queue one slot for one round.
+    pub async fn wait_for_room(&self) -> Result<(), NotServed> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || NotServed::Unavailable("the node is shutting down".into());
+        self.queue.send(reply).await.map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
 }
 
 /// One round for everything queued when it starts; what arrives during a

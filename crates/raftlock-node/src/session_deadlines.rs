@@ -56,10 +56,15 @@ impl Deadlines {
         if self.expiring.contains(&session) {
             return Err(TooLate);
         }
-        if let Some(Some(deadline)) = self.at.get(&session) {
-            if *deadline <= now {
-                return Err(TooLate);
-            }
+        match self.at.get(&session) {
+            Some(Some(deadline)) if *deadline <= now => return Err(TooLate),
+            Some(_) => {}
+            // Not tracked yet (opened since the leader last looked, or it
+            // just ended): the leader's next look starts a live one at now
+            // + TTL. Adding it here could track a session that already
+            // ended, and the look, which compares counts, would then miss
+            // a new one.
+            None => return Ok(()),
         }
         self.set(session, deadline_after(now, ttl));
         Ok(())
@@ -178,6 +183,11 @@ mod tests {
         d.remove(s(2));
         assert_eq!(d.len(), 1);
         assert!(d.expiring().is_empty());
+        // One the leader has not looked at yet (or that just ended) is
+        // left for the next look, not tracked by a keepalive.
+        d.keep_alive(s(9), Duration::from_millis(100), later)
+            .unwrap();
+        assert_eq!(d.len(), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tonic::Code;
 
 /// Calls under this path are counted.
 const LOCK_SERVICE: &str = "/raftlock.v1.Lock/";
+const KEEP_ALIVE: &str = "/raftlock.v1.Lock/KeepAlive";
 
 /// Adds [`CallLimit`] to a service; its clones share one count.
 #[derive(Clone, Debug)]
@@ -81,7 +82,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if !request.uri().path().starts_with(LOCK_SERVICE) {
+        // Keepalives are not counted: refusing them for a busy node would
+        // let one client's flood of other calls expire everyone's sessions.
+        let path = request.uri().path();
+        if !path.starts_with(LOCK_SERVICE) || path == KEEP_ALIVE {
             return Box::pin(self.inner.call(request));
         }
         let Ok(slot) = self.layer.slots.clone().try_acquire_owned() else {
@@ -146,7 +150,16 @@ mod tests {
             .unwrap()
             .call(request("/raftlock.raft.v1.Raft/Vote"));
         let raft = tokio::spawn(raft);
+        // Nor are keepalives: a busy node must not expire sessions.
+        let keep_alive = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("/raftlock.v1.Lock/KeepAlive"));
+        let keep_alive = tokio::spawn(keep_alive);
         release.send(true).unwrap();
+        let kept = keep_alive.await.unwrap().unwrap();
+        assert!(tonic::Status::from_header_map(kept.headers()).is_none());
         for call in pending {
             call.await.unwrap().unwrap();
         }
