@@ -75,7 +75,8 @@ mod tests {
     #[test]
     fn a_large_reservation_is_counted_even_untouched() {
         let (v, peak) = peak_during(|| Vec::<u8>::with_capacity(200 << 20));
-        assert!(peak >= 200 << 20, "peak {peak}");
+        // Other tests' threads allocate and free meanwhile: allow a little.
+        assert!(peak >= 199 << 20, "peak {peak}");
         drop(v);
     }
 }
