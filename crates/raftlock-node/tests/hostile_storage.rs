@@ -59,7 +59,20 @@ async fn healthy_store(dir: &TempDir) {
 
 /// Writes `value` under `key` in `tree` of the closed store in `dir`.
 fn damage(dir: &Path, tree: &str, key: &[u8], value: &[u8]) {
-    let db = sled::open(dir).unwrap();
+    // The closed store's background threads (fsync, purge) let go of the
+    // database's file lock a moment after the store is dropped.
+    let mut tries = 0;
+    let db = loop {
+        match sled::open(dir) {
+            Ok(db) => break db,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("sled still locked ({e}); waiting");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot open {}: {e}", dir.display()),
+        }
+    };
     db.open_tree(tree).unwrap().insert(key, value).unwrap();
     db.flush().unwrap();
 }
